@@ -1,0 +1,28 @@
+/** Media types and annotation keys of the apertus bundle format. */
+export const MEDIA_TYPE = {
+  ociIndex: 'application/vnd.oci.image.index.v1+json',
+  ociManifest: 'application/vnd.oci.image.manifest.v1+json',
+  ociEmpty: 'application/vnd.oci.empty.v1+json',
+  /** A layer that is one file, materialised at its title path inside the component. */
+  file: 'application/vnd.apertus.file.v1',
+  /** A layer that is an uncompressed tar, extracted into the component's directory. */
+  tarLayer: 'application/vnd.oci.image.layer.v1.tar',
+  bundleArtifact: 'application/vnd.apertus.bundle.v1+json',
+  bundleConfig: 'application/vnd.apertus.bundle.config.v1+json',
+  recipe: 'application/vnd.apertus.recipe.v1+yaml',
+} as const;
+
+export function componentArtifactType(kind: string): string {
+  return `application/vnd.apertus.component.${kind}.v1`;
+}
+
+export const ANNOTATION = {
+  title: 'org.opencontainers.image.title',
+  refName: 'org.opencontainers.image.ref.name',
+  version: 'org.opencontainers.image.version',
+  /** Octal file mode for file layers that must be executable, e.g. '0755'. */
+  mode: 'dev.apertus.file.mode',
+  /** On index.json entries: 'bundle' or 'component'. */
+  role: 'dev.apertus.role',
+  component: 'dev.apertus.component',
+} as const;

@@ -1,0 +1,133 @@
+import type { Command } from 'commander';
+import { ApertusError } from '../../core/errors.js';
+import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
+import { INSTALL_STEPS, type InstallResult, install } from '../../core/install/install.js';
+import type { InstallTarget } from '../../core/install/target.js';
+import type { CliIO } from '../io.js';
+import { formatBytes, formatDuration } from '../output/format.js';
+import { writeJson } from '../output/json-output.js';
+import { chooseRendererMode } from '../output/renderer-mode.js';
+import { runSteps, type StepDefinition } from '../output/run-steps.js';
+
+const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
+  'verify-bundle': 'Verify bundle',
+  connect: 'Connect',
+  preflight: 'Preflight',
+  transfer: 'Upload missing blobs',
+  stage: 'Stage release',
+  activate: 'Activate',
+  'verify.health': 'Health',
+  'verify.models': 'Model listed',
+  'verify.chat': 'Chat completion',
+  'verify.embeddings': 'Embeddings',
+  rollback: 'Rollback',
+  report: 'Report',
+};
+
+export const INSTALL_STEP_DEFINITIONS: StepDefinition[] = INSTALL_STEPS.map((id) => ({
+  id,
+  title: TITLES[id],
+}));
+
+interface InstallFlags {
+  host?: string;
+  local?: boolean;
+  identity?: string;
+  knownHosts?: string;
+  acceptNewHostKey?: boolean;
+  root?: string;
+  key?: string;
+  dryRun?: boolean;
+  json?: boolean;
+}
+
+export function registerInstall(program: Command, io: CliIO): void {
+  program
+    .command('install')
+    .description(
+      'Install a bundle onto a host over SSH (or --local), start its services and prove they answer',
+    )
+    .argument('<bundle>', 'the bundle tar (or directory) written by `apertus bundle`')
+    .option('--host <user@addr[:port]>', 'the target host, reached over SSH')
+    .option('--local', 'install on this machine instead (the operator sits at the GPU host)')
+    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
+    .option(
+      '--known-hosts <file>',
+      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
+    )
+    .option(
+      '--accept-new-host-key',
+      'trust and record the key of a host seen for the first time (never a changed key)',
+    )
+    .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
+    .option('--key <file>', 'minisign public key the bundle signature must verify with')
+    .option('--dry-run', 'print the plan (what would be uploaded and started); change nothing')
+    .option('--json', 'print only the JSON report on stdout')
+    .action(async (bundlePath: string, flags: InstallFlags) => {
+      const target = installTarget(flags);
+      const mode = chooseRendererMode(io, flags);
+      const result = await runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
+        install({
+          bundlePath,
+          target,
+          root: flags.root,
+          publicKeyPath: flags.key,
+          dryRun: flags.dryRun,
+          onProgress,
+        }),
+      );
+      if (flags.json) writeJson(io, result);
+      else io.stdout.write(formatInstallResult(result));
+    });
+}
+
+export function installTarget(
+  flags: Pick<InstallFlags, 'host' | 'local' | 'identity' | 'knownHosts' | 'acceptNewHostKey'>,
+): InstallTarget {
+  if (flags.host && flags.local) {
+    throw new ApertusError('usage', '--host and --local exclude each other.', {
+      hint: 'Pass --host USER@ADDR to install over SSH, or --local to install on this machine.',
+    });
+  }
+  if (flags.local) return { kind: 'local' };
+  if (!flags.host) {
+    throw new ApertusError('usage', 'No target host.', {
+      hint: 'Pass --host USER@ADDR[:PORT] (SSH) or --local (this machine).',
+    });
+  }
+  return {
+    kind: 'ssh',
+    address: flags.host,
+    identityFile: flags.identity,
+    knownHostsFile: flags.knownHosts,
+    acceptNewHostKey: flags.acceptNewHostKey,
+  };
+}
+
+export function formatInstallResult(result: InstallResult): string {
+  if (result.dryRun) {
+    const { plan } = result;
+    const lines = [
+      `Plan for ${plan.bundle.name} ${plan.bundle.version} (${plan.bundle.manifestDigest})`,
+      `  release   ${plan.release.dir}${plan.release.previous ? ` (replaces ${plan.release.previous})` : ''}`,
+      `  blobs     ${plan.blobs.total} in the bundle, ${plan.blobs.present} already on the host`,
+      `  upload    ${plan.uploads.length} blobs, ${formatBytes(plan.uploadBytes)}`,
+      ...plan.uploads.map(
+        (u) =>
+          `            ${u.digest} ${formatBytes(u.size)}${u.resumeFrom ? ` (resume at ${u.resumeFrom})` : ''}`,
+      ),
+      `  disk      needs ${formatBytes(plan.diskNeededBytes)}, ${formatBytes(plan.diskAvailableBytes)} free`,
+    ];
+    return `${lines.join('\n')}\n`;
+  }
+  const lines = [
+    `Installed ${result.bundle.name} ${result.bundle.version} on ${result.host.transport}`,
+    `  release   ${result.release.dir}`,
+    `  uploaded  ${result.transfer.blobsUploaded} of ${result.transfer.blobsTotal} blobs, ${formatBytes(result.transfer.bytesUploaded)} in ${formatDuration(result.transfer.ms)}`,
+    ...result.checks.map(
+      (c) => `  ${c.status === 'ok' ? 'ok  ' : 'FAIL'}      ${c.id} ${c.service}: ${c.detail}`,
+    ),
+    `  report    ${result.path}`,
+  ];
+  return `${lines.join('\n')}\n`;
+}

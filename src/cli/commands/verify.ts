@@ -1,0 +1,54 @@
+import type { Command } from 'commander';
+import { verifyBundle } from '../../core/verify/verify-bundle.js';
+import type { CliIO } from '../io.js';
+import { writeJson } from '../output/json-output.js';
+import { chooseRendererMode } from '../output/renderer-mode.js';
+import { runSteps } from '../output/run-steps.js';
+import { ReportedFailure } from '../reported-failure.js';
+
+interface VerifyFlags {
+  key?: string;
+  all?: boolean;
+  json?: boolean;
+}
+
+export function registerVerify(program: Command, io: CliIO): void {
+  program
+    .command('verify')
+    .description('Re-hash every file of a bundle, check its signature and manifests; name each bad item')
+    .argument('<bundle>', 'bundle tar or directory')
+    .option('--key <file>', 'minisign public key the signature must verify with')
+    .option('--all', 'list every item checked, not only the bad ones')
+    .option('--json', 'print only JSON on stdout')
+    .action(async (bundlePath: string, flags: VerifyFlags) => {
+      const result = await runSteps(
+        io,
+        chooseRendererMode(io, flags),
+        [{ id: 'verify', title: 'Verify bundle' }],
+        (onProgress) =>
+          verifyBundle(bundlePath, {
+            publicKeyPath: flags.key,
+            onProgress: (event) => onProgress({ ...event, step: 'verify' }),
+          }).then((r) => {
+            onProgress({ step: 'verify', status: r.ok ? 'ok' : 'fail', detail: `${r.results.length} items` });
+            return r;
+          }),
+      );
+      if (flags.json) writeJson(io, result);
+      else {
+        const shown = flags.all ? result.results : result.results.filter((r) => r.status !== 'ok');
+        for (const item of shown) {
+          io.stdout.write(
+            `${item.status.padEnd(16)} ${item.subject}${item.detail ? `  ${item.detail}` : ''}\n`,
+          );
+        }
+        const bad = result.results.filter((r) => r.status !== 'ok' && r.status !== 'unsigned').length;
+        io.stdout.write(
+          result.ok
+            ? `ok: ${result.results.length} items verified${result.signed ? ', signature ok' : ' (signature not checked: pass --key)'}\n`
+            : `FAILED: ${bad} of ${result.results.length} items bad\n`,
+        );
+      }
+      if (!result.ok) throw new ReportedFailure();
+    });
+}

@@ -1,0 +1,109 @@
+import type { WriteStream } from 'node:tty';
+import { Listr, ListrLogger, ProcessOutput } from 'listr2';
+import type { OnProgress, ProgressEvent } from '../../core/progress.js';
+import type { CliIO } from '../io.js';
+import { formatBytes } from './format.js';
+import type { RendererMode } from './renderer-mode.js';
+
+/** A step the core reports by id, shown with this title. */
+export interface StepDefinition {
+  id: string;
+  title: string;
+}
+
+type Outcome = { status: 'ok' | 'skip' | 'fail'; detail?: string | undefined };
+
+interface Deferred {
+  promise: Promise<Outcome>;
+  resolve: (outcome: Outcome) => void;
+  settled: boolean;
+}
+
+/** Plain mode prints byte progress at most this often, so CI logs stay short. */
+const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
+
+/**
+ * Runs one core operation and shows its progress events as listr2 tasks: the
+ * redrawing renderer on a TTY, listr2's line renderer elsewhere, nothing with --json.
+ * Steps the operation never reports end as skipped; events for unlisted steps
+ * become the output of the running step.
+ */
+export async function runSteps<T>(
+  io: CliIO,
+  mode: RendererMode,
+  steps: readonly StepDefinition[],
+  operation: (onProgress: OnProgress) => Promise<T>,
+): Promise<T> {
+  if (mode === 'silent') return operation(() => {});
+
+  const deferreds = new Map<string, Deferred>(steps.map((step) => [step.id, deferred()]));
+  // The task shown as running: events for steps not in the list become its output.
+  let running: { output: string; title: string } | undefined;
+  let lastPlainProgress = 0;
+
+  const onProgress: OnProgress = (event: ProgressEvent) => {
+    const target = deferreds.get(event.step);
+    if (target && (event.status === 'ok' || event.status === 'skip' || event.status === 'fail')) {
+      settle(target, { status: event.status, detail: event.detail });
+      return;
+    }
+    if (!running) return;
+    if (event.bytes) {
+      const now = Date.now();
+      if (mode === 'plain' && now - lastPlainProgress < PLAIN_PROGRESS_INTERVAL_MS) return;
+      lastPlainProgress = now;
+      running.output = `${formatBytes(event.bytes.done)} of ${formatBytes(event.bytes.total)}${event.detail ? ` ${event.detail}` : ''}`;
+    } else if (event.detail && (event.status === 'info' || !target)) {
+      running.output = event.detail;
+    }
+  };
+
+  // Progress is not a result: both of listr2's streams are stderr, so stdout stays clean for pipes.
+  const stderr = io.stderr as WriteStream;
+  const logger = new ListrLogger({ processOutput: new ProcessOutput(stderr, stderr) });
+  const list = new Listr(
+    steps.map((step) => ({
+      title: step.title,
+      task: async (_ctx, task) => {
+        running = task;
+        const outcome = await (deferreds.get(step.id) as Deferred).promise;
+        if (outcome.detail) task.title = `${step.title}: ${outcome.detail}`;
+        if (outcome.status === 'skip') task.skip(task.title);
+        if (outcome.status === 'fail') throw new Error(task.title);
+      },
+    })),
+    {
+      concurrent: false,
+      exitOnError: false,
+      registerSignalListeners: false,
+      renderer: 'default',
+      fallbackRenderer: 'simple',
+      fallbackRendererCondition: mode === 'plain',
+      rendererOptions: { logger },
+      fallbackRendererOptions: { logger },
+      collectErrors: false,
+    },
+  );
+
+  const rendering = list.run().catch(() => undefined);
+  try {
+    return await operation(onProgress);
+  } finally {
+    for (const d of deferreds.values()) settle(d, { status: 'skip', detail: 'not run' });
+    await rendering;
+  }
+}
+
+function deferred(): Deferred {
+  let resolve!: (outcome: Outcome) => void;
+  const promise = new Promise<Outcome>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve, settled: false };
+}
+
+function settle(d: Deferred, outcome: Outcome): void {
+  if (d.settled) return;
+  d.settled = true;
+  d.resolve(outcome);
+}

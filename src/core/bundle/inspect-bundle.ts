@@ -1,0 +1,102 @@
+/**
+ * What a bundle holds, as plain data, read from its manifests without hashing any
+ * blob: fast on a 100 GB bundle. The signature is reported, not checked; that is
+ * `verifyBundle`'s job.
+ */
+import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
+import { loadBundle } from '../layout/load-bundle.js';
+import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
+import { SIGNATURE_FILE } from '../layout/names.js';
+import type { BundleConfig, ComponentKind, ServiceSpec } from '../layout/types.js';
+import type { RunOptions } from '../progress.js';
+import { parseSignature } from '../sign/minisign.js';
+
+export interface BundleSummary {
+  path: string;
+  format: 'tar' | 'directory';
+  name: string;
+  version: string;
+  description: string;
+  formatVersion: number;
+  manifestDigest: string;
+  /** A signature file is present. Not verified here: run verify with the public key. */
+  signed: boolean;
+  /** The key id the signature names, or null when unsigned or unreadable. */
+  keyId: string | null;
+  components: Array<{
+    name: string;
+    kind: ComponentKind;
+    manifestDigest: string;
+    provenance: BundleConfig['components'][number]['provenance'];
+    /** Number of layers. */
+    layers: number;
+    /** Sum of the layer sizes. */
+    bytes: number;
+    contents: Array<{ title: string; type: 'file' | 'tar'; digest: string; size: number; mode?: string }>;
+  }>;
+  services: ServiceSpec[];
+  requirements: BundleConfig['requirements'];
+  /** Distinct blobs the manifests reference, and their bytes. */
+  blobs: number;
+  blobBytes: number;
+  /** Bytes on disk: the tar, or the files of the directory. */
+  totalSize: number;
+}
+
+export async function inspectBundle(
+  path: string,
+  options: Pick<RunOptions, 'signal'> = {},
+): Promise<BundleSummary> {
+  const reader = await openBundle(path, options.signal ? { signal: options.signal } : {});
+  try {
+    const bundle = await loadBundle(reader);
+    const { config } = bundle;
+    const keyId = await signatureKeyId(reader);
+    return {
+      path,
+      format: reader.format,
+      name: config.name,
+      version: config.version,
+      description: config.description,
+      formatVersion: config.formatVersion,
+      manifestDigest: bundle.manifestDigest,
+      signed: reader.get(SIGNATURE_FILE) !== undefined,
+      keyId,
+      components: bundle.components.map((component) => ({
+        name: component.name,
+        kind: component.kind,
+        manifestDigest: component.manifestDigest,
+        provenance: config.components.find((entry) => entry.name === component.name)?.provenance ?? {
+          source: '',
+        },
+        layers: component.layers.length,
+        bytes: component.layers.reduce((sum, layer) => sum + layer.size, 0),
+        contents: component.layers.map((layer) => {
+          const mode = layer.annotations?.[ANNOTATION.mode];
+          return {
+            title: layer.annotations?.[ANNOTATION.title] ?? layer.digest,
+            type: layer.mediaType === MEDIA_TYPE.tarLayer ? ('tar' as const) : ('file' as const),
+            digest: layer.digest,
+            size: layer.size,
+            ...(mode === undefined ? {} : { mode }),
+          };
+        }),
+      })),
+      services: config.services,
+      requirements: config.requirements,
+      blobs: bundle.blobs.size,
+      blobBytes: [...bundle.blobs.values()].reduce((sum, size) => sum + size, 0),
+      totalSize: reader.size,
+    };
+  } finally {
+    await reader.close();
+  }
+}
+
+async function signatureKeyId(reader: BundleReader): Promise<string | null> {
+  if (reader.get(SIGNATURE_FILE) === undefined) return null;
+  const text = await reader.readText(SIGNATURE_FILE, { maxBytes: 64 << 10 }).catch(() => undefined);
+  if (text === undefined) return null;
+  const parsed = parseSignature(text);
+  return 'error' in parsed ? null : parsed.keyId;
+}

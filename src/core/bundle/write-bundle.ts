@@ -1,0 +1,408 @@
+/**
+ * Writes a bundle (DESIGN.md section 2) as one deterministic tar, in a single pass
+ * over the sources: each blob is hashed while it is copied into the tar under a
+ * placeholder name, and its header is rewritten with the digest afterwards. Model
+ * weights are read once, never staged, and no temporary files are made: tar layers
+ * are generated straight into the bundle the same way.
+ *
+ * Entry order, fixed for a given plan: oci-layout, blobs/, blobs/sha256/, the blobs in
+ * plan order (each component's layers, then its manifest; then the recipe, the config
+ * and the bundle manifest), index.json, SHA256SUMS, SHA256SUMS.minisig.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { isAbsolute, join, resolve } from 'node:path';
+import { ApertusError } from '../errors.js';
+import { bundleConfigSchema, CURRENT_FORMAT_VERSION, describeIssues } from '../layout/bundle-schemas.js';
+import { canonicalJsonBytes } from '../layout/canonical-json.js';
+import { formatChecksums } from '../layout/checksums.js';
+import {
+  type Blob,
+  blobOf,
+  bundleIndex,
+  bundleManifest,
+  componentManifest,
+  EMPTY_CONFIG,
+  fileLayerDescriptor,
+  sha256Digest,
+  tarLayerDescriptor,
+} from '../layout/manifests.js';
+import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
+import {
+  BLOBS_DIR,
+  BLOBS_SHA256_DIR,
+  blobPath,
+  bundleFileName,
+  CHECKSUMS_FILE,
+  confinedRelativePath,
+  INDEX_FILE,
+  OCI_LAYOUT_CONTENT,
+  OCI_LAYOUT_FILE,
+  SIGNATURE_FILE,
+} from '../layout/names.js';
+import {
+  fileChunks,
+  planTarArchive,
+  type TarArchivePlan,
+  TarFileWriter,
+  type TarMode,
+  tarArchiveChunks,
+} from '../layout/tar-writer.js';
+import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec, VerifySpec } from '../layout/types.js';
+import { noProgress, type RunOptions } from '../progress.js';
+import type { SecretKey } from '../sign/keys.js';
+import { sign } from '../sign/minisign.js';
+
+/** One file, materialised at `title` inside the component directory on the host. */
+export interface PlannedFileLayer {
+  type: 'file';
+  /** Absolute path of the file on this machine; read in place, never copied first. */
+  source: string;
+  /** Relative path inside the component ('model/model.gguf'). */
+  title: string;
+  mode?: TarMode;
+}
+
+/** Many small files as one uncompressed tar, extracted into the component directory. */
+export interface PlannedTarLayer {
+  type: 'tar';
+  /** Names the layer (its title annotation), e.g. 'server'. */
+  name: string;
+  entries: Array<{ source: string; path: string; mode: TarMode }>;
+}
+
+export type PlannedLayer = PlannedFileLayer | PlannedTarLayer;
+
+export interface PlannedComponent {
+  name: string;
+  kind: ComponentKind;
+  provenance: BundleConfig['components'][number]['provenance'];
+  layers: PlannedLayer[];
+}
+
+/** Everything a bundle holds, resolved to files on this machine (made by the planner). */
+export interface BundleWritePlan {
+  name: string;
+  version: string;
+  description: string;
+  recipe: { fileName: string; bytes: Uint8Array };
+  components: PlannedComponent[];
+  services: ServiceSpec[];
+  verify: VerifySpec;
+  /** diskBytes, when left out, is computed: every blob once plus the extracted tar layers. */
+  requirements: Partial<BundleConfig['requirements']>;
+}
+
+export interface WriteBundleOptions extends RunOptions {
+  outDir: string;
+  /** Signs SHA256SUMS; without it the bundle has no SHA256SUMS.minisig. */
+  secretKey?: SecretKey | undefined;
+}
+
+export interface WrittenBundle {
+  path: string;
+  manifestDigest: string;
+  /** Bytes of the tar. */
+  size: number;
+  /** Distinct blobs stored. */
+  blobs: number;
+}
+
+const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+const PLACEHOLDER_DIGEST = `sha256:${'0'.repeat(64)}`;
+/** Progress events at most every this many bytes, so a 140 GB bundle makes a few thousand. */
+const PROGRESS_EVERY = 32 << 20;
+
+type PreparedLayer =
+  | { type: 'file'; layer: PlannedFileLayer; size: number }
+  | { type: 'tar'; layer: PlannedTarLayer; archive: TarArchivePlan };
+
+export async function writeBundle(
+  plan: BundleWritePlan,
+  options: WriteBundleOptions,
+): Promise<WrittenBundle> {
+  const { signal } = options;
+  const onProgress = options.onProgress ?? noProgress;
+  const prepared = await prepareLayers(plan);
+
+  const outDir = resolve(options.outDir);
+  await mkdir(outDir, { recursive: true });
+  const path = join(outDir, bundleFileName(plan.name, plan.version));
+  // Written under another name and renamed when complete: an interrupted bundle never looks finished.
+  const partialPath = `${path}.partial`;
+
+  const sourceDigests = new Map<string, string>();
+  const stored = new Map<string, number>();
+  const total = totalBytes(prepared);
+  let done = 0;
+  let reported = 0;
+  const advance = (bytes: number): void => {
+    done += bytes;
+    if (done - reported >= PROGRESS_EVERY || done === total) {
+      reported = done;
+      onProgress({ step: 'bundle.write', status: 'info', bytes: { done, total } });
+    }
+  };
+
+  onProgress({
+    step: 'bundle.write',
+    status: 'info',
+    detail: `writing ${path}`,
+    bytes: { done: 0, total },
+  });
+  const writer = await TarFileWriter.create(partialPath);
+  try {
+    await writer.writeEntry(
+      { path: OCI_LAYOUT_FILE, type: 'file', size: OCI_LAYOUT_CONTENT.length, mode: 0o644 },
+      Buffer.from(OCI_LAYOUT_CONTENT),
+    );
+    await writer.writeEntry({ path: BLOBS_DIR, type: 'directory', size: 0, mode: 0o755 });
+    await writer.writeEntry({ path: BLOBS_SHA256_DIR, type: 'directory', size: 0, mode: 0o755 });
+
+    const storeBytes = async (blob: Blob): Promise<Descriptor> => {
+      if (!stored.has(blob.descriptor.digest)) {
+        await writer.writeEntry(blobEntry(blob.descriptor.digest, blob.bytes.length), blob.bytes);
+        stored.set(blob.descriptor.digest, blob.bytes.length);
+      }
+      return blob.descriptor;
+    };
+
+    /** Copies `size` bytes into the tar while hashing them; returns their digest. */
+    const storeStream = async (size: number, chunks: AsyncIterable<Uint8Array>): Promise<string> => {
+      const hash = createHash('sha256');
+      const entry = await writer.writeEntry(blobEntry(PLACEHOLDER_DIGEST, size), chunks, (chunk) => {
+        hash.update(chunk);
+        advance(chunk.length);
+      });
+      const digest = `sha256:${hash.digest('hex')}`;
+      if (stored.has(digest)) await writer.truncate(entry.headerOffset);
+      else {
+        await writer.renameEntry(entry, blobEntry(digest, size));
+        stored.set(digest, size);
+      }
+      return digest;
+    };
+
+    const components: BundleConfig['components'] = [];
+    for (const [index, component] of plan.components.entries()) {
+      const layers: Descriptor[] = [];
+      for (const item of prepared[index] ?? []) {
+        signal?.throwIfAborted();
+        if (item.type === 'file') {
+          const { layer, size } = item;
+          let digest = sourceDigests.get(layer.source);
+          if (digest === undefined) {
+            digest = await storeStream(size, fileChunks(layer.source, size, signal));
+            sourceDigests.set(layer.source, digest);
+          } else advance(size);
+          layers.push(fileLayerDescriptor(digest, size, layer.title, layer.mode));
+        } else {
+          const digest = await storeStream(item.archive.size, tarArchiveChunks(item.archive, signal));
+          layers.push(tarLayerDescriptor(digest, item.archive.size, item.layer.name));
+        }
+      }
+      await storeBytes(EMPTY_CONFIG);
+      const manifest = await storeBytes(componentManifest(component, layers));
+      components.push({
+        name: component.name,
+        kind: component.kind,
+        manifest,
+        provenance: component.provenance,
+      });
+    }
+
+    const recipe = await storeBytes(
+      blobOf(MEDIA_TYPE.recipe, Buffer.from(plan.recipe.bytes), {
+        annotations: { [ANNOTATION.title]: plan.recipe.fileName },
+      }),
+    );
+    const config = buildConfig(plan, components, recipe, diskBytes(stored, prepared));
+    const configDescriptor = await storeBytes(blobOf(MEDIA_TYPE.bundleConfig, canonicalJsonBytes(config)));
+    const manifest = await storeBytes(bundleManifest(plan, configDescriptor, recipe));
+
+    const indexBytes = bundleIndex(
+      { name: plan.name, version: plan.version, manifest },
+      components.map((component) => ({ name: component.name, manifest: component.manifest })),
+    );
+    await writer.writeEntry(
+      { path: INDEX_FILE, type: 'file', size: indexBytes.length, mode: 0o644 },
+      indexBytes,
+    );
+
+    const sums = Buffer.from(
+      formatChecksums([
+        { path: OCI_LAYOUT_FILE, digest: sha256Digest(Buffer.from(OCI_LAYOUT_CONTENT)) },
+        { path: INDEX_FILE, digest: sha256Digest(indexBytes) },
+        ...[...stored.keys()].map((digest) => ({ path: blobPath(digest), digest })),
+      ]),
+    );
+    await writer.writeEntry({ path: CHECKSUMS_FILE, type: 'file', size: sums.length, mode: 0o644 }, sums);
+
+    if (options.secretKey !== undefined) {
+      // No timestamp: the same plan and key must give the same bytes. The trusted
+      // comment binds the signature to this bundle's root of trust.
+      const signature = Buffer.from(
+        sign(sums, options.secretKey, {
+          trustedComment: `file:${CHECKSUMS_FILE}\tbundle:${plan.name}:${plan.version}\tmanifest:${manifest.digest}\thashed`,
+          untrustedComment: `signature from apertus secret key ${options.secretKey.keyId}`,
+        }),
+      );
+      await writer.writeEntry(
+        { path: SIGNATURE_FILE, type: 'file', size: signature.length, mode: 0o644 },
+        signature,
+      );
+      onProgress({
+        step: 'bundle.sign',
+        status: 'info',
+        detail: `signed with key ${options.secretKey.keyId}`,
+      });
+    }
+
+    const size = await writer.finish();
+    await rename(partialPath, path);
+    return { path, manifestDigest: manifest.digest, size, blobs: stored.size };
+  } catch (error) {
+    await writer.close();
+    await rm(partialPath, { force: true });
+    throw error;
+  }
+}
+
+function blobEntry(digest: string, size: number) {
+  return { path: blobPath(digest), type: 'file', size, mode: 0o644 } as const;
+}
+
+function buildConfig(
+  plan: BundleWritePlan,
+  components: BundleConfig['components'],
+  recipe: Descriptor,
+  computedDiskBytes: number,
+): BundleConfig {
+  const { diskBytes, ...requirements } = plan.requirements;
+  const config = {
+    formatVersion: CURRENT_FORMAT_VERSION,
+    name: plan.name,
+    version: plan.version,
+    description: plan.description,
+    recipe: { digest: recipe.digest, path: plan.recipe.fileName },
+    components,
+    services: plan.services,
+    verify: plan.verify,
+    requirements: { ...requirements, diskBytes: diskBytes ?? computedDiskBytes },
+  };
+  // Checked with the schema the reader uses, so every bundle written can be read back.
+  const parsed = bundleConfigSchema.safeParse(config);
+  if (!parsed.success) {
+    throw new ApertusError(
+      'bundle-bad-plan',
+      `the bundle config for ${plan.name} is invalid: ${describeIssues(parsed.error)}`,
+      {
+        hint: 'Fix the recipe fields named above (services, verify, requirements), then bundle again.',
+      },
+    );
+  }
+  return parsed.data;
+}
+
+/** Host disk: one copy of each blob in the content store, plus tar layers extracted next to it. */
+function diskBytes(stored: Map<string, number>, prepared: PreparedLayer[][]): number {
+  let bytes = 0;
+  for (const size of stored.values()) bytes += size;
+  for (const layer of prepared.flat()) {
+    if (layer.type === 'tar') for (const member of layer.archive.members) bytes += member.size;
+  }
+  return bytes;
+}
+
+function totalBytes(prepared: PreparedLayer[][]): number {
+  let bytes = 0;
+  for (const layer of prepared.flat()) bytes += layer.type === 'file' ? layer.size : layer.archive.size;
+  return bytes;
+}
+
+/** Validates the plan and sizes every layer before a byte is written. */
+async function prepareLayers(plan: BundleWritePlan): Promise<PreparedLayer[][]> {
+  checkName(plan.name, 'bundle name');
+  checkName(plan.version, 'bundle version');
+  const recipeTitle = confinedRelativePath(plan.recipe.fileName);
+  if (recipeTitle === undefined || recipeTitle.includes('/')) {
+    throw badPlan(
+      `recipe file name "${plan.recipe.fileName}" is not a plain file name`,
+      'Pass the recipe file name without directories.',
+    );
+  }
+  const names = new Set<string>();
+  const prepared: PreparedLayer[][] = [];
+  for (const component of plan.components) {
+    checkName(component.name, 'component name');
+    if (names.has(component.name)) {
+      throw badPlan(`component "${component.name}" appears twice`, 'Give every component its own name.');
+    }
+    names.add(component.name);
+    const titles = new Set<string>();
+    const layers: PreparedLayer[] = [];
+    for (const layer of component.layers) {
+      if (layer.type === 'file') {
+        const where = `component "${component.name}", file "${layer.title}"`;
+        if (confinedRelativePath(layer.title) !== layer.title) {
+          throw badPlan(
+            `${where}: the title is not a plain relative path`,
+            'Use a relative path without "..", "." or empty components.',
+          );
+        }
+        if (titles.has(layer.title))
+          throw badPlan(`${where}: listed twice`, 'Each path may appear once in a component.');
+        titles.add(layer.title);
+        if (layer.mode !== undefined && layer.mode !== 0o644 && layer.mode !== 0o755) {
+          throw badPlan(`${where}: mode must be 0644 or 0755`, 'Pass 0o644 or 0o755.');
+        }
+        layers.push({ type: 'file', layer, size: await sourceSize(layer.source, where) });
+      } else {
+        const where = `component "${component.name}", tar layer "${layer.name}"`;
+        for (const entry of layer.entries) {
+          if (!isAbsolute(entry.source))
+            throw badPlan(
+              `${where}: ${entry.source} is not an absolute path`,
+              'Resolve sources to absolute paths in the planner.',
+            );
+        }
+        layers.push({ type: 'tar', layer, archive: await planTarArchive(layer.entries, where) });
+      }
+    }
+    prepared.push(layers);
+  }
+  return prepared;
+}
+
+async function sourceSize(source: string, where: string): Promise<number> {
+  if (!isAbsolute(source))
+    throw badPlan(
+      `${where}: ${source} is not an absolute path`,
+      'Resolve sources to absolute paths in the planner.',
+    );
+  const stats = await stat(source).catch((error: unknown) => {
+    throw new ApertusError('bundle-bad-source', `${where}: cannot read ${source}`, {
+      hint: 'Check that the file exists and is readable, or fix the recipe that names it.',
+      cause: error,
+    });
+  });
+  if (!stats.isFile()) {
+    throw new ApertusError('bundle-bad-source', `${where}: ${source} is not a regular file`, {
+      hint: 'File layers hold one regular file each.',
+    });
+  }
+  return stats.size;
+}
+
+function checkName(value: string, what: string): void {
+  if (!NAME_PATTERN.test(value)) {
+    throw badPlan(
+      `${what} "${value}" may hold only letters, digits, '.', '_', '+' and '-'`,
+      `Rename it; the ${what} becomes part of file names.`,
+    );
+  }
+}
+
+function badPlan(message: string, hint: string): ApertusError {
+  return new ApertusError('bundle-bad-plan', message, { hint });
+}

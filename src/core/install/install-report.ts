@@ -1,0 +1,114 @@
+import path from 'node:path/posix';
+import { shellQuote } from '../host/shell-quote.js';
+import type { Transport } from '../host/transport.js';
+import type { ServiceSpec } from '../layout/types.js';
+import type { HostLayout } from './host-layout.js';
+import type { InstallPlan } from './install-plan.js';
+import type { HostFacts } from './preflight.js';
+import type { TransferResult } from './transfer.js';
+import type { ServiceCheck } from './verify-services.js';
+
+/** The install report: written on the host, printed with --json. Field names are a contract. */
+export interface InstallReport {
+  ok: boolean;
+  /** Where the report was written on the host. */
+  path: string;
+  startedAt: string;
+  finishedAt: string;
+  bundle: InstallPlan['bundle'];
+  host: {
+    transport: string;
+    os: string;
+    arch: string;
+    user: string;
+    hashTool: string;
+    serviceManager: string;
+  };
+  release: { dir: string; previous: string | null };
+  transfer: {
+    blobsTotal: number;
+    blobsUploaded: number;
+    bytesTotal: number;
+    bytesUploaded: number;
+    ms: number;
+  };
+  checks: ServiceCheck[];
+  rollback: { to: string | null; healthy: boolean } | null;
+  services: Array<{ name: string; port: number; modelId: string }>;
+}
+
+export interface ReportInput {
+  ok: boolean;
+  startedAt: Date;
+  plan: InstallPlan;
+  facts: HostFacts;
+  transport: string;
+  transfer: TransferResult;
+  checks: ServiceCheck[];
+  rollback: InstallReport['rollback'];
+  services: ServiceSpec[];
+}
+
+/** Writes the report under `reports/` and, when the install stands, `state.json`. */
+export async function writeInstallReport(
+  transport: Transport,
+  layout: HostLayout,
+  input: ReportInput,
+): Promise<InstallReport> {
+  const finishedAt = new Date();
+  const stamp = finishedAt
+    .toISOString()
+    .replaceAll(':', '')
+    .replace(/\.\d+Z$/, 'Z');
+  const reportPath = path.join(
+    layout.reports,
+    `install-${stamp}-${input.plan.bundle.name}-${input.plan.bundle.version}.json`,
+  );
+  const report: InstallReport = {
+    ok: input.ok,
+    path: reportPath,
+    startedAt: input.startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    bundle: input.plan.bundle,
+    host: {
+      transport: input.transport,
+      os: input.facts.os,
+      arch: input.facts.arch,
+      user: input.facts.user,
+      hashTool: input.facts.hashTool,
+      serviceManager: input.facts.serviceManager,
+    },
+    release: { dir: input.plan.release.dir, previous: input.plan.release.previous },
+    transfer: {
+      blobsTotal: input.plan.blobs.total,
+      blobsUploaded: input.transfer.blobs,
+      bytesTotal: input.plan.blobs.totalBytes,
+      bytesUploaded: input.transfer.bytes,
+      ms: input.transfer.ms,
+    },
+    checks: input.checks,
+    rollback: input.rollback,
+    services: input.services.map((s) => ({ name: s.name, port: s.port, modelId: s.model.id })),
+  };
+
+  const q = (value: string) => shellQuote([value]);
+  const lines = [
+    'set -eu',
+    `mkdir -p ${q(layout.reports)}`,
+    `printf '%s\\n' ${q(JSON.stringify(report, null, 2))} > ${q(reportPath)}`,
+  ];
+  if (input.ok) {
+    const state = {
+      current: { ...input.plan.bundle, release: input.plan.release.linkTarget, report: reportPath },
+      previous: input.plan.release.previous,
+      updatedAt: report.finishedAt,
+    };
+    // Written aside and renamed, so a reader never sees half a state file.
+    lines.push(
+      `printf '%s\\n' ${q(JSON.stringify(state, null, 2))} > ${q(`${layout.state}.new`)}`,
+      `mv -f ${q(`${layout.state}.new`)} ${q(layout.state)}`,
+    );
+  }
+  await transport.exec('sh -s', { stdin: `${lines.join('\n')}\n` });
+  return report;
+}

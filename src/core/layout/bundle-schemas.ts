@@ -1,0 +1,98 @@
+/**
+ * zod schemas for the JSON documents of a bundle: index.json, manifests and the
+ * bundle config. Each is typed against src/core/layout/types.ts, so the two cannot
+ * drift apart without the type check failing.
+ */
+import { z } from 'zod';
+import { MEDIA_TYPE } from './media-types.js';
+import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec, VerifySpec } from './types.js';
+
+const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" and 64 lowercase hex digits');
+const size = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+
+export const descriptorSchema: z.ZodType<Descriptor> = z.object({
+  mediaType: z.string().min(1),
+  digest,
+  size,
+  artifactType: z.string().min(1).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const ociIndexSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.literal(MEDIA_TYPE.ociIndex).optional(),
+  manifests: z.array(descriptorSchema),
+});
+export type OciIndex = z.infer<typeof ociIndexSchema>;
+
+export const ociManifestSchema = z.object({
+  schemaVersion: z.literal(2),
+  mediaType: z.literal(MEDIA_TYPE.ociManifest),
+  artifactType: z.string().min(1).optional(),
+  config: descriptorSchema,
+  layers: z.array(descriptorSchema),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+export type OciManifest = z.infer<typeof ociManifestSchema>;
+
+export const componentKindSchema: z.ZodType<ComponentKind> = z.enum([
+  'model',
+  'runtime',
+  'files',
+  'image',
+  'wheels',
+]);
+
+const serviceSpecSchema: z.ZodType<ServiceSpec> = z.object({
+  name: z.string().min(1),
+  runtime: z.literal('llamacpp'),
+  model: z.object({ component: z.string().min(1), path: z.string().min(1), id: z.string().min(1) }),
+  port: z.number().int().min(1).max(65535),
+  threads: z.number().int().min(1),
+  contextSize: z.number().int().min(1),
+  embeddings: z.boolean(),
+});
+
+const verifySpecSchema: z.ZodType<VerifySpec> = z.object({
+  chat: z.object({ prompt: z.string(), maxTokens: z.number().int().min(1) }),
+  embeddings: z.object({ input: z.string(), dimension: z.number().int().min(1) }).nullable(),
+});
+
+/** The newest bundle format this build reads; older ones stay readable. */
+export const CURRENT_FORMAT_VERSION = 1;
+
+export const bundleConfigSchema: z.ZodType<BundleConfig> = z.object({
+  formatVersion: z.literal(1),
+  name: z.string().min(1),
+  version: z.string().min(1),
+  description: z.string(),
+  recipe: z.object({ digest, path: z.string().min(1) }),
+  components: z.array(
+    z.object({
+      name: z.string().min(1),
+      kind: componentKindSchema,
+      manifest: descriptorSchema,
+      provenance: z.object({
+        source: z.string(),
+        revision: z.string().optional(),
+        license: z.string().optional(),
+      }),
+    }),
+  ),
+  services: z.array(serviceSpecSchema),
+  verify: verifySpecSchema,
+  requirements: z.object({
+    diskBytes: size,
+    minVramBytes: size.optional(),
+    computeCapability: z.string().optional(),
+    driver: z.string().optional(),
+  }),
+});
+
+/** zod issues as one line: "components.0.kind: Invalid option ...; layers: ...". */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.length === 0 ? '(root)' : issue.path.join('.')}: ${issue.message}`)
+    .join('; ');
+}

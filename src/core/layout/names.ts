@@ -1,0 +1,81 @@
+/**
+ * The only place that names paths inside a bundle (STYLE.md 4). Everything else asks
+ * this module for a path, so the layout can change in one file.
+ */
+import { ApertusError } from '../errors.js';
+
+export const OCI_LAYOUT_FILE = 'oci-layout';
+export const INDEX_FILE = 'index.json';
+export const CHECKSUMS_FILE = 'SHA256SUMS';
+export const SIGNATURE_FILE = 'SHA256SUMS.minisig';
+export const BLOBS_DIR = 'blobs';
+export const BLOBS_SHA256_DIR = 'blobs/sha256';
+
+/** Content of `oci-layout`, exactly as written (image-spec image-layout.md). */
+export const OCI_LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
+export const OCI_LAYOUT_VERSION = '1.0.0';
+
+/** Files that are not covered by SHA256SUMS: the list itself and its signature. */
+export const UNCHECKED_FILES: ReadonlySet<string> = new Set([CHECKSUMS_FILE, SIGNATURE_FILE]);
+
+const HEX_PATTERN = /^[0-9a-f]{64}$/;
+const DIGEST_PATTERN = /^sha256:[0-9a-f]{64}$/;
+const BLOB_PATH_PATTERN = /^blobs\/sha256\/([0-9a-f]{64})$/;
+
+export function isDigest(value: string): boolean {
+  return DIGEST_PATTERN.test(value);
+}
+
+export function isHex(value: string): boolean {
+  return HEX_PATTERN.test(value);
+}
+
+/** 'sha256:<hex>' -> '<hex>'; only lowercase sha256 digests are part of the format. */
+export function hexFromDigest(digest: string): string {
+  if (!isDigest(digest)) {
+    throw new ApertusError('bundle-bad-digest', `"${digest}" is not a sha256 digest`, {
+      hint: 'Digests in an apertus bundle are written "sha256:" followed by 64 lowercase hex digits.',
+    });
+  }
+  return digest.slice('sha256:'.length);
+}
+
+export function digestFromHex(hex: string): string {
+  if (!isHex(hex)) {
+    throw new ApertusError('bundle-bad-digest', `"${hex}" is not a sha256 hex digest`, {
+      hint: 'A sha256 hex digest is 64 lowercase hex digits.',
+    });
+  }
+  return `sha256:${hex}`;
+}
+
+export function blobPath(digest: string): string {
+  return `${BLOBS_SHA256_DIR}/${hexFromDigest(digest)}`;
+}
+
+/** The digest a path names when it is a blob path, else undefined. */
+export function digestFromBlobPath(path: string): string | undefined {
+  const match = BLOB_PATH_PATTERN.exec(path);
+  return match?.[1] === undefined ? undefined : `sha256:${match[1]}`;
+}
+
+/** `<name>-<version>.tar`, the one file a bundle is written as. */
+export function bundleFileName(name: string, version: string): string {
+  return `${name}-${version}.tar`;
+}
+
+/**
+ * Normalises a relative path as stored in a tar or a layer title ('./a//b/' -> 'a/b'),
+ * or returns undefined when it could escape the directory it is extracted into:
+ * absolute, a '..' component, empty, or a NUL byte.
+ */
+export function confinedRelativePath(path: string): string | undefined {
+  if (path.length === 0 || path.startsWith('/') || path.includes('\0')) return undefined;
+  const parts: string[] = [];
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') return undefined;
+    parts.push(part);
+  }
+  return parts.length === 0 ? undefined : parts.join('/');
+}

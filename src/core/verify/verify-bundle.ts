@@ -1,0 +1,278 @@
+/**
+ * Verifies a bundle in one pass: every byte is read and hashed once. First the small
+ * metadata (SHA256SUMS, its signature, index.json, manifests, config) is read and
+ * hashed from memory while the manifest graph is checked; then every other file is
+ * streamed and hashed in storage order (sequential reads of the tar).
+ *
+ * Results are data, one per subject (a bundle path). A bad bundle never throws; only
+ * input that cannot be read at all (no such file, not a tar) does.
+ *
+ * Signature policy: with a public key, the signature must be present and valid
+ * ('missing' or 'bad-signature' otherwise). Without one, the signature is not checked
+ * and the result for SHA256SUMS.minisig is 'unsigned', which does not make `ok` false:
+ * integrity is proven, authenticity is not. Callers that require a signature pass a key.
+ */
+import { createHash } from 'node:crypto';
+import { isApertusError } from '../errors.js';
+import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
+import { parseChecksums } from '../layout/checksums.js';
+import { readBundleGraph } from '../layout/load-bundle.js';
+import { CHECKSUMS_FILE, digestFromBlobPath, SIGNATURE_FILE, UNCHECKED_FILES } from '../layout/names.js';
+import { noProgress, type RunOptions } from '../progress.js';
+import { type PublicKey, parsePublicKey, readPublicKey } from '../sign/keys.js';
+import { parseSignature, verifySignature } from '../sign/minisign.js';
+
+export type VerifyStatus =
+  | 'ok'
+  | 'missing'
+  | 'digest-mismatch'
+  | 'unlisted'
+  | 'bad-signature'
+  | 'unsigned'
+  | 'invalid';
+
+export interface VerifyResult {
+  /** A path inside the bundle ('blobs/sha256/<hex>', 'SHA256SUMS.minisig'), or the bundle itself. */
+  subject: string;
+  status: VerifyStatus;
+  detail: string;
+}
+
+export interface VerifyBundleOptions extends RunOptions {
+  /** The key the signature must verify with: parsed, or a .pub file's text / base64 line. */
+  publicKey?: PublicKey | string | undefined;
+  /** A minisign .pub file; used when publicKey is not given. */
+  publicKeyPath?: string | undefined;
+}
+
+export interface BundleVerification {
+  /** No result other than 'ok' and 'unsigned'. */
+  ok: boolean;
+  /** The signature was checked against the given key and is valid. */
+  signed: boolean;
+  /** Key id the signature names (checked or not), if there is one. */
+  keyId: string | null;
+  /** The bundle manifest digest from index.json, if the graph could be read. */
+  manifestDigest: string | null;
+  results: VerifyResult[];
+}
+
+/** Reader errors that describe a damaged or hostile bundle rather than unreadable input. */
+const BAD_BUNDLE_CODES = new Set(['bundle-unsafe-entry', 'bundle-corrupt', 'bundle-truncated']);
+const PROGRESS_EVERY = 32 << 20;
+const MAX_SIGNATURE_BYTES = 64 << 10;
+
+export async function verifyBundle(
+  path: string,
+  options: VerifyBundleOptions = {},
+): Promise<BundleVerification> {
+  const { signal } = options;
+  const onProgress = options.onProgress ?? noProgress;
+  const publicKey = await resolvePublicKey(options);
+
+  let reader: BundleReader;
+  try {
+    reader = await openBundle(path, signal ? { signal } : {});
+  } catch (error) {
+    if (isApertusError(error) && BAD_BUNDLE_CODES.has(error.code)) {
+      return {
+        ok: false,
+        signed: false,
+        keyId: null,
+        manifestDigest: null,
+        results: [{ subject: path, status: 'invalid', detail: error.message }],
+      };
+    }
+    throw error;
+  }
+  try {
+    return await verifyOpened(reader, publicKey, signal, onProgress);
+  } finally {
+    await reader.close();
+  }
+}
+
+async function verifyOpened(
+  reader: BundleReader,
+  publicKey: PublicKey | undefined,
+  signal: AbortSignal | undefined,
+  onProgress: NonNullable<RunOptions['onProgress']>,
+): Promise<BundleVerification> {
+  const results = new Map<string, VerifyResult>();
+  /** One result per subject: the first problem found sets the status, later ones add detail. */
+  const report = (subject: string, status: VerifyStatus, detail: string): void => {
+    const existing = results.get(subject);
+    if (existing === undefined || existing.status === 'ok') results.set(subject, { subject, status, detail });
+    else if (status !== 'ok') existing.detail = `${existing.detail}; ${detail}`;
+  };
+  const actual = new Map<string, string>();
+  const record = (path: string, bytes: Buffer): void => {
+    actual.set(path, `sha256:${createHash('sha256').update(bytes).digest('hex')}`);
+  };
+
+  // Phase 1: metadata, hashed from the bytes that are parsed.
+  const sumsBytes = await readSmall(reader, CHECKSUMS_FILE, report);
+  const signatureBytes = await readSmall(reader, SIGNATURE_FILE, report, MAX_SIGNATURE_BYTES);
+  const graph = await readBundleGraph(reader, { onRead: record });
+
+  // Phase 2: everything else, streamed in storage order.
+  const pending = reader.entries.filter(
+    (entry) => !actual.has(entry.path) && !UNCHECKED_FILES.has(entry.path),
+  );
+  const total = pending.reduce((sum, entry) => sum + entry.size, 0);
+  let done = 0;
+  let reported = 0;
+  onProgress({
+    step: 'verify.hash',
+    status: 'info',
+    detail: `hashing ${pending.length} files`,
+    bytes: { done, total },
+  });
+  for (const entry of pending) {
+    signal?.throwIfAborted();
+    const hash = createHash('sha256');
+    try {
+      for await (const chunk of reader.createReadStream(entry)) {
+        signal?.throwIfAborted();
+        hash.update(chunk as Buffer);
+        done += (chunk as Buffer).length;
+        if (done - reported >= PROGRESS_EVERY) {
+          reported = done;
+          onProgress({ step: 'verify.hash', status: 'info', bytes: { done, total } });
+        }
+      }
+      actual.set(entry.path, `sha256:${hash.digest('hex')}`);
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      report(entry.path, 'invalid', `cannot be read: ${(error as Error).message}`);
+    }
+  }
+  onProgress({ step: 'verify.hash', status: 'info', bytes: { done: total, total } });
+
+  // Signature first in the results: it decides whether the rest can be trusted.
+  const signature = checkSignature(sumsBytes, signatureBytes, publicKey);
+  report(SIGNATURE_FILE, signature.status, signature.detail);
+
+  const listed = checkChecksums(reader, sumsBytes, actual, report);
+  for (const entry of reader.entries) {
+    if (UNCHECKED_FILES.has(entry.path)) continue;
+    const digest = actual.get(entry.path);
+    if (digest === undefined) continue;
+    const named = digestFromBlobPath(entry.path);
+    if (named !== undefined && named !== digest) {
+      report(entry.path, 'digest-mismatch', `content is ${digest}, the blob's name says ${named}`);
+    }
+    if (listed === undefined) {
+      if (named === undefined)
+        report(entry.path, 'unlisted', 'not covered by any checksum: SHA256SUMS is missing');
+      else report(entry.path, 'ok', 'content matches its blob name');
+    } else if (!listed.has(entry.path)) {
+      report(entry.path, 'unlisted', 'not listed in SHA256SUMS; no checksum or signature covers it');
+    }
+  }
+  for (const problem of graph.problems) report(problem.subject, problem.status, problem.detail);
+
+  const all = [...results.values()];
+  return {
+    ok: all.every((result) => result.status === 'ok' || result.status === 'unsigned'),
+    signed: signature.valid,
+    keyId: signature.keyId,
+    manifestDigest: graph.bundle?.manifestDigest ?? null,
+    results: all,
+  };
+}
+
+async function readSmall(
+  reader: BundleReader,
+  path: string,
+  report: (subject: string, status: VerifyStatus, detail: string) => void,
+  maxBytes?: number,
+): Promise<Buffer | undefined> {
+  if (reader.get(path) === undefined) return undefined;
+  try {
+    return await reader.readBytes(path, maxBytes === undefined ? {} : { maxBytes });
+  } catch (error) {
+    report(path, 'invalid', (error as Error).message);
+    return undefined;
+  }
+}
+
+function checkSignature(
+  sumsBytes: Buffer | undefined,
+  signatureBytes: Buffer | undefined,
+  publicKey: PublicKey | undefined,
+): { status: VerifyStatus; detail: string; valid: boolean; keyId: string | null } {
+  const parsed = signatureBytes === undefined ? undefined : parseSignature(signatureBytes.toString('utf8'));
+  const keyId = parsed !== undefined && !('error' in parsed) ? parsed.keyId : null;
+  if (publicKey === undefined) {
+    const detail =
+      signatureBytes === undefined
+        ? 'the bundle is not signed'
+        : `signature${keyId === null ? '' : ` by key ${keyId}`} present but not checked: no public key given`;
+    return { status: 'unsigned', detail, valid: false, keyId };
+  }
+  if (signatureBytes === undefined) {
+    return {
+      status: 'missing',
+      detail: `a signature by key ${publicKey.keyId} is required, the bundle has none`,
+      valid: false,
+      keyId,
+    };
+  }
+  if (sumsBytes === undefined) {
+    return {
+      status: 'bad-signature',
+      detail: 'SHA256SUMS, the file it signs, is missing',
+      valid: false,
+      keyId,
+    };
+  }
+  const check = verifySignature(sumsBytes, signatureBytes.toString('utf8'), publicKey);
+  if (!check.valid) return { status: 'bad-signature', detail: check.reason, valid: false, keyId };
+  return {
+    status: 'ok',
+    detail: `SHA256SUMS signed by key ${check.keyId}; trusted comment: ${check.trustedComment}`,
+    valid: true,
+    keyId,
+  };
+}
+
+/** Compares every listed file with its hash; returns the listed paths, or undefined without a list. */
+function checkChecksums(
+  reader: BundleReader,
+  sumsBytes: Buffer | undefined,
+  actual: Map<string, string>,
+  report: (subject: string, status: VerifyStatus, detail: string) => void,
+): Set<string> | undefined {
+  if (sumsBytes === undefined) {
+    if (reader.get(CHECKSUMS_FILE) === undefined) {
+      report(CHECKSUMS_FILE, 'missing', 'no checksum list: blobs were checked against their names only');
+    }
+    return undefined;
+  }
+  const parsed = parseChecksums(sumsBytes.toString('utf8'));
+  report(
+    CHECKSUMS_FILE,
+    parsed.problems.length === 0 ? 'ok' : 'invalid',
+    parsed.problems.length === 0
+      ? `${parsed.digests.size} files listed`
+      : parsed.problems.slice(0, 5).join('; '),
+  );
+  for (const [path, expected] of parsed.digests) {
+    if (UNCHECKED_FILES.has(path)) continue;
+    const got = actual.get(path);
+    if (reader.get(path) === undefined) report(path, 'missing', `listed in SHA256SUMS, not in the bundle`);
+    else if (got === undefined) continue;
+    else if (got !== expected)
+      report(path, 'digest-mismatch', `content is ${got}, SHA256SUMS says ${expected}`);
+    else report(path, 'ok', expected);
+  }
+  return new Set(parsed.digests.keys());
+}
+
+async function resolvePublicKey(options: VerifyBundleOptions): Promise<PublicKey | undefined> {
+  if (typeof options.publicKey === 'string') return parsePublicKey(options.publicKey);
+  if (options.publicKey !== undefined) return options.publicKey;
+  if (options.publicKeyPath !== undefined) return readPublicKey(options.publicKeyPath);
+  return undefined;
+}

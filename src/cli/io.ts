@@ -7,7 +7,6 @@ export interface CliIO {
   /** Whether stderr is an interactive terminal (live progress is only drawn there). */
   isTTY: boolean;
   env: NodeJS.ProcessEnv;
-  cwd: string;
 }
 
 export function processIO(): CliIO {
@@ -16,6 +15,5 @@ export function processIO(): CliIO {
     stderr: process.stderr,
     isTTY: Boolean(process.stderr.isTTY),
     env: process.env,
-    cwd: process.cwd(),
   };
 }

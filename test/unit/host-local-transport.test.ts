@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDemoHost, createDemoHost } from '../../src/core/demo-host/demo-host.js';
 import { ApertusError } from '../../src/core/errors.js';
 import { httpRequest, httpRequestStream } from '../../src/core/host/http-over-transport.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
@@ -124,5 +125,20 @@ describe('HTTP over a transport', () => {
     await expect(httpRequest(transport, { port: 1, path: '/', timeoutMs: 1_000 })).rejects.toMatchObject({
       code: 'host-port-unreachable',
     });
+  });
+});
+
+describe("demo host in 'local' mode", () => {
+  it('runs the local transport in its root and removes it on teardown', async () => {
+    const host = await createDemoHost({ workDir: join(dir, 'demo'), mode: 'local' });
+    expect(host.mode).toBe('local');
+    expect(host.address).toBeUndefined();
+    expect(host.reason).toContain('local transport');
+    const local = await connectDemoHost(host);
+    expect((await local.exec('pwd')).stdout).toBe(host.root);
+    await host.teardown();
+    await host.teardown();
+    await expect(readFile(join(host.root, 'x'))).rejects.toThrow();
+    expect((await local.exec('true', { reject: false })).exitCode).not.toBe(0);
   });
 });

@@ -67,8 +67,11 @@ export async function runSteps<T>(
       task: async (_ctx, task) => {
         running = task;
         const outcome = await (deferreds.get(step.id) as Deferred).promise;
+        if (outcome.status === 'skip') {
+          task.skip(`${step.title}${outcome.detail ? `: ${outcome.detail}` : ''}`);
+          return;
+        }
         if (outcome.detail) task.title = `${step.title}: ${outcome.detail}`;
-        if (outcome.status === 'skip') task.skip(task.title);
         if (outcome.status === 'fail') throw new Error(task.title);
       },
     })),
@@ -86,10 +89,20 @@ export async function runSteps<T>(
   );
 
   const rendering = list.run().catch(() => undefined);
+  let failed = false;
   try {
     return await operation(onProgress);
+  } catch (error) {
+    failed = true;
+    throw error;
   } finally {
-    for (const d of deferreds.values()) settle(d, { status: 'skip', detail: 'not run' });
+    // The step that was running when the operation threw is the one that failed.
+    let first = true;
+    for (const d of deferreds.values()) {
+      if (d.settled) continue;
+      settle(d, failed && first ? { status: 'fail' } : { status: 'skip', detail: 'not run' });
+      first = false;
+    }
     await rendering;
   }
 }

@@ -16,7 +16,7 @@ export interface ExecOptions {
   /** Bytes or a stream written to the command's stdin, then closed. */
   stdin?: string | Buffer | Readable;
   signal?: AbortSignal;
-  /** Reject with ApertusError('exec-failed') when the exit code is not 0. Default true. */
+  /** Reject with ApertusError('remote-command-failed') when the exit code is not 0. Default true. */
   reject?: boolean;
 }
 

@@ -9,7 +9,7 @@ import { verifyBundle } from '../verify/verify-bundle.js';
 import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from './host-layout.js';
 import { type InstallPlan, planInstall } from './install-plan.js';
 import { type InstallReport, writeInstallReport } from './install-report.js';
-import { type HostFacts, probeHost } from './preflight.js';
+import { type HostFacts, type HostSummary, probeHost, summariseHost } from './preflight.js';
 import { readRelease, removeRelease, startServices, stopServices, switchCurrent } from './release-control.js';
 import { stageRelease } from './stage.js';
 import { type InstallTarget, openTarget } from './target.js';
@@ -126,7 +126,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       'ok',
       `${facts.os}/${facts.arch}, ${facts.serviceManager}, hashes with ${facts.hashTool}`,
     );
-    if (options.dryRun) return { dryRun: true, plan, host: facts };
+    if (options.dryRun) return { dryRun: true, plan, host: summariseHost(facts) };
 
     return await applyInstall({
       transport,

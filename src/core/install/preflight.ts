@@ -22,14 +22,22 @@ export interface HostFacts {
   current: string | null;
 }
 
+/** HostFacts as plain JSON (sets and maps become counts), for reports and --json. */
+export type HostSummary = Omit<HostFacts, 'blobs' | 'partial'> & {
+  blobsPresent: number;
+  partialUploads: number;
+};
+
+export function summariseHost(facts: HostFacts): HostSummary {
+  const { blobs, partial, ...rest } = facts;
+  return { ...rest, blobsPresent: blobs.size, partialUploads: partial.size };
+}
+
 /** Fastest first: openssl runs at about 1 GB/s, sha256sum at about 200 MB/s (DESIGN.md 7). */
 const HASH_TOOLS: readonly HashTool[] = ['openssl', 'sha256sum', 'shasum'];
 const REQUIRED_TOOLS = ['sh', 'tar', 'mkdir', 'ln', 'mv', 'df', 'cat', 'wc'];
 
-/**
- * One round trip that reads everything the plan needs. The script only reads, except
- * that it creates the blob directory so the disk check measures the right filesystem.
- */
+/** One round trip that reads everything the plan needs, and writes nothing. */
 function probeScript(layout: HostLayout): string {
   const q = (p: string) => shellQuote([p]);
   return [
@@ -38,8 +46,10 @@ function probeScript(layout: HostLayout): string {
     'echo "user=$(id -un)"',
     ...[...REQUIRED_TOOLS, ...HASH_TOOLS].map((t) => `command -v ${t} >/dev/null 2>&1 && echo "tool=${t}"`),
     '[ -d /run/systemd/system ] && echo "systemd=1"',
-    `mkdir -p ${q(layout.blobDir)} 2>/dev/null && [ -w ${q(layout.blobDir)} ] && echo "writable=1"`,
-    `df -Pk ${q(layout.blobDir)} 2>/dev/null | awk 'NR==2 {print "disk=" $4 * 1024}'`,
+    // The nearest directory that exists decides both: the store may not exist yet.
+    `p=${q(layout.blobDir)}; while [ ! -e "$p" ]; do p=$(dirname "$p"); done`,
+    '[ -d "$p" ] && [ -w "$p" ] && echo "writable=1"',
+    `df -Pk "$p" 2>/dev/null | awk 'NR==2 {print "disk=" $4 * 1024}'`,
     `[ -L ${q(layout.current)} ] && echo "current=$(readlink ${q(layout.current)})"`,
     `cd ${q(layout.blobDir)} 2>/dev/null && for f in *; do [ -f "$f" ] && echo "blob=$f"; done`,
     `cd ${q(layout.blobDir)} 2>/dev/null && for f in .incoming-*; do [ -f "$f" ] && echo "partial=$f $(wc -c < "$f")"; done`,

@@ -35,6 +35,7 @@ export async function transferBlobs(options: TransferOptions): Promise<TransferR
   const started = Date.now();
   let done = 0;
 
+  await transport.exec(shellQuote(['mkdir', '-p', layout.blobDir]), { signal: options.signal });
   for (const blob of uploads) {
     options.signal?.throwIfAborted();
     const incoming = layout.incoming(blob.digest);

@@ -60,7 +60,8 @@ async function resolveRecipeFile(recipePath: string): Promise<string> {
   return info.isDirectory() ? path.join(absolute, RECIPE_FILE) : absolute;
 }
 
-function locateIssue(
+/** A zod issue located in its YAML document: file, YAML path, line and column. Shared with the inventory loader. */
+export function locateIssue(
   file: string,
   doc: ReturnType<typeof parseDocument>,
   lineCounter: LineCounter,

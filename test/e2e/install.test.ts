@@ -1,0 +1,260 @@
+/**
+ * End-to-end runs of bin/apertus.js against a real OpenSSH sshd in a network namespace
+ * with no route out: the journeys of DESIGN.md section 1, with real tar files, real
+ * signatures and real inference on the generated tiny model.
+ */
+import { cp, mkdtemp, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
+import { httpRequest } from '../../src/core/host/http-over-transport.js';
+import { openBundle } from '../../src/core/layout/bundle-reader.js';
+import { sshE2eRequirement } from '../helpers/demo-host.js';
+
+const BIN = path.resolve('bin/apertus.js');
+const requirement = sshE2eRequirement();
+
+async function apertus(args: string[], options: { cwd?: string } = {}) {
+  const result = await execa(process.execPath, [BIN, ...args], {
+    reject: false,
+    cwd: options.cwd,
+    env: { CI: 'true' },
+  });
+  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+function json<T = Record<string, unknown>>(stdout: string): T {
+  return JSON.parse(stdout) as T;
+}
+
+/** Every path under a directory with its size, to prove a refused install changed nothing. */
+async function snapshot(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(() => []);
+  return entries.map((e) => path.join(e.parentPath, e.name)).sort();
+}
+
+describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${requirement.why}`, () => {
+  let work: string;
+  let host: DemoHost;
+  let bundlePath: string;
+  let publicKey: string;
+  let target: string[];
+
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'apertus-e2e-'));
+    host = await createDemoHost({ workDir: path.join(work, 'host'), mode: 'netns' });
+    const keys = await apertus(['keys', 'generate', '-o', path.join(work, 'release'), '--json']);
+    expect(keys.exitCode).toBe(0);
+    publicKey = json<{ publicKeyPath: string }>(keys.stdout).publicKeyPath;
+    const bundled = await apertus([
+      'bundle',
+      'bundles/demo',
+      '-o',
+      path.join(work, 'out'),
+      '--sign',
+      path.join(work, 'release.key'),
+      '--json',
+    ]);
+    expect(bundled.exitCode, bundled.stderr).toBe(0);
+    bundlePath = json<{ path: string }>(bundled.stdout).path;
+    target = [
+      '--host',
+      host.address as string,
+      '-i',
+      host.identityFile as string,
+      '--known-hosts',
+      host.knownHostsFile as string,
+      '--root',
+      host.root,
+      '--key',
+      publicKey,
+    ];
+  });
+
+  afterAll(async () => {
+    await host?.teardown();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('refuses a bundle with one flipped byte in verify and in install, naming the blob, host untouched', async () => {
+    const bad = path.join(work, 'flipped.tar');
+    await cp(bundlePath, bad);
+    const reader = await openBundle(bad);
+    const model = [...reader.entries]
+      .filter((e) => e.path.startsWith('blobs/'))
+      .find((e) => e.size === 273_152);
+    await reader.close();
+    expect(model, 'the tiny model blob').toBeDefined();
+    // The reader gives entry offsets only through reads; find the blob's data by content.
+    const tar = await readFile(bad);
+    const gguf = await readFile('bundles/demo/model/tiny-llama.gguf');
+    const offset = tar.indexOf(gguf.subarray(0, 4096)) + 1000;
+    const handle = await open(bad, 'r+');
+    await handle.write(Buffer.from([(tar[offset] ?? 0) ^ 0xff]), 0, 1, offset);
+    await handle.close();
+    const blob = model?.path as string;
+
+    const verified = await apertus(['verify', bad, '--key', publicKey, '--json']);
+    expect(verified.exitCode).toBe(1);
+    const results = json<{ ok: boolean; results: Array<{ subject: string; status: string }> }>(
+      verified.stdout,
+    );
+    expect(results.ok).toBe(false);
+    expect(results.results.filter((r) => r.status !== 'ok')).toEqual([
+      expect.objectContaining({ subject: blob, status: 'digest-mismatch' }),
+    ]);
+
+    const before = await snapshot(host.root);
+    const installed = await apertus(['install', bad, ...target, '--json']);
+    expect(installed.exitCode).toBe(1);
+    const error = json<{ ok: boolean; error: { code: string; message: string } }>(installed.stdout);
+    expect(error.error.code).toBe('bundle-invalid');
+    expect(error.error.message).toContain(blob);
+    expect(await snapshot(host.root)).toEqual(before);
+  });
+
+  it('refuses an unknown host key without --accept-new-host-key, and a changed key always', async () => {
+    const empty = path.join(work, 'known_hosts.empty');
+    await writeFile(empty, '');
+    const args = target.map((a) => (a === host.knownHostsFile ? empty : a));
+    const before = await snapshot(host.root);
+    const unknown = await apertus(['install', bundlePath, ...args, '--json']);
+    expect(unknown.exitCode).toBe(1);
+    expect(json<{ error: { code: string; hint: string } }>(unknown.stdout).error).toMatchObject({
+      code: 'host-key-unknown',
+      hint: expect.stringContaining('--accept-new-host-key'),
+    });
+    expect(await readFile(empty, 'utf8')).toBe('');
+
+    const changed = path.join(work, 'known_hosts.changed');
+    const known = await readFile(host.knownHostsFile as string, 'utf8');
+    // Same host, another key: the key of a freshly generated pair.
+    await execa('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(work, 'other')]);
+    const otherKey = (await readFile(path.join(work, 'other.pub'), 'utf8')).split(' ').slice(0, 2).join(' ');
+    await writeFile(changed, known.replace(/ssh-ed25519 \S+/, otherKey));
+    const refused = await apertus([
+      'install',
+      bundlePath,
+      ...target.map((a) => (a === host.knownHostsFile ? changed : a)),
+      '--accept-new-host-key',
+      '--json',
+    ]);
+    expect(refused.exitCode).toBe(1);
+    expect(json<{ error: { code: string } }>(refused.stdout).error.code).toBe('host-key-changed');
+    expect(await snapshot(host.root)).toEqual(before);
+  });
+
+  it('installs, serves, and a second install of the same bundle uploads 0 bytes', async () => {
+    const first = await apertus(['install', bundlePath, ...target, '--json']);
+    expect(first.exitCode, first.stderr).toBe(0);
+    const report = json<{
+      ok: boolean;
+      transfer: { bytesUploaded: number; bytesTotal: number; blobsUploaded: number };
+      checks: Array<{ id: string; status: string }>;
+      path: string;
+    }>(first.stdout);
+    expect(report.ok).toBe(true);
+    expect(report.transfer.bytesUploaded).toBe(report.transfer.bytesTotal);
+    expect(report.checks.map((c) => [c.id, c.status])).toEqual([
+      ['verify.health', 'ok'],
+      ['verify.models', 'ok'],
+      ['verify.chat', 'ok'],
+      ['verify.embeddings', 'ok'],
+    ]);
+    expect(JSON.parse(await readFile(report.path, 'utf8'))).toMatchObject({ ok: true });
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
+
+    const second = await apertus(['install', bundlePath, ...target, '--json']);
+    expect(second.exitCode, second.stderr).toBe(0);
+    expect(
+      json<{ transfer: { bytesUploaded: number; blobsUploaded: number } }>(second.stdout).transfer,
+    ).toMatchObject({
+      bytesUploaded: 0,
+      blobsUploaded: 0,
+    });
+  });
+
+  it('rolls back to the previous release, still serving, when the new one fails verification', async () => {
+    const recipeDir = path.join(work, 'recipe-broken');
+    await cp('bundles/demo', recipeDir, { recursive: true });
+    const recipe = await readFile(path.join(recipeDir, 'apertus.yaml'), 'utf8');
+    // The model's embeddings have 64 dimensions: a recipe that expects 65 cannot pass.
+    await writeFile(
+      path.join(recipeDir, 'apertus.yaml'),
+      recipe.replace('version: 0.1.0', 'version: 0.2.0').replace('dimension: 64', 'dimension: 65'),
+    );
+    const bundled = await apertus([
+      'bundle',
+      recipeDir,
+      '-o',
+      path.join(work, 'out'),
+      '--sign',
+      path.join(work, 'release.key'),
+      '--json',
+    ]);
+    expect(bundled.exitCode, bundled.stderr).toBe(0);
+
+    const installed = await apertus([
+      'install',
+      json<{ path: string }>(bundled.stdout).path,
+      ...target,
+      '--json',
+    ]);
+    expect(installed.exitCode).toBe(1);
+    const error = json<{
+      error: { code: string; details: { report: { rollback: unknown; checks: unknown[] } } };
+    }>(installed.stdout).error;
+    expect(error.code).toBe('install-verification-failed');
+    expect(error.details.report.rollback).toEqual({ to: 'releases/demo/0.1.0', healthy: true });
+    expect(error.details.report.checks).toContainEqual(
+      expect.objectContaining({ id: 'verify.embeddings', status: 'fail' }),
+    );
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
+
+    const transport = await connectDemoHost(host);
+    try {
+      const health = await httpRequest(transport, { port: 18080, path: '/health', timeoutMs: 10_000 });
+      expect(health.status).toBe(200);
+      const models = await httpRequest(transport, { port: 18080, path: '/v1/models', timeoutMs: 10_000 });
+      expect(JSON.parse(models.body).data[0].id).toBe('apertus-demo-tiny');
+    } finally {
+      await transport.close();
+    }
+  });
+});
+
+describe('the demo, as a new user runs it', () => {
+  it('prints one JSON document whose steps are all ok', async () => {
+    const out = await mkdtemp(path.join(os.tmpdir(), 'apertus-demo-out-'));
+    try {
+      const demo = await apertus(['demo', '--json', '-o', out]);
+      expect(demo.exitCode, demo.stderr).toBe(0);
+      const result = json<{
+        ok: boolean;
+        steps: Array<{ id: string; status: string }>;
+        reinstall: { bytesUploaded: number };
+        install: { transfer: { bytesUploaded: number } };
+        host: { mode: string };
+      }>(demo.stdout);
+      expect(result.ok).toBe(true);
+      expect(result.steps.length).toBeGreaterThan(10);
+      expect(result.steps.filter((s) => s.status !== 'ok')).toEqual([]);
+      expect(result.steps.map((s) => s.id)).toEqual(
+        expect.arrayContaining([
+          'bundle',
+          'verify',
+          'install.verify.chat',
+          'install.verify.embeddings',
+          'teardown',
+        ]),
+      );
+      expect(result.install.transfer.bytesUploaded).toBeGreaterThan(0);
+      expect(result.reinstall.bytesUploaded).toBe(0);
+      if (requirement.ok) expect(result.host.mode).toBe('netns');
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
+  });
+});

@@ -47,7 +47,7 @@ export interface InstallOptions extends RunOptions {
 }
 
 export type InstallResult =
-  | { dryRun: true; plan: InstallPlan; host: HostFacts }
+  | { dryRun: true; plan: InstallPlan; host: HostSummary }
   | ({ dryRun: false } & InstallReport);
 
 /**

@@ -1,6 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { isApertusError } from '../core/errors.js';
 import { registerBundle } from './commands/bundle.js';
+import { registerCheck } from './commands/check.js';
 import { registerDemo } from './commands/demo.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
@@ -29,6 +30,7 @@ export function buildProgram(io: CliIO): Command {
     registerVerify,
     registerInspect,
     registerKeys,
+    registerCheck,
     registerInstall,
     registerDemo,
     registerSchema,

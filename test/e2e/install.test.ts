@@ -3,7 +3,7 @@
  * with no route out: the journeys of DESIGN.md section 1, with real tar files, real
  * signatures and real inference on the generated tiny model.
  */
-import { cp, mkdtemp, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, open, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');
 const requirement = sshE2eRequirement();
@@ -41,6 +41,30 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
   let bundlePath: string;
   let publicKey: string;
   let target: string[];
+  let brokenBundlePath: string;
+
+  /** demo 0.2.0 expecting 65-dimensional embeddings from a model that has 64: it cannot pass. */
+  async function bundleBrokenRecipe(): Promise<string> {
+    const recipeDir = path.join(work, 'recipe-broken');
+    await cp('bundles/demo', recipeDir, { recursive: true });
+    const recipe = await readFile(path.join(recipeDir, 'apertus.yaml'), 'utf8');
+    await writeFile(
+      path.join(recipeDir, 'apertus.yaml'),
+      recipe.replace('version: 0.1.0', 'version: 0.2.0').replace('dimension: 64', 'dimension: 65'),
+    );
+    const args = [
+      'bundle',
+      recipeDir,
+      '-o',
+      path.join(work, 'out'),
+      '--sign',
+      path.join(work, 'release.key'),
+      '--json',
+    ];
+    const bundled = await apertus(args);
+    expect(bundled.exitCode, bundled.stderr).toBe(0);
+    return json<{ path: string }>(bundled.stdout).path;
+  }
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'apertus-e2e-'));
@@ -59,6 +83,7 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
     ]);
     expect(bundled.exitCode, bundled.stderr).toBe(0);
     bundlePath = json<{ path: string }>(bundled.stdout).path;
+    brokenBundlePath = await bundleBrokenRecipe();
     target = [
       '--host',
       host.address as string,
@@ -146,6 +171,76 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
     expect(await snapshot(host.root)).toEqual(before);
   });
 
+  it('refuses to run beside another install holding the host lock, changing nothing', async () => {
+    const lock = path.join(host.root, '.install.lock');
+    await mkdir(lock, { recursive: true });
+    try {
+      const before = await snapshot(host.root);
+      const busy = await apertus(['install', bundlePath, ...target, '--json']);
+      expect(busy.exitCode).toBe(1);
+      expect(json<{ error: { code: string; hint: string } }>(busy.stdout).error).toMatchObject({
+        code: 'host-busy',
+        hint: expect.stringContaining(`rm -r ${lock}`),
+      });
+      expect(await snapshot(host.root)).toEqual(before);
+    } finally {
+      await rm(lock, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses a host whose service port another process holds: at the check, and at activation when skipped', async () => {
+    const squatter = await startHttpServerOnHost(host, 18080);
+    // A root of its own: a fresh host, where nothing of ours could hold the port.
+    const root = `${host.root}-squatted`;
+    const args = target.map((a) => (a === host.root ? root : a));
+    try {
+      const before = await snapshot(root);
+      const refused = await apertus(['install', bundlePath, ...args, '--json']);
+      expect(refused.exitCode).toBe(1);
+      const error = json<{
+        error: { code: string; hint: string; details: { check: { results: unknown[] } } };
+      }>(refused.stdout).error;
+      expect(error.code).toBe('host-check-failed');
+      expect(error.hint).toContain('--skip-check ports');
+      expect(error.details.check.results).toContainEqual(
+        expect.objectContaining({ id: 'ports', status: 'fail' }),
+      );
+      expect(await snapshot(host.root)).toEqual(before);
+
+      // Skipping the check does not let the squatter answer our health checks.
+      const skipped = await apertus(['install', bundlePath, ...args, '--skip-check', 'ports', '--json']);
+      expect(skipped.exitCode).toBe(1);
+      const failure = json<{
+        error: {
+          code: string;
+          message: string;
+          details: { report: { rollback: unknown; preflight: { skipped: unknown[] } } };
+        };
+      }>(skipped.stdout).error;
+      expect(failure.code).toBe('install-verification-failed');
+      expect(failure.message).toContain('host-port-in-use');
+      expect(failure.details.report.preflight.skipped).toEqual([expect.objectContaining({ id: 'ports' })]);
+      expect(failure.details.report.rollback).toEqual({ to: null, healthy: true });
+    } finally {
+      squatter.stop();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('on a host with no release, a failed verification removes the new release again', async () => {
+    const installed = await apertus(['install', brokenBundlePath, ...target, '--json']);
+    expect(installed.exitCode).toBe(1);
+    const error = json<{ error: { code: string; details: { report: { rollback: unknown } } } }>(
+      installed.stdout,
+    ).error;
+    expect(error.code).toBe('install-verification-failed');
+    expect(error.details.report.rollback).toEqual({ to: null, healthy: true });
+    await expect(readlink(path.join(host.root, 'current'))).rejects.toMatchObject({ code: 'ENOENT' });
+    expect(await readdir(path.join(host.root, 'releases', 'demo'))).toEqual([]);
+    // The verified blobs stay in the store: the next try uploads nothing it already sent.
+    expect((await readdir(path.join(host.root, 'blobs', 'sha256'))).length).toBeGreaterThan(0);
+  });
+
   it('installs, serves, and a second install of the same bundle uploads 0 bytes', async () => {
     const first = await apertus(['install', bundlePath, ...target, '--json']);
     expect(first.exitCode, first.stderr).toBe(0);
@@ -156,7 +251,9 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
       path: string;
     }>(first.stdout);
     expect(report.ok).toBe(true);
-    expect(report.transfer.bytesUploaded).toBe(report.transfer.bytesTotal);
+    // Only what the failed 0.2.0 did not bring already: its config and manifests differ.
+    expect(report.transfer.bytesUploaded).toBeGreaterThan(0);
+    expect(report.transfer.bytesUploaded).toBeLessThan(100_000);
     expect(report.checks.map((c) => [c.id, c.status])).toEqual([
       ['verify.health', 'ok'],
       ['verify.models', 'ok'],
@@ -177,31 +274,7 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
   });
 
   it('rolls back to the previous release, still serving, when the new one fails verification', async () => {
-    const recipeDir = path.join(work, 'recipe-broken');
-    await cp('bundles/demo', recipeDir, { recursive: true });
-    const recipe = await readFile(path.join(recipeDir, 'apertus.yaml'), 'utf8');
-    // The model's embeddings have 64 dimensions: a recipe that expects 65 cannot pass.
-    await writeFile(
-      path.join(recipeDir, 'apertus.yaml'),
-      recipe.replace('version: 0.1.0', 'version: 0.2.0').replace('dimension: 64', 'dimension: 65'),
-    );
-    const bundled = await apertus([
-      'bundle',
-      recipeDir,
-      '-o',
-      path.join(work, 'out'),
-      '--sign',
-      path.join(work, 'release.key'),
-      '--json',
-    ]);
-    expect(bundled.exitCode, bundled.stderr).toBe(0);
-
-    const installed = await apertus([
-      'install',
-      json<{ path: string }>(bundled.stdout).path,
-      ...target,
-      '--json',
-    ]);
+    const installed = await apertus(['install', brokenBundlePath, ...target, '--json']);
     expect(installed.exitCode).toBe(1);
     const error = json<{
       error: { code: string; details: { report: { rollback: unknown; checks: unknown[] } } };

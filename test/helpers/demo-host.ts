@@ -37,13 +37,13 @@ const server = http.createServer((req, res) => {
     res.end(JSON.stringify({ method: req.method, url: req.url, headers: req.headers, body: Buffer.concat(chunks).toString() }));
   });
 });
-server.listen(0, '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
+server.listen(Number(process.argv[1] ?? 0), '127.0.0.1', () => console.log(JSON.stringify({ port: server.address().port })));
 `;
 
-/** Start an HTTP echo server on 127.0.0.1 of the host's network (inside its namespace). */
-export async function startHttpServerOnHost(host: DemoHost): Promise<HostHttpServer> {
-  const child = host.spawnOnHost([process.execPath, '-e', ECHO_SERVER]);
-  const port = await new Promise<number>((resolve, reject) => {
+/** Start an HTTP echo server on 127.0.0.1 of the host's network (inside its namespace); port 0 picks one. */
+export async function startHttpServerOnHost(host: DemoHost, port = 0): Promise<HostHttpServer> {
+  const child = host.spawnOnHost([process.execPath, '-e', ECHO_SERVER, String(port)]);
+  const listening = await new Promise<number>((resolve, reject) => {
     let out = '';
     let err = '';
     child.stdout?.on('data', (chunk: Buffer) => {
@@ -56,5 +56,5 @@ export async function startHttpServerOnHost(host: DemoHost): Promise<HostHttpSer
     });
     child.once('exit', (code) => reject(new Error(`echo server exited with ${code}: ${err}`)));
   });
-  return { port, stop: () => child.kill() };
+  return { port: listening, stop: () => child.kill() };
 }

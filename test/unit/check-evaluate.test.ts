@@ -10,7 +10,12 @@ import { type HostProbe, parseProbe, runProbe } from '../../src/core/check/probe
 import { parseTranscript } from '../../src/core/check/transcript.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
 import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
-import { GPU_FIXTURES, type GpuFixtureCase, gpuFixture, gpuFixtureSections } from '../fixtures/gpu/gpu-fixture.js';
+import {
+  GPU_FIXTURES,
+  type GpuFixtureCase,
+  gpuFixture,
+  gpuFixtureSections,
+} from '../fixtures/gpu/gpu-fixture.js';
 
 const APERTUS_8B_DIR = path.resolve('test/fixtures/models/apertus-8b-instruct-2509');
 
@@ -27,7 +32,10 @@ function hostWith(gpus: GpuFixtureCase, changes: Partial<HostProbe> = {}): HostP
   return { ...localProbe, gpu: gpuFixture(gpus), ...changes };
 }
 
-function evaluate(probe: HostProbe, options: Partial<Parameters<typeof evaluateHost>[1]> = {}): CheckResult[] {
+function evaluate(
+  probe: HostProbe,
+  options: Partial<Parameters<typeof evaluateHost>[1]> = {},
+): CheckResult[] {
   const now = Date.now();
   return evaluateHost(probe, { sentAtMs: now, receivedAtMs: now, ...options }).results;
 }
@@ -78,7 +86,13 @@ describe('the probe on this machine (local transport, real commands)', () => {
     expect(localProbe.libc?.family).toBe('glibc');
     expect(localProbe.memory?.totalBytes).toBe(os.totalmem());
     expect(localProbe.cpus).toBeGreaterThan(0);
-    expect(localProbe.root).toMatchObject({ path: root, exists: false, writable: true, existingDir: work, current: null });
+    expect(localProbe.root).toMatchObject({
+      path: root,
+      exists: false,
+      writable: true,
+      existingDir: work,
+      current: null,
+    });
     expect(localProbe.disks[0]).toMatchObject({ path: root, measured: work });
     expect(localProbe.disks[0]?.availableBytes).toBeGreaterThan(0);
     expect(Math.abs((localProbe.clockSeconds ?? 0) * 1000 - Date.now())).toBeLessThan(60_000);
@@ -121,7 +135,10 @@ describe('GPU checks against the fixtures', () => {
       subject: apertus8b,
       image: { version: '13.0.2', source: 'CUDA_VERSION' },
     });
-    expect(result(results, 'gpu')).toMatchObject({ status: 'ok', detail: '1 x NVIDIA H100 80GB HBM3 (81559 MiB)' });
+    expect(result(results, 'gpu')).toMatchObject({
+      status: 'ok',
+      detail: '1 x NVIDIA H100 80GB HBM3 (81559 MiB)',
+    });
     expect(result(results, 'driver').detail).toBe(
       'driver 580.159.04 (reports CUDA 13.0); runs images up to CUDA 13.0 Update 2 per the driver table',
     );
@@ -139,9 +156,14 @@ describe('GPU checks against the fixtures', () => {
   });
 
   it('the derived driver 575 fails a CUDA 13.0 image, naming the minimum driver', () => {
-    const results = evaluate(hostWith('h100-driver-575'), { subject: apertus8b, image: { version: '13.0', source: 'given' } });
+    const results = evaluate(hostWith('h100-driver-575'), {
+      subject: apertus8b,
+      image: { version: '13.0', source: 'given' },
+    });
     expect(result(results, 'cuda')).toMatchObject({ status: 'fail' });
-    expect(result(results, 'cuda').detail).toContain('needs driver >= 580.65.06 (any CUDA 13.x needs >= 580)');
+    expect(result(results, 'cuda').detail).toContain(
+      'needs driver >= 580.65.06 (any CUDA 13.x needs >= 580)',
+    );
   });
 
   it('the R470 driver, with no image given, is judged against the oldest Apertus image (CUDA 12.8.1)', () => {
@@ -149,7 +171,9 @@ describe('GPU checks against the fixtures', () => {
     expect(result(results, 'cuda').status).toBe('fail');
     expect(result(results, 'cuda').detail).toContain('CUDA 12.8 Update 1 needs driver >= 570.124.06');
     expect(result(results, 'cuda').detail).toContain('no image given');
-    expect(result(results, 'compute-capability').detail).toContain('(from the GPU name: this driver has no compute_cap field)');
+    expect(result(results, 'compute-capability').detail).toContain(
+      '(from the GPU name: this driver has no compute_cap field)',
+    );
     expect(result(results, 'gpu').detail).toContain('no compute_cap query field');
   });
 
@@ -159,7 +183,10 @@ describe('GPU checks against the fixtures', () => {
     expect(fit.detail).toMatch(/^max_model_len 65536 does not fit/);
     expect(fit.hint).toMatch(/^max_model_len 25600 fits at tensor_parallel_size 1/);
     // The operator takes the hint: ok.
-    expect(result(evaluate(hostWith('l4-24gb'), { subject: apertus8b, fit: { maxModelLen: 25600 } }), 'fit').status).toBe('ok');
+    expect(
+      result(evaluate(hostWith('l4-24gb'), { subject: apertus8b, fit: { maxModelLen: 25600 } }), 'fit')
+        .status,
+    ).toBe('ok');
   });
 
   it('MIG on: a warning that names the slices, and a fit sized to one slice', () => {
@@ -167,7 +194,7 @@ describe('GPU checks against the fixtures', () => {
     const mig = result(results, 'mig');
     expect(mig.status).toBe('warn');
     expect(mig.detail).toContain('GPU 0: 3g.40gb (42.1 GB), 3g.40gb (42.1 GB)');
-    expect(result(results, 'fit').detail).toContain('42.1 GB');
+    expect(result(results, 'fit').detail).toContain('(MIG 3g.40gb device 0 on GPU 0)');
     expect(result(results, 'fit').detail).toContain('37.9 GB usable per GPU');
   });
 
@@ -177,7 +204,9 @@ describe('GPU checks against the fixtures', () => {
       expect(result(forGpu, 'gpu').status).toBe('fail');
       expect(result(forGpu, 'gpu').hint).toBeTruthy();
       expect(result(forGpu, 'fit')).toMatchObject({ status: 'fail' });
-      expect(result(forGpu, 'fit').detail).toMatch(/^no usable GPU memory on this host/);
+      expect(result(forGpu, 'fit').detail).toBe(
+        'no GPU to run the model on: it needs 16.1 GB weights plus 128 KiB of KV cache per token (8.6 GB at max_model_len 65536)',
+      );
       expect(forGpu.find((r) => r.id === 'cuda')).toBeUndefined();
 
       const forCpu = evaluate(hostWith(name), { subject: demoRecipe });
@@ -205,14 +234,21 @@ describe('container runtime and toolkit (runtime-facts 7)', () => {
   const base = { nvidiaContainerCli: false, nvidiaContainerRuntime: false, cdiSpecs: [] as string[] };
 
   it('podman needs a CDI spec naming nvidia.com/gpu', () => {
-    const none = evaluate(hostWith('h100-80gb-hbm3', { containers: { ...base, podman: 'podman version 4.9.3' } }), {
-      subject: apertus8b,
-    });
+    const none = evaluate(
+      hostWith('h100-80gb-hbm3', { containers: { ...base, podman: 'podman version 4.9.3' } }),
+      {
+        subject: apertus8b,
+      },
+    );
     expect(result(none, 'container-runtime').status).toBe('ok');
     expect(result(none, 'container-toolkit')).toMatchObject({ status: 'fail' });
-    expect(result(none, 'container-toolkit').hint).toContain('nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml');
+    expect(result(none, 'container-toolkit').hint).toContain(
+      'nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml',
+    );
     const cdi = evaluate(
-      hostWith('h100-80gb-hbm3', { containers: { ...base, podman: 'podman version 4.9.3', cdiSpecs: ['/etc/cdi/nvidia.yaml'] } }),
+      hostWith('h100-80gb-hbm3', {
+        containers: { ...base, podman: 'podman version 4.9.3', cdiSpecs: ['/etc/cdi/nvidia.yaml'] },
+      }),
       { subject: apertus8b },
     );
     expect(result(cdi, 'container-toolkit').status).toBe('ok');
@@ -221,23 +257,46 @@ describe('container runtime and toolkit (runtime-facts 7)', () => {
   it('docker needs the nvidia runtime registered', () => {
     const docker = { ...base, docker: 'Docker version 28.2.2' };
     expect(
-      result(evaluate(hostWith('h100-80gb-hbm3', { containers: { ...docker, dockerRuntimes: ['runc'] } }), { subject: apertus8b }), 'container-toolkit').hint,
+      result(
+        evaluate(hostWith('h100-80gb-hbm3', { containers: { ...docker, dockerRuntimes: ['runc'] } }), {
+          subject: apertus8b,
+        }),
+        'container-toolkit',
+      ).hint,
     ).toContain('nvidia-ctk runtime configure --runtime=docker');
     expect(
       result(
-        evaluate(hostWith('h100-80gb-hbm3', { containers: { ...docker, dockerRuntimes: ['nvidia', 'runc'] } }), { subject: apertus8b }),
+        evaluate(
+          hostWith('h100-80gb-hbm3', { containers: { ...docker, dockerRuntimes: ['nvidia', 'runc'] } }),
+          { subject: apertus8b },
+        ),
         'container-toolkit',
       ).status,
     ).toBe('ok');
-    const down = evaluate(hostWith('h100-80gb-hbm3', { containers: { ...docker, dockerError: 'Cannot connect to the Docker daemon' } }), {
-      subject: apertus8b,
-    });
+    const down = evaluate(
+      hostWith('h100-80gb-hbm3', {
+        containers: { ...docker, dockerError: 'Cannot connect to the Docker daemon' },
+      }),
+      {
+        subject: apertus8b,
+      },
+    );
     expect(result(down, 'container-runtime')).toMatchObject({ status: 'fail' });
   });
 
   it('none at all fails a vLLM model, and is not needed for a CPU bundle', () => {
-    expect(result(evaluate(hostWith('h100-80gb-hbm3', { containers: base }), { subject: apertus8b }), 'container-runtime').status).toBe('fail');
-    expect(result(evaluate(hostWith('h100-80gb-hbm3', { containers: base }), { subject: demoRecipe }), 'container-runtime').status).toBe('ok');
+    expect(
+      result(
+        evaluate(hostWith('h100-80gb-hbm3', { containers: base }), { subject: apertus8b }),
+        'container-runtime',
+      ).status,
+    ).toBe('fail');
+    expect(
+      result(
+        evaluate(hostWith('h100-80gb-hbm3', { containers: base }), { subject: demoRecipe }),
+        'container-runtime',
+      ).status,
+    ).toBe('ok');
   });
 });
 
@@ -253,7 +312,10 @@ describe('host checks', () => {
         hint: `Find the listener with ss -ltnp 'sport = :${busyPort}' on the host and stop it, or change the service's port in the recipe.`,
       },
     ]);
-    const upgraded = evaluate({ ...localProbe, root: { ...localProbe.root, current: 'releases/demo/0.0.9' } }, { subject: demoRecipe });
+    const upgraded = evaluate(
+      { ...localProbe, root: { ...localProbe.root, current: 'releases/demo/0.0.9' } },
+      { subject: demoRecipe },
+    );
     expect(result(upgraded, 'ports').status).toBe('warn');
   });
 
@@ -277,7 +339,10 @@ describe('host checks', () => {
       { ...localProbe, clockSeconds: now / 1000 - 120 },
       { sentAtMs: now, receivedAtMs: now + 50 },
     ).results;
-    expect(result(skewed, 'clock')).toMatchObject({ status: 'warn', detail: "host clock is 120.0 s behind this machine's" });
+    expect(result(skewed, 'clock')).toMatchObject({
+      status: 'warn',
+      detail: "host clock is 120.0 s behind this machine's",
+    });
   });
 
   it('an install root the user cannot write fails', () => {
@@ -289,7 +354,18 @@ describe('host checks', () => {
     const report = await checkHost(createLocalTransport(), { root, subject: demoRecipe });
     expect(report.transport).toBe('local');
     expect(report.results.map((r) => r.id)).toEqual(
-      expect.arrayContaining(['os', 'arch', 'libc', 'clock', 'install-root', 'disk', 'ports', 'memory', 'gpu', 'container-runtime']),
+      expect.arrayContaining([
+        'os',
+        'arch',
+        'libc',
+        'clock',
+        'install-root',
+        'disk',
+        'ports',
+        'memory',
+        'gpu',
+        'container-runtime',
+      ]),
     );
     expect(report.status).toBe('fail'); // the busy port
     expect(report.facts?.root.path).toBe(root);

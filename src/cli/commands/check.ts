@@ -187,18 +187,14 @@ export function formatChecksReport(report: ChecksReport): string {
   if (report.subject) out.push(`Checked against ${report.subject.kind} ${report.subject.name}`, '');
   for (const host of report.hosts) {
     out.push(`${host.host} (${host.transport}): ${LABEL[host.status]}`);
-    const checkWidth =
-      Math.max(5, ...host.results.map((r) => (r.subject ? `${r.id} ${r.subject}` : r.id).length)) + 2;
-    const shownCheckWidth = Math.min(checkWidth, 34);
-    out.push(`  ${'STATUS'.padEnd(6)}  ${'CHECK'.padEnd(shownCheckWidth)}DETAIL`);
-    const indent = ' '.repeat(2 + 6 + 2 + shownCheckWidth);
+    const checkWidth = Math.max(5, ...host.results.map((r) => r.id.length)) + 2;
+    out.push(`  ${'STATUS'.padEnd(6)}  ${'CHECK'.padEnd(checkWidth)}DETAIL`);
+    const indent = ' '.repeat(2 + 6 + 2 + checkWidth);
     const detailWidth = Math.max(40, WIDTH - indent.length);
     for (const result of host.results) {
-      const check = result.subject ? `${result.id} ${result.subject}` : result.id;
-      const checkCell =
-        check.length + 2 > shownCheckWidth ? `${check}\n${indent}` : check.padEnd(shownCheckWidth);
-      const [first = '', ...rest] = wrap(result.detail, detailWidth);
-      out.push(`  ${LABEL[result.status].padEnd(6)}  ${checkCell}${first}`);
+      const detail = result.subject ? `${result.subject}: ${result.detail}` : result.detail;
+      const [first = '', ...rest] = wrap(detail, detailWidth);
+      out.push(`  ${LABEL[result.status].padEnd(6)}  ${result.id.padEnd(checkWidth)}${first}`);
       for (const line of rest) out.push(`${indent}${line}`);
       if (result.hint) {
         const [h = '', ...more] = wrap(`hint: ${result.hint}`, detailWidth);

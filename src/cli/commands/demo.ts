@@ -43,7 +43,7 @@ function formatDemoResult(result: DemoResult): string {
     ...result.install.checks.map(
       (c) => `  ${c.status === 'ok' ? 'ok  ' : 'FAIL'}       ${c.id}: ${c.detail}`,
     ),
-    `  report     ${result.install.path}`,
+    `  report     ${result.install.path}${result.host.kept ? '' : ' (removed with the test host; --json prints it)'}`,
     ...result.next.map((line) => `  next       ${line}`),
   ];
   return `${lines.join('\n')}\n`;

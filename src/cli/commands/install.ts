@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';
+import { parseSkipChecks } from '../../core/install/host-check-gate.js';
 import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
 import { INSTALL_STEPS, type InstallResult, install } from '../../core/install/install.js';
 import type { InstallTarget } from '../../core/install/target.js';
@@ -12,6 +13,7 @@ import { runSteps, type StepDefinition } from '../output/run-steps.js';
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   'verify-bundle': 'Verify bundle',
   connect: 'Connect',
+  check: 'Check host',
   preflight: 'Preflight',
   transfer: 'Upload missing blobs',
   stage: 'Stage release',
@@ -37,6 +39,7 @@ interface InstallFlags {
   acceptNewHostKey?: boolean;
   root?: string;
   key?: string;
+  skipCheck?: string[];
   dryRun?: boolean;
   json?: boolean;
 }
@@ -61,10 +64,16 @@ export function registerInstall(program: Command, io: CliIO): void {
     )
     .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
     .option('--key <file>', 'minisign public key the bundle signature must verify with')
+    .option(
+      '--skip-check <id>',
+      'accept a failed preflight check (repeatable; ids as `apertus check` prints them); the report records it',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
     .option('--dry-run', 'print the plan (what would be uploaded and started); change nothing')
     .option('--json', 'print only the JSON report on stdout')
     .action(async (bundlePath: string, flags: InstallFlags) => {
       const target = installTarget(flags);
+      const skipChecks = parseSkipChecks(flags.skipCheck ?? []);
       const mode = chooseRendererMode(io, flags);
       const result = await runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
         install({
@@ -72,6 +81,7 @@ export function registerInstall(program: Command, io: CliIO): void {
           target,
           root: flags.root,
           publicKeyPath: flags.key,
+          skipChecks,
           dryRun: flags.dryRun,
           onProgress,
         }),
@@ -123,6 +133,7 @@ export function formatInstallResult(result: InstallResult): string {
   const lines = [
     `Installed ${result.bundle.name} ${result.bundle.version} on ${result.host.transport}`,
     `  release   ${result.release.dir}`,
+    `  checked   ${result.preflight.results.length} host checks, ${result.preflight.results.filter((r) => r.status === 'warn').length} warnings${result.preflight.skipped.length ? `; SKIPPED failing ${result.preflight.skipped.map((c) => c.id).join(', ')}` : ''}`,
     `  uploaded  ${result.transfer.blobsUploaded} of ${result.transfer.blobsTotal} blobs, ${formatBytes(result.transfer.bytesUploaded)} in ${formatDuration(result.transfer.ms)}`,
     ...result.checks.map(
       (c) => `  ${c.status === 'ok' ? 'ok  ' : 'FAIL'}      ${c.id} ${c.service}: ${c.detail}`,

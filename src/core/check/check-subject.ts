@@ -293,12 +293,15 @@ async function subjectFromModel(modelPath: string): Promise<CheckSubject> {
     });
   }
   let workload: ModelWorkload;
-  if (info.isFile() && absolute.endsWith('.gguf'))
+  let bytes: number;
+  if (info.isFile() && absolute.endsWith('.gguf')) {
     workload = await ggufWorkload(absolute, path.basename(absolute));
-  else if (info.isDirectory()) workload = await hfWorkload(absolute, path.basename(absolute));
-  else if (path.basename(absolute) === 'config.json')
-    workload = await hfWorkload(path.dirname(absolute), modelPath);
-  else {
+    bytes = info.size;
+  } else if (info.isDirectory() || path.basename(absolute) === 'config.json') {
+    const dir = info.isDirectory() ? absolute : path.dirname(absolute);
+    workload = await hfWorkload(dir, path.basename(dir));
+    bytes = (await filesUnder(dir)).reduce((sum, f) => sum + f.size, 0);
+  } else {
     throw new ApertusError(
       'model-unsupported',
       `${modelPath} is neither a model directory, a config.json nor a .gguf file.`,
@@ -312,6 +315,7 @@ async function subjectFromModel(modelPath: string): Promise<CheckSubject> {
     name: absolute,
     workloads: [workload],
     ports: [],
+    disk: { kind: 'estimate', bytes, detail: 'the model files, without a runtime or its image' },
     needsContainers: workload.runtime === 'vllm',
   };
 }

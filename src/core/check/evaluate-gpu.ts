@@ -64,7 +64,10 @@ export function checkGpu(gpu: GpuInventory, subject: CheckSubject | undefined): 
   return {
     id: 'gpu',
     status,
-    detail: needed || !subject ? detail : `${detail}; not needed: ${subject.name} serves its models on CPU`,
+    detail:
+      needed || !subject
+        ? detail
+        : `${detail}; not needed: the ${subject.kind}'s models run on CPU (llamacpp)`,
     ...(status === 'ok' ? {} : { hint: NO_GPU_HINT[gpu.state] }),
   };
 }
@@ -273,13 +276,7 @@ export function checkFit(
       ...settings,
     });
     reports.push({ workload: workload.label, report });
-    const noGpu = devices.length === 0;
-    results.push({
-      id: 'fit',
-      subject: workload.label,
-      ...report.verdict,
-      ...(noGpu ? { detail: `no usable GPU memory on this host; ${report.verdict.detail}` } : {}),
-    });
+    results.push({ id: 'fit', subject: workload.label, ...report.verdict });
   }
   const minVram = subject?.requirements?.minVramBytes;
   if (minVram !== undefined) {

@@ -238,7 +238,7 @@ export function checkDisks(probe: HostProbe, subject: CheckSubject | undefined):
     byMount.set(key, entry);
   }
   return [...byMount.values()].map((fs): CheckResult => {
-    const subjectName = `${fs.mount} (${fs.paths.join(', ')})`;
+    const subjectName = fs.mount;
     if (fs.available === undefined) {
       return {
         id: 'disk',
@@ -340,7 +340,7 @@ export function checkContainerRuntime(probe: HostProbe, subject: CheckSubject | 
     return {
       id: 'container-runtime',
       status: 'ok',
-      detail: `not needed: ${subject.name} runs on apertus's own runtime${found.length > 0 ? ` (host has ${found.join(', ')})` : ''}`,
+      detail: `not needed: the ${subject.kind} runs on apertus's own runtime${found.length > 0 ? ` (host has ${found.join(', ')})` : ''}`,
     };
   }
   const status = needed ? 'fail' : 'warn';

@@ -2,10 +2,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { bundle } from '../bundle/bundle.js';
-import { createDemoHost, type DemoHost } from '../demo-host/demo-host.js';
+import { connectDemoHost, createDemoHost, type DemoHost } from '../demo-host/demo-host.js';
 import { ApertusError } from '../errors.js';
+import { hostLayout } from '../install/host-layout.js';
 import { type InstallResult, install } from '../install/install.js';
 import type { InstallReport } from '../install/install-report.js';
+import { stopCurrentRelease } from '../install/release-control.js';
 import type { InstallTarget } from '../install/target.js';
 import { noProgress, type ProgressEvent, type RunOptions } from '../progress.js';
 import { PROJECT_ROOT } from '../project-root.js';
@@ -131,6 +133,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       next.push(...host.keptInstructions());
     } else {
       record({ step: 'teardown', status: 'start' });
+      await stopDemoServices(host);
       await host.teardown();
       record({ step: 'teardown', status: 'ok', detail: 'host removed' });
     }
@@ -161,7 +164,21 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       next,
     };
   } finally {
-    if (host && !options.keep) await host.teardown();
+    if (host && !options.keep) {
+      // Services outlive a plain teardown where the host shares this machine's processes
+      // (loopback sshd, local): stop them first, whatever went wrong before.
+      await stopDemoServices(host).catch(() => undefined);
+      await host.teardown();
+    }
     if (!options.keep) await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function stopDemoServices(host: DemoHost): Promise<void> {
+  const transport = await connectDemoHost(host);
+  try {
+    await stopCurrentRelease(transport, hostLayout(host.root));
+  } finally {
+    await transport.close();
   }
 }

@@ -203,7 +203,15 @@ function judgeFit(report: FitReport, hostTp: number, requestedTp: number | undef
   const weights = `${formatGB(model.weightBytes)} weights`;
   const describe = (o: FitOption) =>
     `${weights} (${formatGB(o.weightBytesPerGpu)} per GPU at TP ${o.tensorParallelSize}), KV ${formatBinary(model.kvBytesPerToken)}/token, ` +
-    `room for ${tokensText(o.kvCapacityTokens)} tokens of KV cache in ${formatGB(o.budgetBytesPerGpu)} usable per GPU; largest context ${o.largestContext}`;
+    `room for ${tokensText(o.kvCapacityTokens)} tokens of KV cache in ${formatGB(o.budgetBytesPerGpu)} usable per GPU ` +
+    `(${deviceText(o)}); largest context ${o.largestContext}`;
+  const deviceText = (o: FitOption) => {
+    const used = report.devices.slice(0, o.tensorParallelSize);
+    const smallest = used.at(-1);
+    if (!o.available || !smallest)
+      return `${o.tensorParallelSize} GPUs like ${report.devices[0]?.label ?? 'none'}`;
+    return used.length === 1 ? smallest.label : `${used.length} GPUs, the smallest ${smallest.label}`;
+  };
   const wider = options.find((o) => !o.available && o.fitsRequested);
   const moreGpus = wider
     ? `${wider.tensorParallelSize} GPUs like these fit max_model_len ${len} (tensor_parallel_size ${wider.tensorParallelSize})`
@@ -257,8 +265,8 @@ function judgeFit(report: FitReport, hostTp: number, requestedTp: number | undef
   if (!best) {
     return {
       status: 'fail',
-      detail: 'no GPU to run the model on',
-      hint: moreGpus ? `Use a host with ${moreGpus}.` : 'Use a host with NVIDIA GPUs.',
+      detail: `no GPU to run the model on: it needs ${weights} plus ${formatBinary(model.kvBytesPerToken)} of KV cache per token (${formatGB(len * model.kvBytesPerToken)} at max_model_len ${len})`,
+      hint: 'Use a host with NVIDIA GPUs whose memory, times gpu_memory_utilization, holds that (split across GPUs with tensor parallelism).',
     };
   }
   return failWithContext(best, undefined);

@@ -2,16 +2,25 @@
 export const MIB = 1024 * 1024;
 export const GIB = 1024 * MIB;
 
-/** Decimal gigabytes, as model cards and disk vendors count ("16 GB of weights"). */
+const DECIMAL_UNITS = ['B', 'kB', 'MB', 'GB', 'TB'];
+
+/** Decimal units, as model cards and disk vendors count ("16.1 GB of weights", "141 GB"). */
 export function formatGB(bytes: number): string {
-  const gb = bytes / 1e9;
-  return `${gb >= 100 ? gb.toFixed(0) : gb.toFixed(1)} GB`;
+  let value = bytes;
+  let unit = 0;
+  while (Math.abs(value) >= 1000 && unit < DECIMAL_UNITS.length - 1) {
+    value /= 1000;
+    unit++;
+  }
+  if (unit === 0) return `${bytes} B`;
+  return `${Math.abs(value) >= 100 ? value.toFixed(0) : value.toFixed(1)} ${DECIMAL_UNITS[unit]}`;
 }
 
 /** Binary units for KV-cache sizes, which are powers of two ("128 KiB per token"). */
 export function formatBinary(bytes: number): string {
-  if (bytes >= GIB) return `${(bytes / GIB).toFixed(1)} GiB`;
-  if (bytes >= MIB) return `${(bytes / MIB).toFixed(1)} MiB`;
-  if (bytes >= 1024) return `${(bytes / 1024).toFixed(bytes % 1024 === 0 ? 0 : 1)} KiB`;
+  const shown = (value: number) => (Number.isInteger(value) ? String(value) : value.toFixed(1));
+  if (bytes >= GIB) return `${shown(bytes / GIB)} GiB`;
+  if (bytes >= MIB) return `${shown(bytes / MIB)} MiB`;
+  if (bytes >= 1024) return `${shown(bytes / 1024)} KiB`;
   return `${bytes} B`;
 }

@@ -15,6 +15,8 @@ export interface HostLayout {
   /** Release path relative to the root: what the `current` link points at. */
   releaseLinkTarget(name: string, version: string): string;
   current: string;
+  /** Held (a directory) while an install runs. */
+  lock: string;
   state: string;
   reports: string;
   run: string;
@@ -34,6 +36,7 @@ export function hostLayout(root: string): HostLayout {
     release: (name, version) => path.join(root, 'releases', name, version),
     releaseLinkTarget: (name, version) => path.join('releases', name, version),
     current: path.join(root, 'current'),
+    lock: path.join(root, '.install.lock'),
     state: path.join(root, 'state.json'),
     reports: path.join(root, 'reports'),
     run: path.join(root, 'run'),

@@ -2,6 +2,7 @@ import path from 'node:path/posix';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
+import type { HostCheckOutcome } from './host-check-gate.js';
 import type { HostLayout } from './host-layout.js';
 import type { InstallPlan } from './install-plan.js';
 import type { HostFacts } from './preflight.js';
@@ -33,6 +34,10 @@ export interface InstallReport {
     ms: number;
   };
   checks: ServiceCheck[];
+  /** The host check that gated the install, and the failed checks the operator skipped. */
+  preflight: HostCheckOutcome;
+  /** Why the services could not be started at all, when that is what failed. */
+  activateError: string | null;
   rollback: { to: string | null; healthy: boolean } | null;
   services: Array<{ name: string; port: number; modelId: string }>;
 }
@@ -45,6 +50,8 @@ export interface ReportInput {
   transport: string;
   transfer: TransferResult;
   checks: ServiceCheck[];
+  preflight: HostCheckOutcome;
+  activateError: string | null;
   rollback: InstallReport['rollback'];
   services: ServiceSpec[];
 }
@@ -87,6 +94,8 @@ export async function writeInstallReport(
       ms: input.transfer.ms,
     },
     checks: input.checks,
+    preflight: input.preflight,
+    activateError: input.activateError,
     rollback: input.rollback,
     services: input.services.map((s) => ({ name: s.name, port: s.port, modelId: s.model.id })),
   };

@@ -1,4 +1,5 @@
-import { ApertusError } from '../errors.js';
+import type { CheckId } from '../check/check-result.js';
+import { ApertusError, isApertusError } from '../errors.js';
 import type { Transport } from '../host/transport.js';
 import { openBundle } from '../layout/bundle-reader.js';
 import { loadBundle } from '../layout/load-bundle.js';
@@ -6,11 +7,20 @@ import { blobPath } from '../layout/names.js';
 import type { ServiceSpec, VerifySpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
+import { gateOnHostCheck, type HostCheckOutcome } from './host-check-gate.js';
 import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from './host-layout.js';
+import { lockHost } from './host-lock.js';
 import { type InstallPlan, planInstall } from './install-plan.js';
 import { type InstallReport, writeInstallReport } from './install-report.js';
 import { type HostFacts, type HostSummary, probeHost, summariseHost } from './preflight.js';
-import { readRelease, removeRelease, startServices, stopServices, switchCurrent } from './release-control.js';
+import {
+  assertPortsFree,
+  readRelease,
+  rollBack,
+  startServices,
+  stopServices,
+  switchCurrent,
+} from './release-control.js';
 import { stageRelease } from './stage.js';
 import { type InstallTarget, openTarget } from './target.js';
 import { transferBlobs } from './transfer.js';
@@ -20,6 +30,7 @@ import { type ServiceCheck, verifyService, waitForHealth } from './verify-servic
 export const INSTALL_STEPS = [
   'verify-bundle',
   'connect',
+  'check',
   'preflight',
   'transfer',
   'stage',
@@ -42,12 +53,14 @@ export interface InstallOptions extends RunOptions {
   publicKeyPath?: string | undefined;
   /** Compute and return the plan; change nothing on the host. */
   dryRun?: boolean | undefined;
+  /** Failed preflight checks to accept anyway (`--skip-check`); the report records them. */
+  skipChecks?: CheckId[] | undefined;
   /** How long a started service may take to answer /health. */
   healthTimeoutMs?: number | undefined;
 }
 
 export type InstallResult =
-  | { dryRun: true; plan: InstallPlan; host: HostSummary }
+  | { dryRun: true; plan: InstallPlan; host: HostSummary; check: HostCheckOutcome }
   | ({ dryRun: false } & InstallReport);
 
 /**
@@ -97,8 +110,25 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     transport = await openTarget(options.target, { signal, onProgress });
     emit('connect', 'ok', transport.description);
 
-    emit('preflight', 'start');
     const layout = hostLayout(options.root ?? DEFAULT_HOST_ROOT);
+    emit('check', 'start');
+    const hostCheck = await gateOnHostCheck(transport, {
+      bundlePath: options.bundlePath,
+      root: layout.root,
+      skip: options.skipChecks ?? [],
+      signal,
+    }).catch((error: unknown) => {
+      emit('check', 'fail');
+      throw error;
+    });
+    const warnings = hostCheck.results.filter((r) => r.status === 'warn').length;
+    emit(
+      'check',
+      'ok',
+      `${hostCheck.results.length} checks, ${warnings} warnings${hostCheck.skipped.length ? `, skipped ${hostCheck.skipped.map((s) => s.id).join(', ')}` : ''}`,
+    );
+
+    emit('preflight', 'start');
     const facts = await probeHost(transport, layout);
     const plan = planInstall(
       {
@@ -126,16 +156,26 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       'ok',
       `${facts.os}/${facts.arch}, ${facts.serviceManager}, hashes with ${facts.hashTool}`,
     );
-    if (options.dryRun) return { dryRun: true, plan, host: summariseHost(facts) };
+    if (options.dryRun) return { dryRun: true, plan, host: summariseHost(facts), check: hostCheck };
 
-    return await applyInstall({
+    const unlock = await lockHost(
       transport,
       layout,
-      facts,
-      plan,
-      services: bundle.config.services,
-      verifySpec: bundle.config.verify,
-    });
+      `apertus install of ${bundle.config.name} ${bundle.config.version} since ${startedAt.toISOString()}`,
+    );
+    try {
+      return await applyInstall({
+        transport,
+        layout,
+        facts,
+        plan,
+        services: bundle.config.services,
+        verifySpec: bundle.config.verify,
+        hostCheck,
+      });
+    } finally {
+      await unlock();
+    }
   } finally {
     await transport?.close();
     await reader.close();
@@ -148,8 +188,9 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     plan: InstallPlan;
     services: ServiceSpec[];
     verifySpec: VerifySpec;
+    hostCheck: HostCheckOutcome;
   }): Promise<InstallResult> {
-    const { transport, layout, facts, plan, services, verifySpec } = ctx;
+    const { transport, layout, facts, plan, services, verifySpec, hostCheck } = ctx;
     emit('transfer', 'start', `${plan.uploads.length} of ${plan.blobs.total} blobs`);
     const transfer = await transferBlobs({
       transport,
@@ -181,53 +222,59 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     let rolledBack: InstallReport['rollback'] = null;
 
     emit('activate', 'start');
-    if (previous) await stopServices(transport, layout, previous.services);
-    else await stopServices(transport, layout, services);
-    await switchCurrent(transport, layout, plan.release.linkTarget);
-    await startServices(transport, layout, plan.release.dir, services, facts.serviceManager);
-    emit('activate', 'ok', `current -> ${plan.release.linkTarget}`);
+    const healthTimeoutMs = options.healthTimeoutMs ?? 60_000;
+    let startError: string | null = null;
+    try {
+      await stopServices(transport, layout, previous ? previous.services : services);
+      await assertPortsFree(transport, services);
+      await switchCurrent(transport, layout, plan.release.linkTarget);
+      await startServices(transport, layout, plan.release.dir, services, facts.serviceManager);
+      emit('activate', 'ok', `current -> ${plan.release.linkTarget}`);
+    } catch (error) {
+      // A service that cannot even be started is a failed verification: roll back the same way.
+      startError = isApertusError(error) ? `${error.code}: ${error.message}` : String(error);
+      emit('activate', 'fail', startError);
+    }
 
-    for (const service of services) {
-      const health = await waitForHealth(transport, service, options.healthTimeoutMs ?? 60_000, signal);
-      checks.push(health);
-      if (health.status === 'ok')
-        checks.push(...(await verifyService(transport, service, verifySpec, signal)));
+    if (startError === null) {
+      for (const service of services) {
+        const health = await waitForHealth(transport, service, healthTimeoutMs, signal);
+        checks.push(health);
+        if (health.status === 'ok')
+          checks.push(...(await verifyService(transport, service, verifySpec, signal)));
+      }
     }
     for (const id of ['verify.health', 'verify.models', 'verify.chat', 'verify.embeddings'] as const) {
       const mine = checks.filter((c) => c.id === id);
+      const failed = mine.find((c) => c.status === 'fail');
       if (mine.length === 0) emit(id, 'skip', 'not run');
-      else {
-        const failed = mine.find((c) => c.status === 'fail');
-        emit(id, failed ? 'fail' : 'ok', (failed ?? mine[0])?.detail);
-      }
+      else emit(id, failed ? 'fail' : 'ok', (failed ?? mine[0])?.detail);
     }
-    const ok = checks.length > 0 ? checks.every((c) => c.status === 'ok') : true;
+    const ok = startError === null && checks.every((c) => c.status === 'ok');
 
     if (!ok) {
       emit('rollback', 'start');
-      await stopServices(transport, layout, services);
-      if (previous && plan.release.previous !== plan.release.linkTarget) {
-        await switchCurrent(transport, layout, plan.release.previous as string);
-        await startServices(transport, layout, previous.dir, previous.services, facts.serviceManager);
-        const health = await Promise.all(
-          previous.services.map((s) =>
-            waitForHealth(transport, s, options.healthTimeoutMs ?? 60_000, signal),
-          ),
-        );
-        rolledBack = {
-          to: plan.release.previous,
-          healthy: health.every((h) => h.status === 'ok'),
-        };
-        emit(
-          'rollback',
-          'ok',
-          `restored ${plan.release.previous}${rolledBack.healthy ? ', serving' : ', NOT healthy'}`,
-        );
-      } else {
-        await removeRelease(transport, layout, plan.release.dir, staged.created);
-        rolledBack = { to: null, healthy: true };
-        emit('rollback', 'ok', 'no previous release: removed the new one');
-      }
+      rolledBack = await rollBack({
+        transport,
+        layout,
+        failed: {
+          dir: plan.release.dir,
+          linkTarget: plan.release.linkTarget,
+          services,
+          created: staged.created,
+        },
+        previous:
+          previous && plan.release.previous ? { ...previous, linkTarget: plan.release.previous } : null,
+        manager: facts.serviceManager,
+        waitHealthy: (service) => waitForHealth(transport, service, healthTimeoutMs, signal),
+      });
+      emit(
+        'rollback',
+        'ok',
+        rolledBack.to
+          ? `restored ${rolledBack.to}${rolledBack.healthy ? ', serving' : ', NOT healthy'}`
+          : 'no previous release: removed the new one',
+      );
     }
 
     emit('report', 'start');
@@ -239,19 +286,20 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       transport: transport.description,
       transfer,
       checks,
+      preflight: hostCheck,
+      activateError: startError,
       rollback: rolledBack,
       services,
     });
     emit('report', 'ok', report.path);
     if (!ok) {
+      const failures = [
+        ...(startError ? [`activate: ${startError}`] : []),
+        ...checks.filter((c) => c.status === 'fail').map((c) => `${c.id} (${c.service}): ${c.detail}`),
+      ];
       throw new ApertusError(
         'install-verification-failed',
-        `The services of ${plan.bundle.name} ${plan.bundle.version} failed verification on ${transport.description}: ${checks
-          .filter((c) => c.status === 'fail')
-          .map((c) => `${c.id} (${c.service}): ${c.detail}`)
-          .join(
-            '; ',
-          )}. ${rolledBack?.to ? `Rolled back to ${rolledBack.to}.` : 'The new release was removed.'}`,
+        `The services of ${plan.bundle.name} ${plan.bundle.version} failed verification on ${transport.description}: ${failures.join('; ')}. ${rolledBack?.to ? `Rolled back to ${rolledBack.to}.` : 'The new release was removed.'}`,
         {
           kind: 'operation',
           hint: `Read the service log under ${layout.logs} on the host, and the report ${report.path}.`,

@@ -16,8 +16,17 @@ import { createHash } from 'node:crypto';
 import { isApertusError } from '../errors.js';
 import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { parseChecksums } from '../layout/checksums.js';
-import { readBundleGraph } from '../layout/load-bundle.js';
-import { CHECKSUMS_FILE, digestFromBlobPath, SIGNATURE_FILE, UNCHECKED_FILES } from '../layout/names.js';
+import { entryByteSource } from '../layout/entry-source.js';
+import { type LoadedBundle, readBundleGraph } from '../layout/load-bundle.js';
+import { MEDIA_TYPE } from '../layout/media-types.js';
+import {
+  blobPath,
+  CHECKSUMS_FILE,
+  digestFromBlobPath,
+  SIGNATURE_FILE,
+  UNCHECKED_FILES,
+} from '../layout/names.js';
+import { readTarIndex } from '../layout/tar-index.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { type PublicKey, parsePublicKey, readPublicKey } from '../sign/keys.js';
 import { parseSignature, verifySignature } from '../sign/minisign.js';
@@ -171,6 +180,7 @@ async function verifyOpened(
     }
   }
   for (const problem of graph.problems) report(problem.subject, problem.status, problem.detail);
+  await checkTarLayers(reader, graph.bundle, report, signal);
 
   const all = [...results.values()];
   return {
@@ -275,4 +285,29 @@ async function resolvePublicKey(options: VerifyBundleOptions): Promise<PublicKey
   if (options.publicKey !== undefined) return options.publicKey;
   if (options.publicKeyPath !== undefined) return readPublicKey(options.publicKeyPath);
   return undefined;
+}
+
+/**
+ * Tar layers are extracted on the host: every entry must stay inside its directory and
+ * be a plain file or directory, whatever the extracting tar would allow.
+ */
+async function checkTarLayers(
+  reader: BundleReader,
+  bundle: LoadedBundle | undefined,
+  report: (subject: string, status: VerifyStatus, detail: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  for (const component of bundle?.components ?? []) {
+    for (const layer of component.layers) {
+      if (layer.mediaType !== MEDIA_TYPE.tarLayer) continue;
+      const entry = reader.get(blobPath(layer.digest));
+      if (!entry) continue; // reported missing by the graph check
+      try {
+        await readTarIndex(entryByteSource(reader, entry), signal);
+      } catch (error) {
+        if (signal?.aborted) throw error;
+        report(entry.path, 'invalid', `tar layer of ${component.name}: ${(error as Error).message}`);
+      }
+    }
+  }
 }

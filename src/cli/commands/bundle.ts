@@ -9,6 +9,8 @@ import { runSteps } from '../output/run-steps.js';
 interface BundleFlags {
   out: string;
   sign?: string;
+  cacheDir?: string;
+  hubUrl?: string;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -22,17 +24,26 @@ export function registerBundle(program: Command, io: CliIO): void {
     .argument('<recipe>', 'recipe directory holding apertus.yaml (e.g. bundles/demo), or the YAML file')
     .option('-o, --out <dir>', 'directory to write <name>-<version>.tar into', 'out')
     .option('--sign <key>', 'minisign secret key to sign the bundle with (apertus keys generate)')
+    .option('--cache-dir <dir>', 'keep downloads here between runs (default $XDG_CACHE_HOME/apertus)')
+    .option(
+      '--hub-url <url>',
+      'Hugging Face Hub or internal mirror (default $HF_ENDPOINT, else huggingface.co)',
+    )
     .option('--dry-run', 'print the resolved plan (components, files, bytes); write nothing')
     .option('--json', 'print only JSON on stdout')
     .action(async (recipePath: string, flags: BundleFlags) => {
       const steps = [
         { id: 'plan', title: 'Resolve recipe' },
+        { id: 'fetch', title: 'Fetch sources' },
         { id: 'write', title: 'Write bundle' },
       ];
       const result = await runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
         bundle({
           recipePath,
           outDir: flags.out,
+          cacheDir: flags.cacheDir,
+          env: io.env,
+          hubUrl: flags.hubUrl,
           secretKeyPath: flags.sign,
           dryRun: flags.dryRun,
           onProgress,
@@ -49,7 +60,7 @@ function formatBundleResult(result: BundleResult): string {
     `${result.dryRun ? 'Plan for' : 'Bundled'} ${plan.name} ${plan.version} from ${plan.recipe}`,
     ...plan.components.map(
       (c) =>
-        `  ${c.name.padEnd(10)} ${c.kind.padEnd(8)} ${String(c.files).padStart(5)} files ${formatBytes(c.bytes).padStart(10)}  ${c.source}`,
+        `  ${c.name.padEnd(10)} ${c.kind.padEnd(8)} ${String(c.files).padStart(5)} files ${formatBytes(c.bytes).padStart(10)}  ${c.source}${c.license ? ` (${c.license})` : ''}`,
     ),
     `  total      ${formatBytes(plan.totalBytes)}; needs about that much free disk in ${plan.outPath}`,
   ];

@@ -1,11 +1,18 @@
 import type { RunOptions } from '../progress.js';
 import { readSecretKey } from '../sign/keys.js';
-import { type BundlePlanSummary, planBundle } from './plan-bundle.js';
+import { defaultCacheDir } from '../sources/cache-dir.js';
+import { type BundlePlanSummary, fetchBundle, resolveBundle } from './plan-bundle.js';
 import { writeBundle } from './write-bundle.js';
 
 export interface BundleOptions extends RunOptions {
   recipePath: string;
   outDir: string;
+  /** Downloads are kept here between runs (resume, reuse); default defaultCacheDir(env). */
+  cacheDir?: string | undefined;
+  /** Where HF_TOKEN, HF_ENDPOINT and HF_HOME are read from. */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
+  /** The Hugging Face Hub (or an internal mirror); overrides HF_ENDPOINT. */
+  hubUrl?: string | undefined;
   /** minisign secret key (from `apertus keys generate`) to sign SHA256SUMS with. */
   secretKeyPath?: string | undefined;
   dryRun?: boolean | undefined;
@@ -27,14 +34,30 @@ export type BundleResult =
 /** Plan a recipe, then (unless dry-run) write the bundle: `apertus bundle` in one call. */
 export async function bundle(options: BundleOptions): Promise<BundleResult> {
   const started = Date.now();
+  const env = options.env ?? {};
+  const planOptions = {
+    outDir: options.outDir,
+    cacheDir: options.cacheDir ?? defaultCacheDir(env),
+    env,
+    hubUrl: options.hubUrl,
+  };
+  const ctx = { signal: options.signal, onProgress: options.onProgress };
   options.onProgress?.({ step: 'plan', status: 'start' });
-  const plan = await planBundle(options.recipePath, { outDir: options.outDir });
+  const resolved = await resolveBundle(options.recipePath, planOptions, ctx);
   options.onProgress?.({
     step: 'plan',
     status: 'ok',
-    detail: `${plan.summary.components.length} components`,
+    detail: `${resolved.summary.components.length} components, ${resolved.summary.totalBytes} bytes`,
   });
-  if (options.dryRun) return { dryRun: true, plan: plan.summary };
+  if (options.dryRun) return { dryRun: true, plan: resolved.summary };
+
+  options.onProgress?.({ step: 'fetch', status: 'start' });
+  const writePlan = await fetchBundle(resolved, planOptions, {
+    ...ctx,
+    onProgress: (event) => options.onProgress?.({ ...event, step: 'fetch', status: 'info' }),
+  });
+  options.onProgress?.({ step: 'fetch', status: 'ok' });
+  const plan = { summary: resolved.summary, write: writePlan };
 
   const secretKey = options.secretKeyPath ? await readSecretKey(options.secretKeyPath) : undefined;
   options.onProgress?.({ step: 'write', status: 'start' });

@@ -5,47 +5,177 @@ import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { collectRuntimeFiles } from '../services/runtime-files.js';
+import { fetchHf } from '../sources/hf/fetch-hf.js';
+import { type HfResolvedSource, resolveHf } from '../sources/hf/resolve-hf.js';
+import type { SourceContext } from '../sources/types.js';
 import { type LoadedRecipe, loadRecipe } from '../spec/load-recipe.js';
-import type { RecipeComponent } from '../spec/recipe-schema.js';
+import type { Recipe, RecipeComponent } from '../spec/recipe-schema.js';
 import type { BundleWritePlan } from './write-bundle.js';
 
 type PlannedComponent = BundleWritePlan['components'][number];
 type PlannedLayer = PlannedComponent['layers'][number];
 
-/** What `apertus bundle --dry-run` shows: each component, its files and bytes. */
+/** What `apertus bundle --dry-run` shows: each component, pinned, with its files and bytes. */
 export interface BundlePlanSummary {
   name: string;
   version: string;
   recipe: string;
   outPath: string;
-  components: Array<{ name: string; kind: string; source: string; files: number; bytes: number }>;
+  components: Array<{
+    name: string;
+    kind: string;
+    source: string;
+    /** Commit sha (hf:) or null for local files. */
+    revision: string | null;
+    license: string | null;
+    files: number;
+    bytes: number;
+  }>;
   totalBytes: number;
 }
 
-export interface BundlePlan {
+/** One recipe component, resolved to exact files but not yet downloaded. */
+type ResolvedComponent =
+  | { type: 'local'; spec: RecipeComponent; root: string; files: Array<{ path: string; size: number }> }
+  | { type: 'hf'; spec: RecipeComponent; resolved: HfResolvedSource }
+  | { type: 'runtime'; component: PlannedComponent; bytes: number; files: number };
+
+/** A recipe resolved to exact files and revisions: everything but the downloads. */
+export interface ResolvedBundle {
   summary: BundlePlanSummary;
-  write: BundleWritePlan;
+  recipe: LoadedRecipe;
+  components: ResolvedComponent[];
+  services: ServiceSpec[];
 }
 
-/** Resolves a recipe into the exact files each component will carry. Reads, never writes. */
-export async function planBundle(recipePath: string, options: { outDir: string }): Promise<BundlePlan> {
-  const loaded = await loadRecipe(recipePath);
-  const { recipe } = loaded;
+export interface PlanOptions {
+  outDir: string;
+  /** Where downloads are kept between runs (resume, reuse). */
+  cacheDir: string;
+  /** HF_TOKEN, HF_ENDPOINT, HF_HOME are read from here, never from process.env directly. */
+  env: Readonly<Record<string, string | undefined>>;
+  /** The Hub's base URL; overrides HF_ENDPOINT. */
+  hubUrl?: string | undefined;
+}
+
+/**
+ * Resolves every source of a recipe: hf: revisions to commit shas with their file lists,
+ * local files with their sizes. Reads metadata only; `--dry-run` stops here.
+ */
+export async function resolveBundle(
+  recipePath: string,
+  options: PlanOptions,
+  ctx: Omit<SourceContext, 'cacheDir' | 'env'>,
+): Promise<ResolvedBundle> {
+  const recipe = await loadRecipe(recipePath);
+  const sourceContext: SourceContext = { ...ctx, cacheDir: options.cacheDir, env: options.env };
+  const components: ResolvedComponent[] = [];
+  for (const spec of recipe.recipe.components) {
+    if (spec.source.startsWith('hf:')) {
+      const resolved = await resolveHf(
+        spec.source,
+        { ...pick(spec, 'include', 'exclude'), ...(options.hubUrl ? { hubUrl: options.hubUrl } : {}) },
+        sourceContext,
+      );
+      components.push({ type: 'hf', spec, resolved });
+    } else {
+      components.push({ type: 'local', spec, ...(await listLocalSource(recipe, spec)) });
+    }
+  }
+  if (recipe.recipe.services.some((s) => s.runtime === 'llamacpp')) components.push(await resolveRuntime());
+
+  const services = resolveServices(recipe, components);
+  const summary: BundlePlanSummary = {
+    name: recipe.recipe.metadata.name,
+    version: recipe.recipe.metadata.version,
+    recipe: recipe.file,
+    outPath: path.join(
+      path.resolve(options.outDir),
+      bundleFileName(recipe.recipe.metadata.name, recipe.recipe.metadata.version),
+    ),
+    components: components.map(summariseComponent),
+    totalBytes: 0,
+  };
+  summary.totalBytes = summary.components.reduce((sum, c) => sum + c.bytes, 0);
+  return { summary, recipe, components, services };
+}
+
+/** Downloads what the resolved bundle needs (verified, resumable) and returns the write plan. */
+export async function fetchBundle(
+  resolved: ResolvedBundle,
+  options: PlanOptions,
+  ctx: Omit<SourceContext, 'cacheDir' | 'env'>,
+): Promise<BundleWritePlan> {
+  const sourceContext: SourceContext = { ...ctx, cacheDir: options.cacheDir, env: options.env };
   const components: PlannedComponent[] = [];
-  for (const component of recipe.components) components.push(await planFileComponent(loaded, component));
+  for (const component of resolved.components) {
+    if (component.type === 'runtime') {
+      components.push(component.component);
+    } else if (component.type === 'local') {
+      components.push({
+        name: component.spec.name,
+        kind: component.spec.kind,
+        provenance: {
+          source: component.spec.source,
+          ...(component.spec.license ? { license: component.spec.license } : {}),
+        },
+        layers: component.files.map((f) => ({
+          type: 'file',
+          source: path.join(component.root, f.path),
+          title: f.path,
+        })),
+      });
+    } else {
+      const fetched = await fetchHf(component.resolved, sourceContext);
+      const license = component.spec.license ?? component.resolved.license;
+      components.push({
+        name: component.spec.name,
+        kind: component.spec.kind,
+        provenance: {
+          source: component.resolved.pinned,
+          revision: component.resolved.revision,
+          ...(license ? { license } : {}),
+        },
+        layers: fetched.map((f) => ({ type: 'file', source: f.localPath, title: f.path })),
+      });
+    }
+  }
+  const { recipe } = resolved.recipe;
+  return {
+    name: recipe.metadata.name,
+    version: recipe.metadata.version,
+    description: recipe.metadata.description,
+    recipe: { fileName: path.basename(resolved.recipe.file), bytes: resolved.recipe.bytes },
+    components,
+    services: resolved.services,
+    verify: recipe.verify,
+    requirements: {},
+  };
+}
 
-  if (recipe.services.some((s) => s.runtime === 'llamacpp')) components.push(await planRuntimeComponent());
+function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Partial<Pick<T, K>> {
+  const out: Partial<Pick<T, K>> = {};
+  for (const key of keys) if (value[key] !== undefined) out[key] = value[key];
+  return out;
+}
 
-  const services: ServiceSpec[] = recipe.services.map((s) => {
+function resolveServices(recipe: LoadedRecipe, components: ResolvedComponent[]): ServiceSpec[] {
+  return recipe.recipe.services.map((s: Recipe['services'][number]) => {
     const [component, ...rest] = s.model.split('/');
     const modelPath = rest.join('/');
-    const planned = components.find((c) => c.name === component);
-    if (!planned?.layers.some((l) => l.type === 'file' && l.title === modelPath)) {
+    const holder = components.find((c) => c.type !== 'runtime' && c.spec.name === component);
+    const paths =
+      holder?.type === 'local'
+        ? holder.files.map((f) => f.path)
+        : holder?.type === 'hf'
+          ? holder.resolved.files.map((f) => f.path)
+          : [];
+    if (!paths.includes(modelPath)) {
       throw new ApertusError(
         'recipe-model-missing',
         `Service ${s.name} serves ${s.model}, which component ${component} does not hold.`,
         {
-          hint: `Check services[].model in ${loaded.file}: it is COMPONENT/PATH, with PATH as listed under the component's source.`,
+          hint: `Check services[].model in ${recipe.file}: it is COMPONENT/PATH, with PATH as listed under the component's source.`,
         },
       );
     }
@@ -59,58 +189,32 @@ export async function planBundle(recipePath: string, options: { outDir: string }
       embeddings: s.embeddings,
     };
   });
-
-  const write: BundleWritePlan = {
-    name: recipe.metadata.name,
-    version: recipe.metadata.version,
-    description: recipe.metadata.description,
-    recipe: { fileName: path.basename(loaded.file), bytes: loaded.bytes },
-    components,
-    services,
-    verify: recipe.verify,
-    requirements: {},
-  };
-  const summary: BundlePlanSummary = {
-    name: write.name,
-    version: write.version,
-    recipe: loaded.file,
-    outPath: path.join(path.resolve(options.outDir), bundleFileName(write.name, write.version)),
-    components: await Promise.all(components.map(summariseComponent)),
-    totalBytes: 0,
-  };
-  summary.totalBytes = summary.components.reduce((sum, c) => sum + c.bytes, 0);
-  return { summary, write };
 }
 
-async function planFileComponent(
+async function listLocalSource(
   loaded: LoadedRecipe,
   component: RecipeComponent,
-): Promise<PlannedComponent> {
-  const relative = component.source.slice('file:'.length);
-  const source = path.resolve(loaded.dir, relative);
+): Promise<{ root: string; files: Array<{ path: string; size: number }> }> {
+  const source = path.resolve(loaded.dir, component.source.slice('file:'.length));
   const info = await lstat(source).catch(() => undefined);
   if (!info) {
     throw new ApertusError(
       'source-not-found',
       `Component ${component.name}: ${component.source} does not exist (${source}).`,
-      {
-        hint: `Paths in file: sources are relative to ${loaded.dir}.`,
-      },
+      { hint: `Paths in file: sources are relative to ${loaded.dir}.` },
     );
   }
-  const files = info.isDirectory() ? await listFiles(source) : [path.basename(source)];
   const root = info.isDirectory() ? source : path.dirname(source);
-  if (files.length === 0) {
+  const names = info.isDirectory() ? await listFiles(source) : [path.basename(source)];
+  if (names.length === 0) {
     throw new ApertusError('source-empty', `Component ${component.name}: ${source} holds no files.`, {
       hint: 'Point the source at the directory that holds the files, or at one file.',
     });
   }
-  return {
-    name: component.name,
-    kind: component.kind,
-    provenance: { source: component.source, ...(component.license ? { license: component.license } : {}) },
-    layers: files.map((title) => ({ type: 'file', source: path.join(root, title), title })),
-  };
+  const files = await Promise.all(
+    names.map(async (name) => ({ path: name, size: (await lstat(path.join(root, name))).size })),
+  );
+  return { root, files };
 }
 
 /** Regular files under `dir`, relative and sorted; links and special files are refused. */
@@ -125,39 +229,63 @@ async function listFiles(dir: string, prefix = ''): Promise<string[]> {
       throw new ApertusError(
         'source-unsupported-file',
         `${path.join(dir, relative)} is not a regular file or directory.`,
-        {
-          hint: 'Bundles hold regular files only: replace links with the files they point to.',
-        },
+        { hint: 'Bundles hold regular files only: replace links with the files they point to.' },
       );
     }
   }
   return out;
 }
 
-async function planRuntimeComponent(): Promise<PlannedComponent> {
+async function resolveRuntime(): Promise<ResolvedComponent> {
   const runtime = await collectRuntimeFiles(PROJECT_ROOT);
+  const layers: PlannedLayer[] = [
+    { type: 'file', source: runtime.node.path, title: 'bin/node', mode: 0o755 },
+    { type: 'tar', name: 'server', entries: runtime.tree },
+  ];
   return {
-    name: 'runtime',
-    kind: 'runtime',
-    provenance: { source: `node ${process.version} + apertus llamacpp server`, license: 'MIT' },
-    layers: [
-      { type: 'file', source: runtime.node.path, title: 'bin/node', mode: 0o755 },
-      { type: 'tar', name: 'server', entries: runtime.tree },
-    ],
+    type: 'runtime',
+    component: {
+      name: 'runtime',
+      kind: 'runtime',
+      provenance: { source: `node ${process.version} + apertus llamacpp server`, license: 'MIT' },
+      layers,
+    },
+    bytes: runtime.totalBytes,
+    files: 1 + runtime.tree.length,
   };
 }
 
-async function summariseComponent(
-  component: PlannedComponent,
-): Promise<BundlePlanSummary['components'][number]> {
-  let bytes = 0;
-  let files = 0;
-  for (const layer of component.layers as PlannedLayer[]) {
-    const sources = layer.type === 'file' ? [layer.source] : layer.entries.map((e) => e.source);
-    for (const source of sources) {
-      bytes += (await lstat(source)).size;
-      files++;
-    }
+function summariseComponent(component: ResolvedComponent): BundlePlanSummary['components'][number] {
+  switch (component.type) {
+    case 'runtime':
+      return {
+        name: component.component.name,
+        kind: component.component.kind,
+        source: component.component.provenance.source,
+        revision: null,
+        license: component.component.provenance.license ?? null,
+        files: component.files,
+        bytes: component.bytes,
+      };
+    case 'local':
+      return {
+        name: component.spec.name,
+        kind: component.spec.kind,
+        source: component.spec.source,
+        revision: null,
+        license: component.spec.license ?? null,
+        files: component.files.length,
+        bytes: component.files.reduce((sum, f) => sum + f.size, 0),
+      };
+    case 'hf':
+      return {
+        name: component.spec.name,
+        kind: component.spec.kind,
+        source: component.resolved.pinned,
+        revision: component.resolved.revision,
+        license: component.spec.license ?? component.resolved.license ?? null,
+        files: component.resolved.files.length,
+        bytes: component.resolved.files.reduce((sum, f) => sum + f.size, 0),
+      };
   }
-  return { name: component.name, kind: component.kind, source: component.provenance.source, files, bytes };
 }

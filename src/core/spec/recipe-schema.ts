@@ -11,10 +11,17 @@ const name = z
   .string()
   .regex(/^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/, 'use lowercase letters, digits and dashes (max 63)');
 
-const fileSource = z
+const source = z
   .string()
-  .regex(/^file:.+/, 'a source is "file:PATH" (relative to the recipe directory); other sources come later')
-  .describe('Where the component comes from: file:PATH, relative to the recipe directory');
+  .regex(
+    /^(file:.+|hf:[^/@\s]+\/[^/@\s]+(@\S+)?)$/,
+    'a source is "file:PATH" (relative to the recipe directory) or "hf:ORG/NAME[@REVISION]"',
+  )
+  .describe(
+    'Where the component comes from: file:PATH (relative to the recipe directory) or hf:ORG/NAME[@REVISION]',
+  );
+
+const globs = z.array(z.string().min(1)).min(1);
 
 const component = z
   .object({
@@ -22,10 +29,20 @@ const component = z
     kind: z
       .enum(['model', 'files'])
       .describe('model: weights and tokenizer files; files: configs and documents'),
-    source: fileSource,
-    license: z.string().min(1).optional().describe('SPDX licence id, recorded as provenance'),
+    source,
+    include: globs.optional().describe('hf: only files matching one of these globs (e.g. "*.safetensors")'),
+    exclude: globs.optional().describe('hf: leave out files matching one of these globs'),
+    license: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('SPDX licence id, recorded as provenance (hf: read from the model card when left out)'),
   })
-  .strict();
+  .strict()
+  .refine((c) => c.source.startsWith('hf:') || (c.include === undefined && c.exclude === undefined), {
+    message: 'include/exclude select files of an hf: source; point a file: source at the files instead',
+    path: ['include'],
+  });
 
 const llamacppService = z
   .object({

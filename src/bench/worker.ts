@@ -1,0 +1,195 @@
+/**
+ * The apertus side of the benchmark. Each operation runs in a child process of its own
+ * (`run.js --worker JOB`), so the peak RSS that process reports is the operation's, not
+ * the harness's. The child prints one JSON line, a WorkerSample, and nothing else.
+ */
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { type BundleWritePlan, writeBundle } from '../core/bundle/write-bundle.js';
+import { connectSsh } from '../core/host/ssh-transport.js';
+import type { Transport } from '../core/host/transport.js';
+import { hostLayout } from '../core/install/host-layout.js';
+import { probeHost } from '../core/install/preflight.js';
+import { transferBlobs } from '../core/install/transfer.js';
+import { openBundle } from '../core/layout/bundle-reader.js';
+import { blobPath, digestFromBlobPath } from '../core/layout/names.js';
+import { readSecretKey } from '../core/sign/keys.js';
+import { verifyBundle } from '../core/verify/verify-bundle.js';
+
+export type WorkerJob =
+  | { op: 'write'; source: string; outDir: string; secretKeyPath: string }
+  | { op: 'verify'; bundlePath: string; publicKeyPath: string }
+  | {
+      op: 'transfer';
+      bundlePath: string;
+      address: string;
+      identityFile: string;
+      knownHostsFile: string;
+      /** Install root on the host; emptied by the harness before each run. */
+      hostRoot: string;
+    }
+  /** Loads the same modules and does nothing: the RSS floor of every worker. */
+  | { op: 'idle' };
+
+export interface WorkerSample {
+  /** The operation alone: Node start-up and module loading are outside it. */
+  seconds: number;
+  cpuSeconds: number;
+  /** Peak RSS of this process since it started Node, in bytes (see peakRss). */
+  peakRssBytes: number;
+  detail: Record<string, string | number | boolean>;
+}
+
+export async function runWorker(job: WorkerJob): Promise<WorkerSample> {
+  const cpuBefore = process.cpuUsage();
+  const started = performance.now();
+  // Jobs with set-up of their own (reading a key, a host probe) report the time that matters.
+  const { seconds: own, ...detail } = await runJob(job);
+  const seconds = (performance.now() - started) / 1000;
+  const cpu = process.cpuUsage(cpuBefore);
+  return {
+    seconds: typeof own === 'number' ? own : seconds,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    peakRssBytes: await peakRss(),
+    detail,
+  };
+}
+
+/**
+ * VmHWM, the high-water mark of this process image's memory. Not resourceUsage().maxRSS:
+ * Linux folds the RSS of the process before exec into it, and a child forked from the
+ * harness starts as a copy of the harness, so maxRSS would report the harness's size
+ * whenever that is larger (a 300 MB parent makes every worker's maxRSS 300 MB).
+ */
+async function peakRss(): Promise<number> {
+  try {
+    const kib = /^VmHWM:\s+(\d+) kB$/m.exec(await readFile('/proc/self/status', 'utf8'))?.[1];
+    if (kib !== undefined) return Number(kib) * 1024;
+  } catch {}
+  return process.resourceUsage().maxRSS * 1024;
+}
+
+async function runJob(job: WorkerJob): Promise<WorkerSample['detail']> {
+  switch (job.op) {
+    case 'write':
+      return writeJob(job.source, job.outDir, job.secretKeyPath);
+    case 'verify': {
+      const verification = await verifyBundle(job.bundlePath, { publicKeyPath: job.publicKeyPath });
+      const bad = verification.results.filter((r) => r.status !== 'ok');
+      return {
+        ok: verification.ok,
+        signed: verification.signed,
+        files: verification.results.length,
+        ...(bad.length > 0 ? { problems: bad.map((r) => `${r.subject}: ${r.status}`).join('; ') } : {}),
+      };
+    }
+    case 'transfer':
+      return transferJob(job);
+    case 'idle':
+      return {};
+  }
+}
+
+async function writeJob(
+  source: string,
+  outDir: string,
+  secretKeyPath: string,
+): Promise<WorkerSample['detail']> {
+  // Reading the key is set-up, not bundling; the signature itself is inside the measurement.
+  const secretKey = await readSecretKey(secretKeyPath);
+  const started = performance.now();
+  const written = await writeBundle(benchPlan(source), { outDir, secretKey });
+  return {
+    seconds: (performance.now() - started) / 1000,
+    path: written.path,
+    bundleBytes: written.size,
+    blobs: written.blobs,
+  };
+}
+
+/** Name and version of the bundle the write worker makes; they decide its file name. */
+export const BENCH_BUNDLE = { name: 'bench', version: '1.0.0' } as const;
+
+/** One model component holding the data file as one file layer; nothing else. */
+function benchPlan(source: string): BundleWritePlan {
+  return {
+    ...BENCH_BUNDLE,
+    description: 'apertus bench: one file layer',
+    recipe: { fileName: 'apertus.yaml', bytes: Buffer.from('apiVersion: apertus.dev/v1\nkind: Bundle\n') },
+    components: [
+      {
+        name: 'data',
+        kind: 'model',
+        provenance: { source: 'apertus bench', license: 'Apache-2.0' },
+        layers: [{ type: 'file', source, title: 'data.bin' }],
+      },
+    ],
+    services: [],
+    verify: { chat: { prompt: 'hello', maxTokens: 1 }, embeddings: null },
+    requirements: {},
+  };
+}
+
+/**
+ * connectSsh + transferBlobs of the largest blob, as install does it: stream it into
+ * `.incoming-<hex>`, hash it on the host, move it into the store. The probe that picks
+ * the host's hash tool is install's preflight and stays outside the measured time.
+ */
+async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise<WorkerSample['detail']> {
+  const reader = await openBundle(job.bundlePath);
+  try {
+    const largest = [...reader.entries].sort((a, b) => b.size - a.size)[0];
+    const digest = largest === undefined ? undefined : digestFromBlobPath(largest.path);
+    if (largest === undefined || digest === undefined) throw new Error(`${job.bundlePath} holds no blob`);
+    const layout = hostLayout(job.hostRoot);
+
+    const started = performance.now();
+    const transport = await connectSsh({
+      address: job.address,
+      identityFile: job.identityFile,
+      knownHostsFile: job.knownHostsFile,
+    });
+    const connected = performance.now();
+    try {
+      const probeStarted = performance.now();
+      const facts = await probeHost(transport, layout);
+      const probeSeconds = (performance.now() - probeStarted) / 1000;
+
+      // Times the upload inside transferBlobs, so the host-side hash shows on its own.
+      let uploadSeconds = 0;
+      const timed: Transport = {
+        ...transport,
+        async upload(source, remotePath, options) {
+          const uploadStarted = performance.now();
+          await transport.upload(source, remotePath, options);
+          uploadSeconds += (performance.now() - uploadStarted) / 1000;
+        },
+      };
+      const transferStarted = performance.now();
+      const result = await transferBlobs({
+        transport: timed,
+        layout,
+        hashTool: facts.hashTool,
+        uploads: [{ digest, size: largest.size, resumeFrom: 0 }],
+        openBlob: (blobDigest, start) => reader.createReadStream(blobPath(blobDigest), { start }),
+        onProgress: () => {},
+      });
+      const transferSeconds = (performance.now() - transferStarted) / 1000;
+      const connectSeconds = (connected - started) / 1000;
+      return {
+        seconds: connectSeconds + transferSeconds,
+        bytes: result.bytes,
+        cipher: transport.cipher,
+        hashTool: facts.hashTool,
+        connectSeconds,
+        probeSeconds,
+        uploadSeconds,
+        hostVerifySeconds: transferSeconds - uploadSeconds,
+      };
+    } finally {
+      await transport.close();
+    }
+  } finally {
+    await reader.close();
+  }
+}

@@ -1,0 +1,73 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalTransport } from '../../src/core/host/local-transport.js';
+import { hostLayout } from '../../src/core/install/host-layout.js';
+import { transferBlobs } from '../../src/core/install/transfer.js';
+
+let work: string;
+beforeAll(async () => {
+  work = await mkdtemp(path.join(os.tmpdir(), 'apertus-transfer-'));
+});
+afterAll(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const content = Buffer.from('a blob of the bundle\n'.repeat(5000));
+const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
+
+async function transfer(root: string, bytes: Buffer, resumeFrom = 0) {
+  const transport = createLocalTransport();
+  const sent: number[] = [];
+  try {
+    return {
+      sent,
+      result: await transferBlobs({
+        transport,
+        layout: hostLayout(root),
+        hashTool: 'sha256sum',
+        uploads: [{ digest, size: bytes.length, resumeFrom }],
+        openBlob: (_digest, start) => Readable.from([bytes.subarray(start)]),
+        onProgress: (event) => {
+          if (event.bytes) sent.push(event.bytes.done);
+        },
+      }),
+    };
+  } finally {
+    await transport.close();
+  }
+}
+
+describe('blob transfer onto a host (local transport)', () => {
+  it('puts a verified, read-only blob into the store under its digest', async () => {
+    const root = path.join(work, 'ok');
+    const { result } = await transfer(root, content);
+    expect(result).toMatchObject({ blobs: 1, bytes: content.length });
+    const stored = path.join(root, 'blobs', 'sha256', digest.slice(7));
+    expect(await readFile(stored)).toEqual(content);
+    expect((await stat(stored)).mode & 0o777).toBe(0o444);
+  });
+
+  it('refuses bytes that do not hash to the digest and leaves nothing behind', async () => {
+    const root = path.join(work, 'bad');
+    const damaged = Buffer.from(content);
+    damaged[100] = (damaged[100] ?? 0) ^ 1;
+    await expect(transfer(root, damaged)).rejects.toMatchObject({ code: 'blob-corrupt-on-host' });
+    expect(await readdir(path.join(root, 'blobs', 'sha256'))).toEqual([]);
+  });
+
+  it('resumes an interrupted upload: only the missing bytes travel', async () => {
+    const root = path.join(work, 'resume');
+    const store = path.join(root, 'blobs', 'sha256');
+    await mkdir(store, { recursive: true });
+    const half = Math.floor(content.length / 2);
+    await writeFile(path.join(store, `.incoming-${digest.slice(7)}`), content.subarray(0, half));
+    const { result } = await transfer(root, content, half);
+    expect(result.bytes).toBe(content.length - half);
+    expect(await readFile(path.join(store, digest.slice(7)))).toEqual(content);
+    expect(await readdir(store)).toEqual([digest.slice(7)]);
+  });
+});

@@ -7,6 +7,7 @@ import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
 import { registerSchema } from './commands/schema.js';
+import { registerSplit } from './commands/split.js';
 import { registerVerify } from './commands/verify.js';
 import { type CliIO, processIO } from './io.js';
 import { writeJson } from './output/json-output.js';
@@ -28,6 +29,7 @@ export function buildProgram(io: CliIO): Command {
   for (const register of [
     registerBundle,
     registerVerify,
+    registerSplit,
     registerInspect,
     registerKeys,
     registerCheck,

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
 import { type BundleResult, bundle } from '../../core/bundle/bundle.js';
+import { parsePartSize } from '../../core/bundle/part-size.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
+import { formatSplitParts } from '../output/format-split.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { runSteps } from '../output/run-steps.js';
@@ -11,6 +13,7 @@ interface BundleFlags {
   sign?: string;
   cacheDir?: string;
   hubUrl?: string;
+  split?: string;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -29,9 +32,14 @@ export function registerBundle(program: Command, io: CliIO): void {
       '--hub-url <url>',
       'Hugging Face Hub or internal mirror (default $HF_ENDPOINT, else huggingface.co)',
     )
+    .option(
+      '--split <size>',
+      'write the tar as .part-NNN files of SIZE (4GiB for FAT32, 25GB for BD-R) plus a .parts.json index',
+    )
     .option('--dry-run', 'print the resolved plan (components, files, bytes); write nothing')
     .option('--json', 'print only JSON on stdout')
     .action(async (recipePath: string, flags: BundleFlags) => {
+      const partSize = flags.split === undefined ? undefined : parsePartSize(flags.split);
       const steps = [
         { id: 'plan', title: 'Resolve recipe' },
         { id: 'fetch', title: 'Fetch sources' },
@@ -46,6 +54,7 @@ export function registerBundle(program: Command, io: CliIO): void {
           hubUrl: flags.hubUrl,
           secretKeyPath: flags.sign,
           dryRun: flags.dryRun,
+          partSize,
           onProgress,
         }),
       );
@@ -69,6 +78,8 @@ function formatBundleResult(result: BundleResult): string {
       `  wrote      ${result.path} (${formatBytes(result.size)}, ${result.blobs} blobs, ${result.signed ? 'signed' : 'NOT signed'}) in ${formatDuration(result.ms)}`,
       `  manifest   ${result.manifestDigest}`,
     );
+    if (result.split !== null)
+      lines.push(...formatSplitParts(result.split.index, result.split.checksumsPath));
   }
   return `${lines.join('\n')}\n`;
 }

@@ -8,7 +8,7 @@ export function registerInspect(program: Command, io: CliIO): void {
   program
     .command('inspect')
     .description('Show what a bundle holds: components, services, requirements, signature')
-    .argument('<bundle>', 'bundle tar or directory')
+    .argument('<bundle>', 'bundle tar, split bundle (its .tar.parts.json index) or directory')
     .option('--json', 'print only JSON on stdout')
     .action(async (bundlePath: string, flags: { json?: boolean }) => {
       const summary = await inspectBundle(bundlePath);

@@ -50,7 +50,10 @@ export function registerInstall(program: Command, io: CliIO): void {
     .description(
       'Install a bundle onto a host over SSH (or --local), start its services and prove they answer',
     )
-    .argument('<bundle>', 'the bundle tar (or directory) written by `apertus bundle`')
+    .argument(
+      '<bundle>',
+      'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
+    )
     .option('--host <user@addr[:port]>', 'the target host, reached over SSH')
     .option('--local', 'install on this machine instead (the operator sits at the GPU host)')
     .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')

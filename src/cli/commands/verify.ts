@@ -16,7 +16,7 @@ export function registerVerify(program: Command, io: CliIO): void {
   program
     .command('verify')
     .description('Re-hash every file of a bundle, check its signature and manifests; name each bad item')
-    .argument('<bundle>', 'bundle tar or directory')
+    .argument('<bundle>', 'bundle tar, split bundle (its .tar.parts.json index) or directory')
     .option('--key <file>', 'minisign public key the signature must verify with')
     .option('--all', 'list every item checked, not only the bad ones')
     .option('--json', 'print only JSON on stdout')
@@ -40,6 +40,11 @@ export function registerVerify(program: Command, io: CliIO): void {
         for (const item of shown) {
           io.stdout.write(
             `${item.status.padEnd(16)} ${item.subject}${item.detail ? `  ${item.detail}` : ''}\n`,
+          );
+        }
+        if (result.split !== null && !result.split.contentsChecked) {
+          io.stdout.write(
+            `${result.split.badParts} of ${result.split.parts} parts bad; the bundle's contents were not checked. Copy the parts named above again from their media, then run apertus verify again.\n`,
           );
         }
         const bad = result.results.filter((r) => r.status !== 'ok' && r.status !== 'unsigned').length;

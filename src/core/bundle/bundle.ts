@@ -1,6 +1,7 @@
 import type { RunOptions } from '../progress.js';
 import { readSecretKey } from '../sign/keys.js';
 import { defaultCacheDir } from '../sources/cache-dir.js';
+import type { WrittenSplit } from './part-writer.js';
 import { type BundlePlanSummary, fetchBundle, resolveBundle } from './plan-bundle.js';
 import { writeBundle } from './write-bundle.js';
 
@@ -16,6 +17,8 @@ export interface BundleOptions extends RunOptions {
   /** minisign secret key (from `apertus keys generate`) to sign SHA256SUMS with. */
   secretKeyPath?: string | undefined;
   dryRun?: boolean | undefined;
+  /** Write the tar as parts of this many bytes plus an index (see parsePartSize). */
+  partSize?: number | undefined;
 }
 
 export type BundleResult =
@@ -27,6 +30,8 @@ export type BundleResult =
       size: number;
       manifestDigest: string;
       blobs: number;
+      /** The parts and index when written split; `path` is then the index. */
+      split: WrittenSplit | null;
       signed: boolean;
       ms: number;
     };
@@ -64,6 +69,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
   const written = await writeBundle(plan.write, {
     outDir: options.outDir,
     secretKey,
+    split: options.partSize === undefined ? undefined : { partSize: options.partSize },
     signal: options.signal,
     onProgress: (event) => options.onProgress?.({ ...event, step: 'write' }),
   });

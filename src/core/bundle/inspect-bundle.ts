@@ -3,7 +3,7 @@
  * blob: fast on a 100 GB bundle. The signature is reported, not checked; that is
  * `verifyBundle`'s job.
  */
-import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
+import { type BundleFormat, type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { loadBundle } from '../layout/load-bundle.js';
 import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
 import { SIGNATURE_FILE } from '../layout/names.js';
@@ -13,7 +13,7 @@ import { parseSignature } from '../sign/minisign.js';
 
 export interface BundleSummary {
   path: string;
-  format: 'tar' | 'directory';
+  format: BundleFormat;
   name: string;
   version: string;
   description: string;
@@ -39,7 +39,7 @@ export interface BundleSummary {
   /** Distinct blobs the manifests reference, and their bytes. */
   blobs: number;
   blobBytes: number;
-  /** Bytes on disk: the tar, or the files of the directory. */
+  /** Bytes on disk: the tar (all parts, for a split bundle), or the files of the directory. */
   totalSize: number;
 }
 

@@ -5,6 +5,9 @@
  * weights are read once, never staged, and no temporary files are made: tar layers
  * are generated straight into the bundle the same way.
  *
+ * With `split`, the same bytes go straight into `.part-NNN` files instead (see
+ * part-writer.ts): joined, the parts are byte-identical to the unsplit tar.
+ *
  * Entry order, fixed for a given plan: oci-layout, blobs/, blobs/sha256/, the blobs in
  * plan order (each component's layers, then its manifest; then the recipe, the config
  * and the bundle manifest), index.json, SHA256SUMS, SHA256SUMS.minisig.
@@ -42,16 +45,19 @@ import {
 } from '../layout/names.js';
 import {
   fileChunks,
+  openTarFileOutput,
   planTarArchive,
   type TarArchivePlan,
   TarFileWriter,
   type TarMode,
+  type TarOutput,
   tarArchiveChunks,
 } from '../layout/tar-writer.js';
 import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec, VerifySpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import type { SecretKey } from '../sign/keys.js';
 import { sign } from '../sign/minisign.js';
+import { SplitTarOutput, type WrittenSplit } from './part-writer.js';
 
 /** One file, materialised at `title` inside the component directory on the host. */
 export interface PlannedFileLayer {
@@ -97,15 +103,20 @@ export interface WriteBundleOptions extends RunOptions {
   outDir: string;
   /** Signs SHA256SUMS; without it the bundle has no SHA256SUMS.minisig. */
   secretKey?: SecretKey | undefined;
+  /** Writes the tar as parts of `partSize` bytes plus an index (DESIGN.md section 2), never as one file. */
+  split?: { partSize: number } | undefined;
 }
 
 export interface WrittenBundle {
+  /** The tar; for a split bundle, its index file, which openBundle, verify and install take. */
   path: string;
   manifestDigest: string;
-  /** Bytes of the tar. */
+  /** Bytes of the tar (of all parts together, when split). */
   size: number;
   /** Distinct blobs stored. */
   blobs: number;
+  /** The parts and index, when split. */
+  split: WrittenSplit | null;
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
@@ -127,9 +138,14 @@ export async function writeBundle(
 
   const outDir = resolve(options.outDir);
   await mkdir(outDir, { recursive: true });
-  const path = join(outDir, bundleFileName(plan.name, plan.version));
+  const tarFileName = bundleFileName(plan.name, plan.version);
+  const path = join(outDir, tarFileName);
   // Written under another name and renamed when complete: an interrupted bundle never looks finished.
   const partialPath = `${path}.partial`;
+  const splitOutput =
+    options.split === undefined
+      ? undefined
+      : SplitTarOutput.create({ outDir, tarFileName, partSize: options.split.partSize });
 
   const sourceDigests = new Map<string, string>();
   const stored = new Map<string, number>();
@@ -147,10 +163,14 @@ export async function writeBundle(
   onProgress({
     step: 'bundle.write',
     status: 'info',
-    detail: `writing ${path}`,
+    detail:
+      options.split === undefined
+        ? `writing ${path}`
+        : `writing ${path} as parts of ${options.split.partSize} bytes`,
     bytes: { done: 0, total },
   });
-  const writer = await TarFileWriter.create(partialPath);
+  const output: TarOutput = splitOutput ?? (await openTarFileOutput(partialPath));
+  const writer = new TarFileWriter(output);
   try {
     await writer.writeEntry(
       { path: OCI_LAYOUT_FILE, type: 'file', size: OCI_LAYOUT_CONTENT.length, mode: 0o644 },
@@ -170,10 +190,15 @@ export async function writeBundle(
     /** Copies `size` bytes into the tar while hashing them; returns their digest. */
     const storeStream = async (size: number, chunks: AsyncIterable<Uint8Array>): Promise<string> => {
       const hash = createHash('sha256');
-      const entry = await writer.writeEntry(blobEntry(PLACEHOLDER_DIGEST, size), chunks, (chunk) => {
-        hash.update(chunk);
-        advance(chunk.length);
-      });
+      const entry = await writer.writeEntry(
+        blobEntry(PLACEHOLDER_DIGEST, size),
+        chunks,
+        (chunk) => {
+          hash.update(chunk);
+          advance(chunk.length);
+        },
+        { provisional: true },
+      );
       const digest = `sha256:${hash.digest('hex')}`;
       if (stored.has(digest)) await writer.truncate(entry.headerOffset);
       else {
@@ -259,11 +284,15 @@ export async function writeBundle(
     }
 
     const size = await writer.finish();
+    if (splitOutput !== undefined) {
+      const split = splitOutput.result;
+      return { path: split.indexPath, manifestDigest: manifest.digest, size, blobs: stored.size, split };
+    }
     await rename(partialPath, path);
-    return { path, manifestDigest: manifest.digest, size, blobs: stored.size };
+    return { path, manifestDigest: manifest.digest, size, blobs: stored.size, split: null };
   } catch (error) {
     await writer.close();
-    await rm(partialPath, { force: true });
+    if (splitOutput === undefined) await rm(partialPath, { force: true });
     throw error;
   }
 }

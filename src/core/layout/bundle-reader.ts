@@ -1,6 +1,7 @@
 /**
- * Read access to a bundle, whether it is the tar `apertus bundle` wrote or the
- * directory it was extracted into. Callers see the same entries either way.
+ * Read access to a bundle, whether it is the tar `apertus bundle` wrote, that tar
+ * split into parts (read in place through its index), or the directory it was
+ * extracted into. Callers see the same entries either way.
  */
 import { createReadStream as createFileReadStream } from 'node:fs';
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
@@ -8,6 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { ApertusError } from '../errors.js';
 import { type ByteSource, openFileByteSource } from './byte-source.js';
+import { findSplitIndex, openSplitParts, readSplitIndex } from './split-index.js';
 import { readTarIndex } from './tar-index.js';
 
 export interface BundleEntry {
@@ -22,11 +24,13 @@ export interface EntryRange {
   end?: number;
 }
 
+export type BundleFormat = 'tar' | 'split' | 'directory';
+
 export interface BundleReader {
-  /** The path the bundle was opened from. */
+  /** The path the bundle was opened from; for a split bundle, its index file. */
   readonly path: string;
-  readonly format: 'tar' | 'directory';
-  /** Bytes on disk: the tar's size, or the sum of the directory's file sizes. */
+  readonly format: BundleFormat;
+  /** Bytes on disk: the tar's size (joined, for a split bundle), or the sum of the directory's file sizes. */
   readonly size: number;
   /** Regular files in storage order: tar order, or sorted paths for a directory. */
   readonly entries: readonly BundleEntry[];
@@ -42,16 +46,22 @@ export interface BundleReader {
 /** Metadata files (JSON, SHA256SUMS) are small; a larger one is refused, never buffered. */
 export const DEFAULT_MAX_READ_BYTES = 64 << 20;
 
+/**
+ * Opens a bundle: a tar, a directory, or a split bundle by its index
+ * (`<tar>.parts.json`, or the `<tar>` name when only the parts and index exist).
+ */
 export async function openBundle(
   path: string,
   options: { signal?: AbortSignal } = {},
 ): Promise<BundleReader> {
+  const splitIndex = await findSplitIndex(path);
+  if (splitIndex !== undefined) return openSplitBundle(splitIndex, options.signal);
   let stats: Awaited<ReturnType<typeof stat>>;
   try {
     stats = await stat(path);
   } catch (error) {
     throw new ApertusError('bundle-not-found', `cannot open bundle ${path}: ${(error as Error).message}`, {
-      hint: 'Check the path; a bundle is the .tar written by `apertus bundle` or the directory it was extracted into.',
+      hint: 'Check the path; a bundle is the .tar written by `apertus bundle`, the .tar.parts.json index of a split bundle, or the directory it was extracted into.',
       cause: error,
     });
   }
@@ -70,11 +80,23 @@ export async function openBundle(
   }
 }
 
-/** A tar bundle over any byte source (one file today; split parts later). Takes ownership of `source`. */
+async function openSplitBundle(indexPath: string, signal?: AbortSignal): Promise<BundleReader> {
+  const index = await readSplitIndex(indexPath);
+  const source = await openSplitParts(indexPath, index);
+  try {
+    return await openTarBundle(source, indexPath, signal, 'split');
+  } catch (error) {
+    await source.close();
+    throw error;
+  }
+}
+
+/** A tar bundle over any byte source (one file, or a split bundle's parts). Takes ownership of `source`. */
 export async function openTarBundle(
   source: ByteSource,
   path: string,
   signal?: AbortSignal,
+  format: 'tar' | 'split' = 'tar',
 ): Promise<BundleReader> {
   const index = await readTarIndex(source, signal);
   const offsets = new Map<string, number>();
@@ -84,7 +106,7 @@ export async function openTarBundle(
     entries.push({ path: entry.path, size: entry.size });
     offsets.set(entry.path, entry.dataOffset);
   }
-  return new StoredBundleReader(path, 'tar', source.size, entries, {
+  return new StoredBundleReader(path, format, source.size, entries, {
     stream: (entry, start, end) =>
       source.createReadStream(offsetOf(offsets, entry) + start, offsetOf(offsets, entry) + end),
     read: (entry) => source.read(offsetOf(offsets, entry), entry.size),
@@ -147,7 +169,7 @@ class StoredBundleReader implements BundleReader {
 
   constructor(
     readonly path: string,
-    readonly format: 'tar' | 'directory',
+    readonly format: BundleFormat,
     readonly size: number,
     readonly entries: readonly BundleEntry[],
     private readonly storage: EntryStorage,

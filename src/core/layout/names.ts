@@ -79,3 +79,56 @@ export function confinedRelativePath(path: string): string | undefined {
   }
   return parts.length === 0 ? undefined : parts.join('/');
 }
+
+/*
+ * A split bundle (DESIGN.md section 2) sits next to where its tar would be:
+ *   <tar>.part-001, <tar>.part-002, ...   the tar cut into consecutive pieces
+ *   <tar>.parts.sha256                     the parts' hashes, for `sha256sum -c` on the medium
+ *   <tar>.parts.json                       the index, written last: a split bundle is complete when it exists
+ * Names derive from the tar's file name, so `apertus split x.tar` and `apertus bundle --split`
+ * name the same bundle's parts alike.
+ */
+const SPLIT_PART_INFIX = '.part-';
+const SPLIT_INDEX_SUFFIX = '.parts.json';
+const SPLIT_CHECKSUMS_SUFFIX = '.parts.sha256';
+/** Part numbers have three digits, so the parts sort in order in every file listing. */
+export const MAX_SPLIT_PARTS = 999;
+
+/** `<tar>.part-NNN`, numbered from 1. */
+export function splitPartFileName(tarFileName: string, number: number): string {
+  if (!Number.isInteger(number) || number < 1 || number > MAX_SPLIT_PARTS) {
+    throw new RangeError(`part number ${number} is outside 1..${MAX_SPLIT_PARTS}`);
+  }
+  return `${tarFileName}${SPLIT_PART_INFIX}${String(number).padStart(3, '0')}`;
+}
+
+export function splitIndexFileName(tarFileName: string): string {
+  return `${tarFileName}${SPLIT_INDEX_SUFFIX}`;
+}
+
+export function splitChecksumsFileName(tarFileName: string): string {
+  return `${tarFileName}${SPLIT_CHECKSUMS_SUFFIX}`;
+}
+
+/** The tar file name an index file name belongs to ('x.tar.parts.json' -> 'x.tar'), else undefined. */
+export function tarFileNameOfSplitIndex(fileName: string): string | undefined {
+  if (!fileName.endsWith(SPLIT_INDEX_SUFFIX) || fileName.length === SPLIT_INDEX_SUFFIX.length)
+    return undefined;
+  return fileName.slice(0, -SPLIT_INDEX_SUFFIX.length);
+}
+
+/** The part number `fileName` has as a part of `tarFileName`, else undefined. */
+export function splitPartNumber(tarFileName: string, fileName: string): number | undefined {
+  const prefix = `${tarFileName}${SPLIT_PART_INFIX}`;
+  if (!fileName.startsWith(prefix)) return undefined;
+  const digits = fileName.slice(prefix.length);
+  if (!/^[0-9]{3}$/.test(digits)) return undefined;
+  const number = Number(digits);
+  return number >= 1 ? number : undefined;
+}
+
+/** The tar file name a part file name belongs to ('x.tar.part-002' -> 'x.tar'), else undefined. */
+export function tarFileNameOfSplitPart(fileName: string): string | undefined {
+  const match = /^(.+)\.part-[0-9]{3}$/.exec(fileName);
+  return match?.[1];
+}

@@ -251,33 +251,91 @@ export async function* tarArchiveChunks(plan: TarArchivePlan, signal?: AbortSign
 }
 
 /**
- * Writes a tar file with positional writes. Entries can be written before their
- * name is known and renamed afterwards, so content-addressed blobs are hashed while
- * they are copied: every source byte is read once.
+ * Where a TarFileWriter puts its bytes: one file, or a split bundle's parts. Writes
+ * arrive in order at the end, except that a provisional entry's header, marked with
+ * `hold`, may be rewritten or everything from it cut off; `release` ends the hold.
+ * An output that hashes its bytes hashes everything outside the held range as it is
+ * written.
+ */
+export interface TarOutput {
+  write(bytes: Uint8Array, position: number): Promise<void>;
+  /** Drops everything from `position` on; only within the held range. */
+  truncate(position: number): Promise<void>;
+  /** [position, position + length) may be rewritten or truncated until release(). */
+  hold(position: number, length: number): void;
+  release(): Promise<void>;
+  /** Flushes to disk and closes. */
+  finish(): Promise<void>;
+  /** Closes without finishing, after a failure. */
+  close(): Promise<void>;
+}
+
+/** One tar file. */
+export async function openTarFileOutput(path: string): Promise<TarOutput> {
+  return new TarFileOutput(await open(path, 'w', 0o644));
+}
+
+class TarFileOutput implements TarOutput {
+  constructor(private readonly handle: FileHandle) {}
+
+  async write(bytes: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < bytes.length) {
+      const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done, position + done);
+      done += bytesWritten;
+    }
+  }
+
+  truncate(position: number): Promise<void> {
+    return this.handle.truncate(position);
+  }
+
+  hold(): void {}
+
+  async release(): Promise<void> {}
+
+  async finish(): Promise<void> {
+    await this.handle.sync();
+    await this.handle.close();
+  }
+
+  async close(): Promise<void> {
+    await this.handle.close().catch(() => {});
+  }
+}
+
+/**
+ * Writes a tar with positional writes. Entries can be written before their name is
+ * known and renamed afterwards, so content-addressed blobs are hashed while they are
+ * copied: every source byte is read once.
  */
 export class TarFileWriter {
-  private constructor(
-    private readonly handle: FileHandle,
-    private offset: number,
-  ) {}
+  private offset = 0;
+
+  constructor(private readonly output: TarOutput) {}
 
   static async create(path: string): Promise<TarFileWriter> {
-    return new TarFileWriter(await open(path, 'w', 0o644), 0);
+    return new TarFileWriter(await openTarFileOutput(path));
   }
 
   get position(): number {
     return this.offset;
   }
 
-  /** Writes one entry; `data` must hold exactly `fields.size` bytes. `onChunk` sees each chunk before it is written. */
+  /**
+   * Writes one entry; `data` must hold exactly `fields.size` bytes. `onChunk` sees each
+   * chunk before it is written. A `provisional` entry must be renamed or truncated next.
+   */
   async writeEntry(
     fields: TarHeaderFields,
     data: Buffer | AsyncIterable<Uint8Array> = Buffer.alloc(0),
     onChunk?: (chunk: Uint8Array) => void,
+    options: { provisional?: boolean } = {},
   ): Promise<{ headerOffset: number; headerLength: number }> {
     const headerOffset = this.offset;
     const header = encodeTarHeader(fields);
-    await this.writeAt(header, this.offset);
+    if (options.provisional) this.output.hold(headerOffset, header.length);
+    await this.output.write(header, this.offset);
     this.offset += header.length;
     const chunks = Buffer.isBuffer(data) ? [data] : data;
     let written = 0;
@@ -287,7 +345,7 @@ export class TarFileWriter {
         onChunk?.(chunk);
         // Keep one write in flight while the next chunk is read.
         await pending;
-        pending = this.writeAt(chunk, this.offset);
+        pending = this.output.write(chunk, this.offset);
         this.offset += chunk.length;
         written += chunk.length;
       }
@@ -300,14 +358,14 @@ export class TarFileWriter {
     if (written !== expected)
       throw new Error(`tar entry ${fields.path}: wrote ${written} of ${expected} bytes`);
     const padding = tarPadding(written);
-    await this.writeAt(padding, this.offset);
+    await this.output.write(padding, this.offset);
     this.offset += padding.length;
     return { headerOffset, headerLength: header.length };
   }
 
   /**
-   * Gives an entry written by writeEntry its final name. The header must keep its
-   * length, so the final path must need the same pax records as the first one.
+   * Gives a provisional entry its final name. The header must keep its length, so the
+   * final path must need the same pax records as the first one.
    */
   async renameEntry(
     entry: { headerOffset: number; headerLength: number },
@@ -317,34 +375,27 @@ export class TarFileWriter {
     if (header.length !== entry.headerLength) {
       throw new Error(`tar entry ${fields.path}: renamed header changes length`);
     }
-    await this.writeAt(header, entry.headerOffset);
+    await this.output.write(header, entry.headerOffset);
+    await this.output.release();
   }
 
-  /** Drops everything from `position` on (a duplicate blob written before its digest was known). */
+  /** Drops a provisional entry and everything after it (a duplicate blob written before its digest was known). */
   async truncate(position: number): Promise<void> {
-    await this.handle.truncate(position);
+    await this.output.truncate(position);
     this.offset = position;
+    await this.output.release();
   }
 
-  /** Writes the end-of-archive blocks, flushes to disk and closes. */
+  /** Writes the end-of-archive blocks, flushes to disk and closes; returns the tar's size. */
   async finish(): Promise<number> {
     const end = tarEnd(this.offset);
-    await this.writeAt(end, this.offset);
+    await this.output.write(end, this.offset);
     this.offset += end.length;
-    await this.handle.sync();
-    await this.handle.close();
+    await this.output.finish();
     return this.offset;
   }
 
   async close(): Promise<void> {
-    await this.handle.close().catch(() => {});
-  }
-
-  private async writeAt(bytes: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < bytes.length) {
-      const { bytesWritten } = await this.handle.write(bytes, done, bytes.length - done, position + done);
-      done += bytesWritten;
-    }
+    await this.output.close();
   }
 }

@@ -4,7 +4,12 @@
  * hashed from memory while the manifest graph is checked; then every other file is
  * streamed and hashed in storage order (sequential reads of the tar).
  *
- * Results are data, one per subject (a bundle path). A bad bundle never throws; only
+ * A split bundle's parts are checked first, each against the index (size and sha256),
+ * so a bad medium is named by its part; only when every part is good are the contents
+ * checked, read through the parts in place. (With a bad or missing part the contents
+ * cannot be trusted or read, and the operator's next step is the same: copy that part.)
+ *
+ * Results are data, one per subject (a bundle path, or a part's file name). A bad bundle never throws; only
  * input that cannot be read at all (no such file, not a tar) does.
  *
  * Signature policy: with a public key, the signature must be present and valid
@@ -13,6 +18,7 @@
  * integrity is proven, authenticity is not. Callers that require a signature pass a key.
  */
 import { createHash } from 'node:crypto';
+import { basename } from 'node:path';
 import { isApertusError } from '../errors.js';
 import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { parseChecksums } from '../layout/checksums.js';
@@ -26,10 +32,12 @@ import {
   SIGNATURE_FILE,
   UNCHECKED_FILES,
 } from '../layout/names.js';
+import { findSplitIndex, readSplitIndex } from '../layout/split-index.js';
 import { readTarIndex } from '../layout/tar-index.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { type PublicKey, parsePublicKey, readPublicKey } from '../sign/keys.js';
 import { parseSignature, verifySignature } from '../sign/minisign.js';
+import { verifySplitParts } from './verify-parts.js';
 
 export type VerifyStatus =
   | 'ok'
@@ -41,7 +49,7 @@ export type VerifyStatus =
   | 'invalid';
 
 export interface VerifyResult {
-  /** A path inside the bundle ('blobs/sha256/<hex>', 'SHA256SUMS.minisig'), or the bundle itself. */
+  /** A path inside the bundle ('blobs/sha256/<hex>', 'SHA256SUMS.minisig'), a part of a split bundle (its file name), or the bundle itself. */
   subject: string;
   status: VerifyStatus;
   detail: string;
@@ -63,11 +71,30 @@ export interface BundleVerification {
   keyId: string | null;
   /** The bundle manifest digest from index.json, if the graph could be read. */
   manifestDigest: string | null;
+  /** Parts first (for a split bundle), then the bundle's files. */
   results: VerifyResult[];
+  /** For a split bundle: its index and parts; null for a tar or a directory. */
+  split: SplitVerification | null;
+}
+
+export interface SplitVerification {
+  /** The index file the parts were checked against. */
+  index: string;
+  parts: number;
+  /** Parts missing, of the wrong size or with the wrong sha256. */
+  badParts: number;
+  /** False when a bad part stopped the check before the bundle's files were read. */
+  contentsChecked: boolean;
 }
 
 /** Reader errors that describe a damaged or hostile bundle rather than unreadable input. */
-const BAD_BUNDLE_CODES = new Set(['bundle-unsafe-entry', 'bundle-corrupt', 'bundle-truncated']);
+const BAD_BUNDLE_CODES = new Set([
+  'bundle-unsafe-entry',
+  'bundle-corrupt',
+  'bundle-truncated',
+  'bundle-part-missing',
+  'bundle-part-size',
+]);
 const PROGRESS_EVERY = 32 << 20;
 const MAX_SIGNATURE_BYTES = 64 << 10;
 
@@ -78,24 +105,46 @@ export async function verifyBundle(
   const { signal } = options;
   const onProgress = options.onProgress ?? noProgress;
   const publicKey = await resolvePublicKey(options);
+  const failed = (results: VerifyResult[], split: SplitVerification | null = null): BundleVerification => ({
+    ok: false,
+    signed: false,
+    keyId: null,
+    manifestDigest: null,
+    results,
+    split,
+  });
+
+  const indexPath = await findSplitIndex(path);
+  let split: SplitVerification | null = null;
+  let partResults: VerifyResult[] = [];
+  if (indexPath !== undefined) {
+    let index: Awaited<ReturnType<typeof readSplitIndex>>;
+    try {
+      index = await readSplitIndex(indexPath);
+    } catch (error) {
+      if (isApertusError(error) && error.code === 'bundle-split-index-invalid') {
+        return failed([{ subject: basename(indexPath), status: 'invalid', detail: error.message }]);
+      }
+      throw error;
+    }
+    partResults = await verifySplitParts(indexPath, index, { signal, onProgress });
+    const badParts = partResults.filter((result) => result.status !== 'ok').length;
+    split = { index: indexPath, parts: index.parts.length, badParts, contentsChecked: badParts === 0 };
+    if (badParts > 0) return failed(partResults, split);
+  }
 
   let reader: BundleReader;
   try {
-    reader = await openBundle(path, signal ? { signal } : {});
+    reader = await openBundle(indexPath ?? path, signal ? { signal } : {});
   } catch (error) {
     if (isApertusError(error) && BAD_BUNDLE_CODES.has(error.code)) {
-      return {
-        ok: false,
-        signed: false,
-        keyId: null,
-        manifestDigest: null,
-        results: [{ subject: path, status: 'invalid', detail: error.message }],
-      };
+      return failed([...partResults, { subject: path, status: 'invalid', detail: error.message }], split);
     }
     throw error;
   }
   try {
-    return await verifyOpened(reader, publicKey, signal, onProgress);
+    const verification = await verifyOpened(reader, publicKey, signal, onProgress);
+    return { ...verification, results: [...partResults, ...verification.results], split };
   } finally {
     await reader.close();
   }
@@ -106,7 +155,7 @@ async function verifyOpened(
   publicKey: PublicKey | undefined,
   signal: AbortSignal | undefined,
   onProgress: NonNullable<RunOptions['onProgress']>,
-): Promise<BundleVerification> {
+): Promise<Omit<BundleVerification, 'split'>> {
   const results = new Map<string, VerifyResult>();
   /** One result per subject: the first problem found sets the status, later ones add detail. */
   const report = (subject: string, status: VerifyStatus, detail: string): void => {

@@ -17,6 +17,7 @@ const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   preflight: 'Preflight',
   transfer: 'Upload missing blobs',
   stage: 'Stage release',
+  images: 'Load container images',
   activate: 'Activate',
   'verify.health': 'Health',
   'verify.models': 'Model listed',

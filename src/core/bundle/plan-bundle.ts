@@ -7,6 +7,8 @@ import { PROJECT_ROOT } from '../project-root.js';
 import { collectRuntimeFiles } from '../services/runtime-files.js';
 import { fetchHf } from '../sources/hf/fetch-hf.js';
 import { type HfResolvedSource, resolveHf } from '../sources/hf/resolve-hf.js';
+import { fetchOciImage } from '../sources/oci/fetch-oci.js';
+import { type OciResolvedSource, resolveOci } from '../sources/oci/resolve-oci.js';
 import type { SourceContext } from '../sources/types.js';
 import { type LoadedRecipe, loadRecipe } from '../spec/load-recipe.js';
 import type { Recipe, RecipeComponent } from '../spec/recipe-schema.js';
@@ -38,6 +40,7 @@ export interface BundlePlanSummary {
 type ResolvedComponent =
   | { type: 'local'; spec: RecipeComponent; root: string; files: Array<{ path: string; size: number }> }
   | { type: 'hf'; spec: RecipeComponent; resolved: HfResolvedSource }
+  | { type: 'oci'; spec: RecipeComponent; resolved: OciResolvedSource }
   | { type: 'runtime'; component: PlannedComponent; bytes: number; files: number };
 
 /** A recipe resolved to exact files and revisions: everything but the downloads. */
@@ -78,6 +81,9 @@ export async function resolveBundle(
         sourceContext,
       );
       components.push({ type: 'hf', spec, resolved });
+    } else if (spec.source.startsWith('oci:')) {
+      const resolved = await resolveOci(spec.source, pick(spec, 'platform', 'insecure'), sourceContext);
+      components.push({ type: 'oci', spec, resolved });
     } else {
       components.push({ type: 'local', spec, ...(await listLocalSource(recipe, spec)) });
     }
@@ -125,6 +131,28 @@ export async function fetchBundle(
           title: f.path,
         })),
       });
+    } else if (component.type === 'oci') {
+      const image = await fetchOciImage(component.resolved, sourceContext);
+      const license = component.spec.license ?? component.resolved.license;
+      components.push({
+        name: component.spec.name,
+        kind: 'image',
+        provenance: {
+          source: component.resolved.source,
+          revision: component.resolved.revision,
+          ...(license ? { license } : {}),
+        },
+        layers: [],
+        image: {
+          manifest: {
+            source: image.manifest.localPath,
+            mediaType: image.manifest.mediaType,
+            digest: image.manifest.digest,
+            size: image.manifest.size,
+          },
+          blobs: image.files.map((f) => ({ source: f.localPath, digest: f.digest, size: f.size })),
+        },
+      });
     } else {
       const fetched = await fetchHf(component.resolved, sourceContext);
       const license = component.spec.license ?? component.resolved.license;
@@ -163,7 +191,9 @@ function resolveServices(recipe: LoadedRecipe, components: ResolvedComponent[]):
   return recipe.recipe.services.map((s: Recipe['services'][number]) => {
     const [component, ...rest] = s.model.split('/');
     const modelPath = rest.join('/');
-    const holder = components.find((c) => c.type !== 'runtime' && c.spec.name === component);
+    const holder = components.find(
+      (c) => (c.type === 'local' || c.type === 'hf') && c.spec.name === component,
+    );
     const paths =
       holder?.type === 'local'
         ? holder.files.map((f) => f.path)
@@ -276,6 +306,16 @@ function summariseComponent(component: ResolvedComponent): BundlePlanSummary['co
         license: component.spec.license ?? null,
         files: component.files.length,
         bytes: component.files.reduce((sum, f) => sum + f.size, 0),
+      };
+    case 'oci':
+      return {
+        name: component.spec.name,
+        kind: component.spec.kind,
+        source: component.resolved.pinned,
+        revision: component.resolved.revision,
+        license: component.spec.license ?? component.resolved.license ?? null,
+        files: component.resolved.files.length,
+        bytes: component.resolved.files.reduce((sum, f) => sum + f.size, 0),
       };
     case 'hf':
       return {

@@ -13,7 +13,7 @@
  * and the bundle manifest), index.json, SHA256SUMS, SHA256SUMS.minisig.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ApertusError } from '../errors.js';
 import { bundleConfigSchema, CURRENT_FORMAT_VERSION, describeIssues } from '../layout/bundle-schemas.js';
@@ -39,6 +39,7 @@ import {
   CHECKSUMS_FILE,
   confinedRelativePath,
   INDEX_FILE,
+  isDigest,
   OCI_LAYOUT_CONTENT,
   OCI_LAYOUT_FILE,
   SIGNATURE_FILE,
@@ -84,6 +85,21 @@ export interface PlannedComponent {
   kind: ComponentKind;
   provenance: BundleConfig['components'][number]['provenance'];
   layers: PlannedLayer[];
+  /** Kind 'image' only, with `layers` empty: the image as pulled (src/core/sources/oci). */
+  image?: PlannedImage;
+}
+
+/**
+ * A container image stored as pulled: its config and layers are ordinary blobs (shared with
+ * every other component and image that has them), and its manifest, byte for byte, is the
+ * component manifest, so the image keeps its registry digest and the bundle's index.json
+ * names a real image. The host builds a loadable archive from the blob store
+ * (src/core/sources/oci/image-archive.ts).
+ */
+export interface PlannedImage {
+  manifest: { source: string; mediaType: string; digest: string; size: number };
+  /** The config, then each distinct layer; each is checked against its digest while it is written. */
+  blobs: Array<{ source: string; digest: string; size: number }>;
 }
 
 /** Everything a bundle holds, resolved to files on this machine (made by the planner). */
@@ -126,7 +142,8 @@ const PROGRESS_EVERY = 32 << 20;
 
 type PreparedLayer =
   | { type: 'file'; layer: PlannedFileLayer; size: number }
-  | { type: 'tar'; layer: PlannedTarLayer; archive: TarArchivePlan };
+  | { type: 'tar'; layer: PlannedTarLayer; archive: TarArchivePlan }
+  | { type: 'blob'; source: string; digest: string; size: number };
 
 export async function writeBundle(
   plan: BundleWritePlan,
@@ -213,7 +230,15 @@ export async function writeBundle(
       const layers: Descriptor[] = [];
       for (const item of prepared[index] ?? []) {
         signal?.throwIfAborted();
-        if (item.type === 'file') {
+        if (item.type === 'blob') {
+          // Known digest: a layer another image (or component) already stored is not read again.
+          if (stored.has(item.digest)) {
+            advance(item.size);
+            continue;
+          }
+          const digest = await storeStream(item.size, fileChunks(item.source, item.size, signal));
+          if (digest !== item.digest) throw changedSource(component.name, item.source, item.digest, digest);
+        } else if (item.type === 'file') {
           const { layer, size } = item;
           let digest = sourceDigests.get(layer.source);
           if (digest === undefined) {
@@ -226,8 +251,18 @@ export async function writeBundle(
           layers.push(tarLayerDescriptor(digest, item.archive.size, item.layer.name));
         }
       }
-      await storeBytes(EMPTY_CONFIG);
-      const manifest = await storeBytes(componentManifest(component, layers));
+      let manifest: Descriptor;
+      if (component.image !== undefined) {
+        const { source, mediaType, digest, size } = component.image.manifest;
+        const bytes = await readFile(source);
+        if (sha256Digest(bytes) !== digest || bytes.length !== size) {
+          throw changedSource(component.name, source, digest, sha256Digest(bytes));
+        }
+        manifest = await storeBytes({ descriptor: { mediaType, digest, size }, bytes });
+      } else {
+        await storeBytes(EMPTY_CONFIG);
+        manifest = await storeBytes(componentManifest(component, layers));
+      }
       components.push({
         name: component.name,
         kind: component.kind,
@@ -297,6 +332,17 @@ export async function writeBundle(
   }
 }
 
+function changedSource(component: string, source: string, expected: string, actual: string): ApertusError {
+  return new ApertusError(
+    'bundle-source-changed',
+    `component "${component}": ${source} no longer matches ${expected} (it hashes to ${actual})`,
+    {
+      kind: 'operation',
+      hint: 'The download cache changed after the fetch; run the bundle again to fetch it anew.',
+    },
+  );
+}
+
 function blobEntry(digest: string, size: number) {
   return { path: blobPath(digest), type: 'file', size, mode: 0o644 } as const;
 }
@@ -345,7 +391,7 @@ function diskBytes(stored: Map<string, number>, prepared: PreparedLayer[][]): nu
 
 function totalBytes(prepared: PreparedLayer[][]): number {
   let bytes = 0;
-  for (const layer of prepared.flat()) bytes += layer.type === 'file' ? layer.size : layer.archive.size;
+  for (const layer of prepared.flat()) bytes += layer.type === 'tar' ? layer.archive.size : layer.size;
   return bytes;
 }
 
@@ -370,6 +416,36 @@ async function prepareLayers(plan: BundleWritePlan): Promise<PreparedLayer[][]> 
     names.add(component.name);
     const titles = new Set<string>();
     const layers: PreparedLayer[] = [];
+    if (component.image !== undefined) {
+      const where = `component "${component.name}"`;
+      if (component.kind !== 'image' || component.layers.length > 0) {
+        throw badPlan(
+          `${where}: an image needs kind 'image' and no other layers`,
+          'Plan image components from a fetched oci: source.',
+        );
+      }
+      for (const blob of [component.image.manifest, ...component.image.blobs]) {
+        if (!isDigest(blob.digest))
+          throw badPlan(
+            `${where}: ${blob.digest} is not a sha256 digest`,
+            'Image blobs are sha256-addressed.',
+          );
+        const size = await sourceSize(blob.source, where);
+        if (size !== blob.size) {
+          throw new ApertusError(
+            'bundle-source-changed',
+            `${where}: ${blob.source} is ${size} bytes, not ${blob.size}`,
+            {
+              kind: 'operation',
+              hint: 'The download cache changed after the fetch; run the bundle again to fetch it anew.',
+            },
+          );
+        }
+      }
+      for (const blob of component.image.blobs) layers.push({ type: 'blob', ...blob });
+      prepared.push(layers);
+      continue;
+    }
     for (const layer of component.layers) {
       if (layer.type === 'file') {
         const where = `component "${component.name}", file "${layer.title}"`;

@@ -14,6 +14,8 @@ export interface HostLayout {
   release(name: string, version: string): string;
   /** Release path relative to the root: what the `current` link points at. */
   releaseLinkTarget(name: string, version: string): string;
+  /** Where an image's loadable archive directory is linked together from the store (lowercase base name). */
+  image(manifestDigest: string): string;
   current: string;
   /** Held (a directory) while an install runs. */
   lock: string;
@@ -35,6 +37,7 @@ export function hostLayout(root: string): HostLayout {
     releases: path.join(root, 'releases'),
     release: (name, version) => path.join(root, 'releases', name, version),
     releaseLinkTarget: (name, version) => path.join('releases', name, version),
+    image: (digest) => path.join(root, 'images', `sha256-${hex(digest)}`),
     current: path.join(root, 'current'),
     lock: path.join(root, '.install.lock'),
     state: path.join(root, 'state.json'),

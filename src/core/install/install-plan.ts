@@ -1,7 +1,8 @@
 import path from 'node:path/posix';
 import { ApertusError } from '../errors.js';
 import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
-import type { BundleConfig, ComponentLayers } from '../layout/types.js';
+import type { BundleConfig, ComponentLayers, Descriptor } from '../layout/types.js';
+import { parseOciReference, repoTag } from '../sources/oci/parse-oci-reference.js';
 import type { HostLayout } from './host-layout.js';
 import type { HostFacts } from './preflight.js';
 
@@ -17,6 +18,17 @@ export type Materialisation =
   | { type: 'link'; digest: string; to: string; executable: boolean }
   | { type: 'extract'; digest: string; into: string };
 
+/** An image component, loaded into podman or docker from the blob store (src/core/sources/oci/image-archive.ts). */
+export interface ImageLoad {
+  component: string;
+  manifest: Descriptor;
+  config: { digest: string };
+  layers: Array<{ digest: string }>;
+  /** REGISTRY/NAME:TAG, from the component's oci: source and its manifest digest. */
+  repoTags: string[];
+  archiveDir: string;
+}
+
 /** Everything an install will do, as data: `--dry-run` prints it, apply executes it. */
 export interface InstallPlan {
   bundle: { name: string; version: string; manifestDigest: string };
@@ -25,6 +37,7 @@ export interface InstallPlan {
   uploads: BlobTransfer[];
   uploadBytes: number;
   materialise: Materialisation[];
+  images: ImageLoad[];
   diskNeededBytes: number;
   diskAvailableBytes: number;
 }
@@ -52,7 +65,22 @@ export function planInstall(input: PlanInput, facts: HostFacts, layout: HostLayo
 
   const releaseDir = layout.release(config.name, config.version);
   const materialise: Materialisation[] = [];
+  const images: ImageLoad[] = [];
   for (const component of input.components) {
+    if (component.kind === 'image') {
+      // Never extracted: an uncompressed image layer has the same media type as our tar layers.
+      const entry = config.components.find((c) => c.name === component.name);
+      if (entry === undefined) continue;
+      images.push({
+        component: component.name,
+        manifest: entry.manifest,
+        config: component.config,
+        layers: component.layers,
+        repoTags: [repoTag(parseOciReference(entry.provenance.source), entry.manifest.digest)],
+        archiveDir: layout.image(entry.manifest.digest),
+      });
+      continue;
+    }
     const componentDir = path.join(releaseDir, confined(component.name, 'component name'));
     for (const layer of component.layers) {
       if (layer.mediaType === MEDIA_TYPE.tarLayer) {
@@ -90,6 +118,7 @@ export function planInstall(input: PlanInput, facts: HostFacts, layout: HostLayo
     uploads,
     uploadBytes,
     materialise,
+    images,
     // Hard links cost no data blocks; extracted tar layers do, so count them twice to be safe.
     diskNeededBytes:
       uploadBytes +

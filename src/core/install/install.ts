@@ -12,6 +12,7 @@ import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from './host-layout.js
 import { lockHost } from './host-lock.js';
 import { type InstallPlan, planInstall } from './install-plan.js';
 import { type InstallReport, writeInstallReport } from './install-report.js';
+import { loadImages } from './load-images.js';
 import { type HostFacts, type HostSummary, probeHost, summariseHost } from './preflight.js';
 import {
   assertPortsFree,
@@ -34,6 +35,7 @@ export const INSTALL_STEPS = [
   'preflight',
   'transfer',
   'stage',
+  'images',
   'activate',
   'verify.health',
   'verify.models',
@@ -214,6 +216,12 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       'ok',
       staged.created ? `${plan.release.dir}` : `${plan.release.dir} (kept, already complete)`,
     );
+
+    if (plan.images.length > 0) {
+      emit('images', 'start', `${plan.images.length} images`);
+      const loaded = await loadImages(transport, layout, plan, signal);
+      emit('images', 'ok', loaded.join(', '));
+    }
 
     const previous = plan.release.previous
       ? await readRelease(transport, layout, plan.release.previous)

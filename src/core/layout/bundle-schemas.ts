@@ -35,6 +35,14 @@ export const ociManifestSchema = z.object({
 });
 export type OciManifest = z.infer<typeof ociManifestSchema>;
 
+/**
+ * An image component's manifest is the image's own, OCI or Docker schema 2, as pulled
+ * (an OCI manifest need not name its media type: its descriptor does).
+ */
+export const imageComponentManifestSchema = ociManifestSchema.extend({
+  mediaType: z.enum([MEDIA_TYPE.ociManifest, MEDIA_TYPE.dockerManifest]).optional(),
+});
+
 export const componentKindSchema: z.ZodType<ComponentKind> = z.enum([
   'model',
   'runtime',

@@ -11,13 +11,14 @@ import {
   bundleConfigSchema,
   CURRENT_FORMAT_VERSION,
   describeIssues,
+  imageComponentManifestSchema,
   type OciIndex,
   type OciManifest,
   ociIndexSchema,
   ociManifestSchema,
 } from './bundle-schemas.js';
 import { EMPTY_CONFIG } from './manifests.js';
-import { ANNOTATION, componentArtifactType, MEDIA_TYPE } from './media-types.js';
+import { ANNOTATION, componentArtifactType, IMAGE_LAYER_MEDIA_TYPES, MEDIA_TYPE } from './media-types.js';
 import { blobPath, confinedRelativePath, INDEX_FILE, OCI_LAYOUT_FILE, OCI_LAYOUT_VERSION } from './names.js';
 import type { BundleConfig, ComponentLayers, Descriptor } from './types.js';
 
@@ -165,7 +166,11 @@ export async function readBundleGraph(
     }
     const path = checkBlob(component.manifest, `the manifest of ${label}`);
     if (path === undefined) continue;
-    const componentManifest = await readDocument(path, `the manifest of ${label}`, ociManifestSchema);
+    const componentManifest = await readDocument(
+      path,
+      `the manifest of ${label}`,
+      component.kind === 'image' ? imageComponentManifestSchema : ociManifestSchema,
+    );
     if (componentManifest === undefined) continue;
     const layers = checkComponentLayers(componentManifest, component.kind, label, path, problem);
     if (layers === undefined) continue;
@@ -177,6 +182,7 @@ export async function readBundleGraph(
       name: component.name,
       kind: component.kind,
       manifestDigest: component.manifest.digest,
+      config: componentManifest.config,
       layers,
     });
   }
@@ -245,12 +251,24 @@ function checkFormatVersion(raw: unknown): string | undefined {
 }
 
 function checkComponentLayers(
-  manifest: OciManifest,
+  manifest: Pick<OciManifest, 'artifactType' | 'config' | 'layers'>,
   kind: string,
   label: string,
   path: string,
   problem: (subject: string, status: BundleProblem['status'], detail: string) => undefined,
 ): Descriptor[] | undefined {
+  if (kind === 'image') {
+    // The image's own manifest: its config is the image config, its layers are loaded by podman or docker.
+    const unknown = manifest.layers.find((layer) => !IMAGE_LAYER_MEDIA_TYPES.has(layer.mediaType));
+    if (unknown !== undefined) {
+      return problem(
+        path,
+        'invalid',
+        `the manifest of ${label} has an image layer of unknown type ${unknown.mediaType}`,
+      );
+    }
+    return manifest.layers;
+  }
   if (manifest.artifactType !== componentArtifactType(kind)) {
     return problem(
       path,

@@ -10,7 +10,18 @@ export const MEDIA_TYPE = {
   bundleArtifact: 'application/vnd.apertus.bundle.v1+json',
   bundleConfig: 'application/vnd.apertus.bundle.config.v1+json',
   recipe: 'application/vnd.apertus.recipe.v1+yaml',
+  /** Image components: the image manifest as pulled may be Docker's schema 2. */
+  dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
 } as const;
+
+/** Layers of image components, as registries serve them; docker load and podman load take them all. */
+export const IMAGE_LAYER_MEDIA_TYPES: ReadonlySet<string> = new Set([
+  'application/vnd.oci.image.layer.v1.tar',
+  'application/vnd.oci.image.layer.v1.tar+gzip',
+  'application/vnd.oci.image.layer.v1.tar+zstd',
+  'application/vnd.docker.image.rootfs.diff.tar',
+  'application/vnd.docker.image.rootfs.diff.tar.gzip',
+]);
 
 export function componentArtifactType(kind: string): string {
   return `application/vnd.apertus.component.${kind}.v1`;

@@ -54,5 +54,7 @@ export interface ComponentLayers {
   name: string;
   kind: ComponentKind;
   manifestDigest: string;
+  /** The OCI empty descriptor, or for images the image config. */
+  config: Descriptor;
   layers: Descriptor[];
 }

@@ -14,11 +14,11 @@ const name = z
 const source = z
   .string()
   .regex(
-    /^(file:.+|hf:[^/@\s]+\/[^/@\s]+(@\S+)?)$/,
-    'a source is "file:PATH" (relative to the recipe directory) or "hf:ORG/NAME[@REVISION]"',
+    /^(file:.+|hf:[^/@\s]+\/[^/@\s]+(@\S+)?|oci:\S+)$/,
+    'a source is "file:PATH" (relative to the recipe directory), "hf:ORG/NAME[@REVISION]" or "oci:REGISTRY/NAME:TAG"',
   )
   .describe(
-    'Where the component comes from: file:PATH (relative to the recipe directory) or hf:ORG/NAME[@REVISION]',
+    'Where the component comes from: file:PATH (relative to the recipe directory), hf:ORG/NAME[@REVISION], or oci:REGISTRY/NAME[:TAG|@sha256:DIGEST] for kind image',
   );
 
 const globs = z.array(z.string().min(1)).min(1);
@@ -27,11 +27,22 @@ const component = z
   .object({
     name,
     kind: z
-      .enum(['model', 'files'])
-      .describe('model: weights and tokenizer files; files: configs and documents'),
+      .enum(['model', 'files', 'image'])
+      .describe(
+        'model: weights and tokenizer files; files: configs and documents; image: a container image (oci:)',
+      ),
     source,
     include: globs.optional().describe('hf: only files matching one of these globs (e.g. "*.safetensors")'),
     exclude: globs.optional().describe('hf: leave out files matching one of these globs'),
+    platform: z
+      .string()
+      .regex(/^[a-z0-9]+\/[a-z0-9_]+(\/[a-z0-9]+)?$/, 'write OS/ARCH, e.g. linux/amd64')
+      .optional()
+      .describe('oci: the platform to take from a multi-platform image (default linux/amd64)'),
+    insecure: z
+      .boolean()
+      .optional()
+      .describe('oci: plain HTTP to the registry (a registry on 127.0.0.1 only)'),
     license: z
       .string()
       .min(1)
@@ -42,6 +53,15 @@ const component = z
   .refine((c) => c.source.startsWith('hf:') || (c.include === undefined && c.exclude === undefined), {
     message: 'include/exclude select files of an hf: source; point a file: source at the files instead',
     path: ['include'],
+  })
+  .refine((c) => (c.kind === 'image') === c.source.startsWith('oci:'), {
+    message:
+      'a component of kind image takes an oci: source, and an oci: source makes a component of kind image',
+    path: ['kind'],
+  })
+  .refine((c) => c.source.startsWith('oci:') || (c.platform === undefined && c.insecure === undefined), {
+    message: 'platform and insecure apply to oci: sources only',
+    path: ['platform'],
   });
 
 const llamacppService = z

@@ -105,7 +105,7 @@ export function hostFieldMatches(hosts: string, host: string, port: number): boo
 /**
  * Decide what the presented key means for `host:port`. Stricter than `ssh` in one case: when
  * known_hosts holds keys for the host but none of the presented type, that is 'changed', not
- * new. ssh-transport offers the known types first, so a host that still has its old key
+ * new. ssh-algorithms.ts offers the known types first, so a host that still has its old key
  * presents it; one that does not has lost the key known_hosts vouches for.
  */
 export function checkHostKey(

@@ -1,5 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { isApertusError } from '../core/errors.js';
+import { registerAudit } from './commands/audit.js';
 import { registerBundle } from './commands/bundle.js';
 import { registerCheck } from './commands/check.js';
 import { registerDemo } from './commands/demo.js';
@@ -34,6 +35,7 @@ export function buildProgram(io: CliIO): Command {
     registerKeys,
     registerCheck,
     registerInstall,
+    registerAudit,
     registerDemo,
     registerSchema,
   ]) {

@@ -1,0 +1,75 @@
+import type { Command } from 'commander';
+import { type AuditLogVerification, auditVerify } from '../../core/audit/audit-verify.js';
+import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
+import type { CliIO } from '../io.js';
+import { writeJson } from '../output/json-output.js';
+import { chooseRendererMode } from '../output/renderer-mode.js';
+import { runSteps } from '../output/run-steps.js';
+import { ReportedFailure } from '../reported-failure.js';
+import { installTarget } from './install.js';
+
+interface AuditVerifyFlags {
+  host?: string;
+  local?: boolean;
+  root?: string;
+  log?: string;
+  identity?: string;
+  knownHosts?: string;
+  acceptNewHostKey?: boolean;
+  json?: boolean;
+}
+
+export function registerAudit(program: Command, io: CliIO): void {
+  const audit = program.command('audit').description("Check the RAG service's tamper-evident audit log");
+  audit
+    .command('verify')
+    .description('Verify the hash chain of the audit log on a host; name the first broken record')
+    .option('--host <user@addr[:port]>', 'the host, reached over SSH')
+    .option('--local', 'this machine')
+    .option('--root <dir>', `install root on the host (default ${DEFAULT_HOST_ROOT})`)
+    .option('--log <path>', 'the audit log on the host (default <root>/data/rag/audit.log)')
+    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
+    .option(
+      '--known-hosts <file>',
+      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
+    )
+    .option(
+      '--accept-new-host-key',
+      'trust and record the key of a host seen for the first time (never a changed key)',
+    )
+    .option('--json', 'print only the JSON result on stdout')
+    .action(async (flags: AuditVerifyFlags) => {
+      const target = installTarget(flags);
+      const result = await runSteps(
+        io,
+        chooseRendererMode(io, flags),
+        [{ id: 'audit.read', title: 'Verify audit log' }],
+        (onProgress) => auditVerify({ target, root: flags.root, logPath: flags.log, onProgress }),
+      );
+      if (flags.json) writeJson(io, result);
+      else io.stdout.write(formatAuditVerification(result));
+      if (!result.ok) throw new ReportedFailure();
+    });
+}
+
+export function formatAuditVerification(result: AuditLogVerification): string {
+  const where = `${result.logPath} on ${result.host}`;
+  const pending =
+    result.pendingTailBytes > 0
+      ? ` (${result.pendingTailBytes} bytes of a record being written were left for the next run)`
+      : '';
+  if (result.ok) {
+    return result.records === 0
+      ? `ok: ${where} holds no records yet${pending}\n`
+      : `ok: ${result.records} records, chain intact from seq 1 to ${result.lastSeq} (last hash ${result.lastHash}) in ${where}${pending}\n`;
+  }
+  const broken = result.firstBroken;
+  const record = broken?.seq === null || broken === undefined ? 'an unreadable record' : `seq ${broken.seq}`;
+  return [
+    `BROKEN: ${where}`,
+    `  first broken record: line ${broken?.line}, ${record}: ${broken?.reason}`,
+    `  ${broken?.detail}`,
+    `  ${result.records} records before it verify${result.lastSeq === null ? '' : ` (seq 1 to ${result.lastSeq})`}`,
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,871 @@
+#!/usr/bin/env node
+// apertus RAG service: ingest documents, embed them through the model runtime, retrieve
+// passages, answer with their sources, and write every request to a hash-chained audit log.
+//
+// Plain JavaScript on purpose, like templates/runtime/server.mjs: it runs on the
+// air-gapped host with the Node binary the bundle ships, and needs no npm package at all.
+//
+//   node server.mjs --port P --data-dir DIR --embedding-model ID --chat-model ID --dimension N
+//                   [--host 127.0.0.1] [--runtime-url http://127.0.0.1:18080]
+//                   [--audit-log DIR/audit.log] [--chunk-size 800] [--chunk-overlap 120]
+//                   [--top-k 4] [--max-context-chars 4000] [--embed-batch 16]
+//                   [--runtime-timeout 300] [--query-prefix S] [--passage-prefix S] [--reindex]
+//                   [--store file|qdrant] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
+//
+// Stores: 'file' (default) is the embedded store in --data-dir (vector-store.mjs); 'qdrant'
+// keeps the vectors in a Qdrant server (qdrant-store.mjs; API key from QDRANT_API_KEY),
+// and only the lock, the pid file and the audit log in --data-dir.
+//
+// Endpoints (JSON unless said otherwise):
+//   GET    /health                 200 {status:'ok',...} once the store is open, the runtime
+//                                  answers and its embeddings have the collection's model and
+//                                  dimension; 503 {status, detail} before. Not audited.
+//   GET    /metrics                Prometheus text. Not audited.
+//   GET    /v1/models              the chat model, for OpenAI clients.
+//   POST   /v1/documents           {text, id?, title?, source?, format?: text|markdown|html}
+//                                  -> 201 (200 when it replaced a document of that id)
+//   GET    /v1/documents           {object:'list', data:[document]}
+//   GET    /v1/documents/:id       the document's metadata
+//   DELETE /v1/documents/:id       {id, deleted:true}
+//   POST   /v1/query               {query, top_k?} -> {data:[{document, chunk, score, text, title, source}]}
+//   POST   /v1/chat/completions    an OpenAI chat request; passages retrieved for the last user
+//                                  message go first as numbered sources; the runtime's answer
+//                                  comes back with `sources: [{index, document, chunk, score, title, source}]`.
+//                                  `stream: true` is answered as server-sent events, sent whole
+//                                  once the answer is complete (its audit record comes first).
+//
+// Caller identity: the `x-apertus-caller` header (at most 128 characters), 'anonymous' when
+// absent. The service does not authenticate it: it listens on loopback, and whatever fronts
+// it for users (a reverse proxy that authenticates) must set the header.
+//
+// Audit: every request but /health and /metrics, including refused and unknown ones, gets
+// one record (see audit-log.mjs) written and fsync'd before its response is sent; the
+// response carries the record's number in `x-apertus-audit-seq`. A request whose record
+// cannot be written gets 503 and no record.
+//
+// Exit status: 0 after SIGTERM/SIGINT, 2 for bad arguments or a collection locked to another
+// embedding model (see --reindex), 1 for other start failures.
+
+import { createHash } from 'node:crypto';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { AuditLog, AuditLogError, sha256Hex } from './audit-log.mjs';
+import { chunkText, detectFormat, extractText, FORMATS } from './documents.mjs';
+import { createMetrics } from './metrics.mjs';
+import { QdrantVectorStore } from './qdrant-store.mjs';
+import { createRuntimeClient, RuntimeError } from './runtime-client.mjs';
+import {
+  CollectionLockError,
+  FileVectorStore,
+  readCollection,
+  reindexFileVectorStore,
+} from './vector-store.mjs';
+
+const MAX_BODY_BYTES = 16 * 1024 * 1024;
+const MAX_CALLER_CHARS = 128;
+const MAX_TOP_K = 50;
+const DOCUMENT_ID = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/;
+const RUNTIME_HEALTH_TTL_MS = 1000;
+const SHUTDOWN_GRACE_MS = 10_000;
+const CALLER_HEADER = 'x-apertus-caller';
+
+class HttpError extends Error {
+  constructor(status, message, type = 'invalid_request_error', param = null) {
+    super(message);
+    this.status = status;
+    this.type = type;
+    this.param = param;
+  }
+}
+
+function log(line) {
+  process.stdout.write(`${new Date().toISOString()} ${line}\n`);
+}
+
+function fail(code, message) {
+  process.stderr.write(`rag server.mjs: ${message}\n`);
+  process.exit(code);
+}
+
+// ---- options -------------------------------------------------------------------------------
+
+function readOptions() {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        host: { type: 'string', default: '127.0.0.1' },
+        port: { type: 'string' },
+        'data-dir': { type: 'string' },
+        'audit-log': { type: 'string' },
+        'runtime-url': { type: 'string', default: 'http://127.0.0.1:18080' },
+        'embedding-model': { type: 'string' },
+        'chat-model': { type: 'string' },
+        dimension: { type: 'string' },
+        'chunk-size': { type: 'string', default: '800' },
+        'chunk-overlap': { type: 'string', default: '120' },
+        'top-k': { type: 'string', default: '4' },
+        'max-context-chars': { type: 'string', default: '4000' },
+        'embed-batch': { type: 'string', default: '16' },
+        'runtime-timeout': { type: 'string', default: '300' },
+        'query-prefix': { type: 'string', default: '' },
+        'passage-prefix': { type: 'string', default: '' },
+        reindex: { type: 'boolean', default: false },
+        store: { type: 'string', default: 'file' },
+        'qdrant-url': { type: 'string', default: 'http://127.0.0.1:6333' },
+        'qdrant-collection': { type: 'string', default: 'apertus' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (error) {
+    fail(2, error.message);
+  }
+  const integer = (name, { min = 1, max = Number.MAX_SAFE_INTEGER } = {}) => {
+    const value = values[name];
+    if (value === undefined) fail(2, `--${name} is required`);
+    if (!/^[0-9]+$/.test(value) || Number(value) < min || Number(value) > max) {
+      fail(2, `--${name} must be an integer from ${min} to ${max}, got "${value}"`);
+    }
+    return Number(value);
+  };
+  const text = (name) => {
+    if (values[name] === undefined || values[name] === '') fail(2, `--${name} is required`);
+    return values[name];
+  };
+  const dataDir = resolve(text('data-dir'));
+  const options = {
+    host: values.host,
+    port: integer('port', { max: 65535 }),
+    dataDir,
+    auditLog: resolve(values['audit-log'] ?? join(dataDir, 'audit.log')),
+    runtimeUrl: values['runtime-url'],
+    embeddingModel: text('embedding-model'),
+    chatModel: text('chat-model'),
+    dimension: integer('dimension', { max: 65536 }),
+    chunkSize: integer('chunk-size', { min: 50 }),
+    chunkOverlap: integer('chunk-overlap', { min: 0 }),
+    topK: integer('top-k', { max: MAX_TOP_K }),
+    maxContextChars: integer('max-context-chars', { min: 100 }),
+    embedBatch: integer('embed-batch', { max: 1024 }),
+    runtimeTimeoutMs: integer('runtime-timeout') * 1000,
+    queryPrefix: values['query-prefix'],
+    passagePrefix: values['passage-prefix'],
+    reindex: values.reindex,
+    store: values.store,
+    qdrantUrl: values['qdrant-url'],
+    qdrantCollection: values['qdrant-collection'],
+  };
+  if (options.store !== 'file' && options.store !== 'qdrant')
+    fail(2, `--store must be file or qdrant, got "${options.store}"`);
+  if (options.store === 'qdrant' && options.reindex) {
+    fail(
+      2,
+      '--reindex re-embeds the embedded store only; with Qdrant, use a new --qdrant-collection and ingest again',
+    );
+  }
+  if (options.chunkOverlap >= options.chunkSize / 2) {
+    fail(
+      2,
+      `--chunk-overlap (${options.chunkOverlap}) must be below half of --chunk-size (${options.chunkSize})`,
+    );
+  }
+  return options;
+}
+
+const options = readOptions();
+const runtime = (() => {
+  try {
+    return createRuntimeClient({ url: options.runtimeUrl, timeoutMs: options.runtimeTimeoutMs });
+  } catch (error) {
+    return fail(2, error.message);
+  }
+})();
+const metrics = createMetrics();
+
+// ---- one service per data dir ----------------------------------------------------------
+
+const pidFile = join(options.dataDir, 'rag.pid');
+
+function takeDataDir() {
+  mkdirSync(options.dataDir, { recursive: true, mode: 0o750 });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(pidFile, 'wx', 0o640);
+      writeSync(fd, `${process.pid}\n`);
+      closeSync(fd);
+      return;
+    } catch (error) {
+      if (error.code !== 'EEXIST') throw error;
+    }
+    const pid = Number.parseInt(readFileSync(pidFile, 'utf8').trim(), 10);
+    let holder = false;
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      try {
+        holder = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(options.dataDir);
+      } catch {
+        holder = false;
+      }
+    }
+    if (holder) fail(1, `another RAG service (pid ${pid}) uses ${options.dataDir}; stop it first`);
+    rmSync(pidFile, { force: true });
+  }
+  fail(1, `cannot take ${pidFile}`);
+}
+
+function releaseDataDir() {
+  try {
+    if (readFileSync(pidFile, 'utf8').trim() === String(process.pid)) rmSync(pidFile, { force: true });
+  } catch {}
+}
+
+// ---- state -------------------------------------------------------------------------------
+
+/** 'starting' | 'reindexing' | 'ready'; the store is null until ready. */
+let state = 'starting';
+let stateDetail = 'opening the collection';
+let store = null;
+let audit = null;
+let shuttingDown = false;
+let inFlight = 0;
+let runtimeHealth = { at: 0, ok: false, detail: 'not checked yet' };
+let runtimeHealthCheck = null;
+/** Set once an embedding from the runtime matched the collection's model and dimension. */
+let embeddingsVerified = false;
+
+async function checkRuntime() {
+  if (Date.now() - runtimeHealth.at < RUNTIME_HEALTH_TTL_MS) return runtimeHealth;
+  runtimeHealthCheck ??= (async () => {
+    let result = await runtime.healthy();
+    if (result.ok && !embeddingsVerified) {
+      try {
+        await embed(['apertus embedding check']);
+        embeddingsVerified = true;
+      } catch (error) {
+        result = { ok: false, detail: error.message };
+      }
+    }
+    runtimeHealth = { at: Date.now(), ...result };
+    runtimeHealthCheck = null;
+    return runtimeHealth;
+  })();
+  return runtimeHealthCheck;
+}
+
+/** Embeds through the runtime and holds it to the collection's model and dimension. */
+async function embed(texts) {
+  const lock = store?.lock ?? { embeddingModel: options.embeddingModel, dimension: options.dimension };
+  const vectors = [];
+  for (let start = 0; start < texts.length; start += options.embedBatch) {
+    const batch = texts.slice(start, start + options.embedBatch);
+    const result = await runtime.embed(options.embeddingModel, batch);
+    if (result.model !== null && result.model !== lock.embeddingModel) {
+      throw new RuntimeError(
+        502,
+        `the runtime at ${runtime.url} embeds with model "${result.model}", but the collection is locked to "${lock.embeddingModel}"`,
+        { type: 'embedding_model_mismatch' },
+      );
+    }
+    for (const vector of result.vectors) {
+      if (vector.length !== lock.dimension) {
+        throw new RuntimeError(
+          502,
+          `the runtime's embeddings have dimension ${vector.length}, but the collection is locked to dimension ${lock.dimension}`,
+          { type: 'embedding_model_mismatch' },
+        );
+      }
+    }
+    vectors.push(...result.vectors);
+  }
+  return vectors;
+}
+
+// ---- request helpers -----------------------------------------------------------------------
+
+function objectBody(buffer) {
+  const text = buffer.toString('utf8');
+  if (text.trim() === '') throw new HttpError(400, 'request body is empty; send a JSON object');
+  let body;
+  try {
+    body = JSON.parse(text);
+  } catch (error) {
+    throw new HttpError(400, `request body is not valid JSON: ${error.message}`);
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw new HttpError(400, 'request body must be a JSON object');
+  }
+  return body;
+}
+
+function optionalString(body, name, max = 2000) {
+  const value = body[name];
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value.length > max) {
+    throw new HttpError(400, `${name} must be a string of at most ${max} characters`, undefined, name);
+  }
+  return value;
+}
+
+function topK(body, name) {
+  const value = body[name];
+  if (value === undefined || value === null) return options.topK;
+  if (!Number.isInteger(value) || value < 1 || value > MAX_TOP_K) {
+    throw new HttpError(400, `${name} must be an integer from 1 to ${MAX_TOP_K}`, undefined, name);
+  }
+  return value;
+}
+
+function documentId(raw) {
+  let id;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    throw new HttpError(400, 'the document id in the path is not valid percent-encoding');
+  }
+  if (!DOCUMENT_ID.test(id)) throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'not_found');
+  return id;
+}
+
+function requireReady() {
+  if (state !== 'ready') throw new HttpError(503, `the service is ${state}: ${stateDetail}`, 'unavailable');
+}
+
+async function retrieve(query, k) {
+  const [vector] = await embed([`${options.queryPrefix}${query}`]);
+  return store.search(vector, k);
+}
+
+const json = (status, value, documents = []) => ({
+  status,
+  body: JSON.stringify(value),
+  type: 'application/json',
+  documents,
+});
+
+// ---- handlers ------------------------------------------------------------------------------
+
+async function ingestDocument({ body: raw }) {
+  requireReady();
+  const body = objectBody(raw);
+  const content = body.text ?? body.content;
+  if (typeof content !== 'string' || content.trim() === '') {
+    throw new HttpError(400, 'text must be a non-empty string holding the document', undefined, 'text');
+  }
+  const format = detectFormat(optionalString(body, 'format', 20) ?? undefined, body.source, content);
+  if (!FORMATS.includes(format))
+    throw new HttpError(400, `format must be one of ${FORMATS.join(', ')}`, undefined, 'format');
+  const id = optionalString(body, 'id', 200) ?? `doc-${sha256Hex(content).slice(0, 16)}`;
+  if (!DOCUMENT_ID.test(id)) {
+    throw new HttpError(
+      400,
+      'id must start with a letter or digit and hold only letters, digits and . _ : @ + -, at most 200',
+      undefined,
+      'id',
+    );
+  }
+  const extracted = extractText(format, content);
+  if (extracted.text === '')
+    throw new HttpError(400, `the ${format} document holds no text`, undefined, 'text');
+  const chunks = chunkText(extracted.text, { size: options.chunkSize, overlap: options.chunkOverlap });
+  let vectors;
+  try {
+    vectors = await embed(chunks.map((chunk) => `${options.passagePrefix}${chunk}`));
+  } catch (error) {
+    if (error instanceof RuntimeError && error.upstreamStatus === 400) {
+      throw new HttpError(
+        400,
+        `the embedding model refused a chunk of this document (${error.message}); start the RAG service with a smaller --chunk-size`,
+        'invalid_request_error',
+        'text',
+      );
+    }
+    throw error;
+  }
+  const document = {
+    id,
+    title: optionalString(body, 'title', 1000) ?? extracted.title,
+    source: optionalString(body, 'source', 2000),
+    format,
+    sha256: sha256Hex(content),
+    chars: extracted.text.length,
+  };
+  const { replaced } = await store.putDocument(document, chunks, vectors);
+  return json(replaced ? 200 : 201, { object: 'document', ...document, chunks: chunks.length, replaced }, [
+    id,
+  ]);
+}
+
+async function listDocuments() {
+  requireReady();
+  return json(200, { object: 'list', data: await store.listDocuments() });
+}
+
+async function getDocument({ params }) {
+  requireReady();
+  const id = documentId(params.id);
+  const document = await store.getDocument(id);
+  if (document === null) throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'not_found');
+  return json(200, { object: 'document', ...document }, [id]);
+}
+
+async function deleteDocument({ params }) {
+  requireReady();
+  const id = documentId(params.id);
+  if (!(await store.deleteDocument(id)))
+    throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'not_found');
+  return json(200, { id, object: 'document', deleted: true }, [id]);
+}
+
+async function query({ body: raw }) {
+  requireReady();
+  const body = objectBody(raw);
+  if (typeof body.query !== 'string' || body.query.trim() === '') {
+    throw new HttpError(400, 'query must be a non-empty string', undefined, 'query');
+  }
+  const hits = await retrieve(body.query, topK(body, 'top_k'));
+  return json(200, { object: 'list', model: store.lock.embeddingModel, query: body.query, data: hits }, [
+    ...new Set(hits.map((hit) => hit.document)),
+  ]);
+}
+
+function messageText(content) {
+  if (typeof content === 'string') return content;
+  if (Array.isArray(content))
+    return content
+      .map((part) => (part?.type === 'text' && typeof part.text === 'string' ? part.text : ''))
+      .join('');
+  return '';
+}
+
+/** The retrieved passages as a system message, within the character budget. */
+function contextMessage(hits) {
+  const used = [];
+  let budget = options.maxContextChars;
+  const blocks = [];
+  for (const hit of hits) {
+    if (budget <= 0) break;
+    const index = used.length + 1;
+    const label = [hit.title, hit.source].filter(Boolean).join(', ');
+    const header = `[${index}] ${label ? `${label}; ` : ''}document ${hit.document}, chunk ${hit.chunk}`;
+    const text = hit.text.length > budget ? `${hit.text.slice(0, budget)}...` : hit.text;
+    budget -= text.length;
+    blocks.push(`${header}\n${text}`);
+    used.push({
+      index,
+      document: hit.document,
+      chunk: hit.chunk,
+      score: hit.score,
+      title: hit.title,
+      source: hit.source,
+    });
+  }
+  const content =
+    'Answer the question with the numbered sources below. Cite the sources you use as [1], [2] and so on. ' +
+    'If the sources do not hold the answer, say that you do not know.\n\nSources:\n\n' +
+    blocks.join('\n\n');
+  return { content, sources: used };
+}
+
+async function chatCompletions({ body: raw }) {
+  requireReady();
+  const body = objectBody(raw);
+  if (!Array.isArray(body.messages) || body.messages.length === 0) {
+    throw new HttpError(400, 'messages must be a non-empty array', undefined, 'messages');
+  }
+  const lastUser = [...body.messages].reverse().find((m) => m?.role === 'user');
+  const question = lastUser === undefined ? '' : messageText(lastUser.content);
+  if (question.trim() === '')
+    throw new HttpError(400, 'messages must hold a user message with text', undefined, 'messages');
+  const hits = await retrieve(question, topK(body, 'rag_top_k'));
+  const context = contextMessage(hits);
+  const messages = [...body.messages];
+  if (messages[0]?.role === 'system' && typeof messages[0].content === 'string') {
+    messages[0] = { role: 'system', content: `${context.content}\n\n${messages[0].content}` };
+  } else {
+    messages.unshift({ role: 'system', content: context.content });
+  }
+  const forwarded = { model: options.chatModel, messages };
+  for (const name of ['max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'seed', 'stop', 'n']) {
+    if (body[name] !== undefined) forwarded[name] = body[name];
+  }
+  const answer = await runtime.chat(forwarded);
+  const documents = [...new Set(context.sources.map((s) => s.document))];
+  if (body.stream !== true) return json(200, { ...answer, sources: context.sources }, documents);
+
+  // Streaming clients get the answer as server-sent events, sent whole: the audit record
+  // holds the hash of the response, so the response is complete before any of it is sent.
+  const base = {
+    id: answer.id,
+    object: 'chat.completion.chunk',
+    created: answer.created,
+    model: answer.model,
+  };
+  const choice = answer.choices?.[0] ?? {};
+  const events = [
+    {
+      ...base,
+      choices: [
+        {
+          index: 0,
+          delta: { role: 'assistant', content: choice.message?.content ?? '' },
+          logprobs: null,
+          finish_reason: null,
+        },
+      ],
+    },
+    {
+      ...base,
+      choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: choice.finish_reason ?? 'stop' }],
+      sources: context.sources,
+    },
+  ];
+  if (body.stream_options?.include_usage === true) events.push({ ...base, choices: [], usage: answer.usage });
+  const text = `${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('')}data: [DONE]\n\n`;
+  return {
+    status: 200,
+    body: text,
+    type: 'text/event-stream',
+    documents,
+    headers: { 'cache-control': 'no-cache' },
+  };
+}
+
+async function listModels() {
+  return json(200, {
+    object: 'list',
+    data: [
+      {
+        id: options.chatModel,
+        object: 'model',
+        created: Math.floor(startedAt / 1000),
+        owned_by: 'apertus-rag',
+      },
+    ],
+  });
+}
+
+const routes = [
+  { method: 'GET', pattern: '/v1/models', handler: listModels },
+  { method: 'POST', pattern: '/v1/documents', handler: ingestDocument },
+  { method: 'GET', pattern: '/v1/documents', handler: listDocuments },
+  { method: 'GET', pattern: '/v1/documents/:id', handler: getDocument },
+  { method: 'DELETE', pattern: '/v1/documents/:id', handler: deleteDocument },
+  { method: 'POST', pattern: '/v1/query', handler: query },
+  { method: 'POST', pattern: '/v1/chat/completions', handler: chatCompletions },
+].map((route) => ({
+  ...route,
+  regex: new RegExp(`^${route.pattern.replace(/:([a-z]+)/g, '(?<$1>[^/]+)')}$`),
+}));
+
+function matchRoute(method, path) {
+  let pathMatched = null;
+  for (const route of routes) {
+    const match = route.regex.exec(path);
+    if (match === null) continue;
+    if (route.method === method) return { route, params: match.groups ?? {} };
+    pathMatched ??= route;
+  }
+  return { route: null, pathMatched };
+}
+
+// ---- HTTP ----------------------------------------------------------------------------------
+
+function errorResult(error) {
+  if (error instanceof HttpError || error instanceof RuntimeError) {
+    return json(error.status, {
+      error: { message: error.message, type: error.type, param: error.param ?? null, code: null },
+    });
+  }
+  process.stderr.write(`rag server.mjs: ${error?.stack ?? error}\n`);
+  return json(500, {
+    error: { message: error?.message ?? String(error), type: 'server_error', param: null, code: null },
+  });
+}
+
+/** The body, at most MAX_BODY_BYTES; the hash covers every byte read. */
+async function readBody(req) {
+  const hash = createHash('sha256');
+  const chunks = [];
+  let size = 0;
+  for await (const chunk of req) {
+    hash.update(chunk);
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return { tooLarge: true, sha256: hash.digest('hex') };
+    chunks.push(chunk);
+  }
+  return { tooLarge: false, body: Buffer.concat(chunks), sha256: hash.digest('hex') };
+}
+
+function send(res, status, bodyText, type, headers = {}) {
+  const body = Buffer.from(bodyText);
+  res.writeHead(status, { 'content-type': type, 'content-length': body.length, ...headers });
+  res.end(body);
+  return body;
+}
+
+async function serveAudited(req, res, path) {
+  const rawCaller = req.headers[CALLER_HEADER];
+  const callerText = typeof rawCaller === 'string' ? rawCaller.trim() : '';
+  const caller = callerText === '' ? 'anonymous' : callerText.slice(0, MAX_CALLER_CHARS);
+  const { route, params, pathMatched } = matchRoute(req.method, path);
+  const request = await readBody(req);
+
+  let result;
+  if (request.tooLarge)
+    result = errorResult(new HttpError(413, `request body is over ${MAX_BODY_BYTES} bytes`));
+  else if (callerText.length > MAX_CALLER_CHARS) {
+    result = errorResult(
+      new HttpError(400, `the ${CALLER_HEADER} header is over ${MAX_CALLER_CHARS} characters`),
+    );
+  } else if (shuttingDown)
+    result = errorResult(new HttpError(503, 'the service is shutting down', 'unavailable'));
+  else if (route === null) {
+    result = errorResult(
+      pathMatched
+        ? new HttpError(405, `${req.method} is not allowed on ${path}`)
+        : new HttpError(404, `no route for ${req.method} ${path}`, 'not_found'),
+    );
+  } else {
+    try {
+      result = await route.handler({ body: request.body, params });
+    } catch (error) {
+      result = errorResult(error);
+    }
+  }
+
+  const body = Buffer.from(result.body);
+  let record;
+  try {
+    if (audit === null) throw new AuditLogError('the audit log is not open');
+    record = await audit.append({
+      caller,
+      method: req.method,
+      endpoint: path,
+      status: result.status,
+      requestSha256: request.sha256,
+      responseSha256: sha256Hex(body),
+      documents: result.documents,
+    });
+  } catch (error) {
+    process.stderr.write(`rag server.mjs: audit record not written: ${error.message}\n`);
+    const refused = errorResult(
+      new HttpError(
+        503,
+        `the request was not answered: its audit record could not be written (${error.message})`,
+        'audit_unavailable',
+      ),
+    );
+    send(res, 503, refused.body, refused.type, { connection: 'close' });
+    return { route: route?.pattern ?? 'unmatched', status: 503, caller, seq: null };
+  }
+  send(res, result.status, body, result.type, {
+    ...(result.headers ?? {}),
+    'x-apertus-audit-seq': String(record.seq),
+    ...(request.tooLarge ? { connection: 'close' } : {}),
+  });
+  return { route: route?.pattern ?? 'unmatched', status: result.status, caller, seq: record.seq };
+}
+
+async function health(res) {
+  if (state !== 'ready' || shuttingDown) {
+    send(
+      res,
+      503,
+      JSON.stringify({ status: shuttingDown ? 'stopping' : state, detail: stateDetail }),
+      'application/json',
+    );
+    return 503;
+  }
+  const runtimeState = await checkRuntime();
+  const stats = store.stats();
+  const body = {
+    status: runtimeState.ok ? 'ok' : 'runtime-unavailable',
+    ...(runtimeState.ok ? {} : { detail: runtimeState.detail }),
+    store: store.kind,
+    embeddingModel: store.lock.embeddingModel,
+    dimension: store.lock.dimension,
+    documents: stats.documents,
+    chunks: stats.chunks,
+    auditSeq: audit.seq,
+  };
+  const status = runtimeState.ok ? 200 : 503;
+  send(res, status, JSON.stringify(body), 'application/json');
+  return status;
+}
+
+function metricsText() {
+  const stats = store?.stats() ?? { documents: 0, chunks: 0 };
+  return metrics.render({
+    ...stats,
+    auditRecords: audit?.appendedSinceStart ?? 0,
+    auditLastSeq: audit?.seq ?? 0,
+    runtimeUp: runtimeHealth.ok,
+  });
+}
+
+const startedAt = Date.now();
+
+const server = createServer((req, res) => {
+  const started = process.hrtime.bigint();
+  const path = (req.url ?? '/').split('?')[0];
+  inFlight += 1;
+  const finish = (route, status, extra = '') => {
+    inFlight -= 1;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    metrics.observe(route, req.method, status, seconds);
+    log(`${req.method} ${path} ${status} ${(seconds * 1000).toFixed(1)}ms${extra}`);
+  };
+  let work;
+  if (req.method === 'GET' && path === '/health') {
+    req.resume();
+    work = health(res).then((status) => finish('/health', status));
+  } else if (req.method === 'GET' && path === '/metrics') {
+    req.resume();
+    send(res, 200, metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
+    finish('/metrics', 200);
+    return;
+  } else {
+    work = serveAudited(req, res, path).then((r) =>
+      finish(r.route, r.status, ` caller=${r.caller} audit=${r.seq ?? 'none'}`),
+    );
+  }
+  work.catch((error) => {
+    process.stderr.write(`rag server.mjs: ${error?.stack ?? error}\n`);
+    if (!res.headersSent)
+      send(
+        res,
+        500,
+        JSON.stringify({ error: { message: 'internal error', type: 'server_error' } }),
+        'application/json',
+      );
+    finish('error', 500);
+  });
+});
+server.keepAliveTimeout = 5000;
+server.headersTimeout = 30_000;
+server.requestTimeout = options.runtimeTimeoutMs + 60_000;
+
+// ---- start and stop ------------------------------------------------------------------------
+
+async function shutdown(signal) {
+  if (shuttingDown) return;
+  shuttingDown = true;
+  log(`${signal}: shutting down (${inFlight} requests in flight)`);
+  const force = setTimeout(() => {
+    releaseDataDir();
+    process.exit(0);
+  }, SHUTDOWN_GRACE_MS);
+  force.unref();
+  server.close();
+  server.closeIdleConnections();
+  while (inFlight > 0) await new Promise((r) => setTimeout(r, 50));
+  await audit?.close();
+  await store?.close();
+  releaseDataDir();
+  process.exit(0);
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));
+
+async function openStore() {
+  const lock = { embeddingModel: options.embeddingModel, dimension: options.dimension };
+  if (options.store === 'qdrant') {
+    return QdrantVectorStore.open({
+      dir: options.dataDir,
+      url: options.qdrantUrl,
+      collection: options.qdrantCollection,
+      ...lock,
+    });
+  }
+  return FileVectorStore.open({ dir: options.dataDir, ...lock });
+}
+
+async function reindex() {
+  state = 'reindexing';
+  stateDetail = `waiting for the runtime at ${runtime.url} to re-embed the collection with ${options.embeddingModel}`;
+  for (;;) {
+    if ((await runtime.healthy()).ok) break;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  stateDetail = `re-embedding the collection with ${options.embeddingModel}`;
+  log(stateDetail);
+  const result = await reindexFileVectorStore({
+    dir: options.dataDir,
+    embeddingModel: options.embeddingModel,
+    dimension: options.dimension,
+    batchSize: options.embedBatch,
+    embed: async (texts) => {
+      const vectors = [];
+      for (let start = 0; start < texts.length; start += options.embedBatch) {
+        const batch = await runtime.embed(
+          options.embeddingModel,
+          texts.slice(start, start + options.embedBatch).map((t) => `${options.passagePrefix}${t}`),
+        );
+        vectors.push(...batch.vectors);
+      }
+      return vectors;
+    },
+    onProgress: (done, total) => {
+      stateDetail = `re-embedding the collection with ${options.embeddingModel}: ${done} of ${total} chunks`;
+    },
+  });
+  log(
+    `re-indexed ${result.documents} documents (${result.chunks} chunks) with ${options.embeddingModel}, dimension ${options.dimension}`,
+  );
+}
+
+try {
+  takeDataDir();
+  audit = AuditLog.open(options.auditLog, {
+    onNotice: (message) => process.stderr.write(`rag server.mjs: ${message}\n`),
+  });
+} catch (error) {
+  releaseDataDir();
+  fail(1, error.message);
+}
+
+let needsReindex = false;
+try {
+  store = await openStore();
+} catch (error) {
+  if (error instanceof CollectionLockError && options.reindex) needsReindex = true;
+  else {
+    releaseDataDir();
+    fail(error instanceof CollectionLockError ? 2 : 1, error.message);
+  }
+}
+if (store !== null && options.reindex) {
+  log(
+    `--reindex: the collection is already locked to ${options.embeddingModel} (dimension ${options.dimension}); nothing to do`,
+  );
+}
+
+server.on('error', (error) => {
+  releaseDataDir();
+  fail(1, `cannot listen on ${options.host}:${options.port}: ${error.message}`);
+});
+
+server.listen(options.port, options.host, () => {
+  const collection = readCollection(options.dataDir);
+  log(
+    `listening on http://${options.host}:${options.port} (${options.store} store, collection ${options.dataDir}: ${collection?.embeddingModel}, ` +
+      `dimension ${collection?.dimension}; runtime ${runtime.url}; audit log ${options.auditLog} at seq ${audit.seq})`,
+  );
+  if (!needsReindex) {
+    state = 'ready';
+    stateDetail = 'ready';
+    return;
+  }
+  reindex()
+    .then(async () => {
+      store = await openStore();
+      state = 'ready';
+      stateDetail = 'ready';
+    })
+    .catch((error) => {
+      releaseDataDir();
+      fail(1, `re-indexing failed; the collection is unchanged: ${error.message}`);
+    });
+});

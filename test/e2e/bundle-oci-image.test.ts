@@ -22,6 +22,7 @@ import { verifyBundle } from '../../src/core/verify/verify-bundle.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
 import {
   buildTestImages,
+  PODMAN_RUN_OFFLINE,
   podmanRequirement,
   registryRequirement,
   startRegistry,
@@ -137,19 +138,7 @@ describe.skipIf(!requirement.ok || !podman.ok)(`image components ${requirement.w
     ]);
     const loaded = await loadImages(createLocalTransport(), layout, installPlan);
     for (const tag of loaded) {
-      const run = await execa('podman', [
-        'run',
-        '--runtime',
-        'runc',
-        '--rm',
-        '--network',
-        'none',
-        '--ulimit',
-        'nofile=1024:1024',
-        '--ulimit',
-        'nproc=1024:1024',
-        tag,
-      ]);
+      const run = await execa('podman', [...PODMAN_RUN_OFFLINE, tag]);
       expect(run.stdout.trim()).toBe(marker);
     }
   });

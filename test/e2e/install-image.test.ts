@@ -13,6 +13,7 @@ import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-hos
 import { sshE2eRequirement } from '../helpers/demo-host.js';
 import {
   buildTestImages,
+  PODMAN_RUN_OFFLINE,
   podmanRequirement,
   registryRequirement,
   startRegistry,
@@ -111,19 +112,7 @@ describe.skipIf(!ready)(`an image through bundle and install ${needs.map((n) => 
     expect(installed.exitCode, installed.stdout).toBe(0);
     expect(JSON.parse(installed.stdout)).toMatchObject({ ok: true, checks: [] });
 
-    const run = await execa('podman', [
-      'run',
-      '--runtime',
-      'runc',
-      '--rm',
-      '--network',
-      'none',
-      '--ulimit',
-      'nofile=1024:1024',
-      '--ulimit',
-      'nproc=1024:1024',
-      `${registry.host}/apertus/hello:1`,
-    ]);
+    const run = await execa('podman', [...PODMAN_RUN_OFFLINE, `${registry.host}/apertus/hello:1`]);
     expect(run.stdout.trim()).toBe(marker);
   });
 });

@@ -17,6 +17,7 @@ import { resolveOci } from '../../src/core/sources/oci/resolve-oci.js';
 import type { SourceContext } from '../../src/core/sources/types.js';
 import {
   buildTestImages,
+  PODMAN_RUN_OFFLINE,
   podmanRequirement,
   readLayoutBlob,
   registryRequirement,
@@ -467,23 +468,10 @@ describe.skipIf(!requirement.ok || !podman.ok)(
         expect(names.stdout).toContain(`${image.repoTag} ${image.config.digest.slice(7, 19)}`);
         expect(names.stdout).not.toContain('localhost/');
 
-        const run = await execa(
-          'podman',
-          [
-            'run',
-            '--runtime',
-            'runc',
-            '--rm',
-            '--network',
-            'none',
-            '--ulimit',
-            'nofile=1024:1024',
-            '--ulimit',
-            'nproc=1024:1024',
-            image.repoTag,
-          ],
-          { env: storageEnv, reject: false },
-        );
+        const run = await execa('podman', [...PODMAN_RUN_OFFLINE, image.repoTag], {
+          env: storageEnv,
+          reject: false,
+        });
         expect(run.exitCode, run.stderr).toBe(0);
         expect(run.stdout.trim()).toBe(images.marker);
 

@@ -771,3 +771,17 @@ export async function startRegistryProxy(
     },
   };
 }
+
+/** The podman flags that work on these machines (DESIGN.md section 7), with no network. */
+export const PODMAN_RUN_OFFLINE = [
+  'run',
+  '--runtime',
+  'runc',
+  '--rm',
+  '--network',
+  'none',
+  '--ulimit',
+  'nofile=1024:1024',
+  '--ulimit',
+  'nproc=1024:1024',
+] as const;

@@ -10,12 +10,15 @@
  * a few at a time, resume a `.partial` with `Range: bytes=N-` and start over when the
  * server ignores the range (§2.4). An abort leaves the `.partial` files for the next run.
  */
+
 import type { Hash } from 'node:crypto';
 import { mkdir, open, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApertusError, isApertusError } from '../../errors.js';
 import { noProgress } from '../../progress.js';
+import { mapPool } from '../map-pool.js';
+import { retryDelayMs } from '../retry.js';
 import type { FetchedFile, ResolvedFile, ResolvedSource, SourceContext } from '../types.js';
 import {
   createContentHash,
@@ -30,7 +33,6 @@ import {
   type HubClient,
   HubUnavailableError,
   isRetryableHubError,
-  retryDelayMs,
 } from './hub-client.js';
 import { hfCacheCandidates } from './local-hf-cache.js';
 import { isCommitSha, isSafeRepoPath, parseHfSource } from './parse-hf-source.js';
@@ -412,32 +414,4 @@ async function downloadOnce(
     await handle.close().catch(() => {});
   }
   return { received, complete: offset + received === file.size };
-}
-
-/** Runs `work` over items, `limit` at a time; the first failure aborts the rest and is rethrown. */
-async function mapPool<T, R>(
-  items: T[],
-  limit: number,
-  controller: AbortController,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const index = next++;
-      try {
-        results[index] = await work(items[index] as T);
-      } catch (error) {
-        if (failure === undefined) {
-          failure = { error };
-          controller.abort(error);
-        }
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure !== undefined) throw failure.error;
-  return results;
 }

@@ -7,8 +7,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApertusError } from '../../errors.js';
+import { SourceUnavailableError, withRetries } from '../retry.js';
 import type { SourceContext } from '../types.js';
 import { hfHomeDir } from './local-hf-cache.js';
 
@@ -78,44 +78,20 @@ const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
 const API_ATTEMPTS = 3;
 const MAX_ERROR_TEXT = 300;
 
-/**
- * An error worth retrying: the Hub or the network failed, not the request.
- * `retryAfterMs` carries a `Retry-After` the server sent.
- */
-export class HubUnavailableError extends ApertusError {
-  readonly retryAfterMs: number | undefined;
-  constructor(code: string, message: string, hint: string, retryAfterMs?: number, cause?: unknown) {
-    super(code, message, { kind: 'operation', hint, ...(cause === undefined ? {} : { cause }) });
-    this.retryAfterMs = retryAfterMs;
-  }
-}
+/** A Hub or network failure, worth retrying (see sources/retry.ts). */
+export class HubUnavailableError extends SourceUnavailableError {}
 
 export function isRetryableHubError(error: unknown): error is HubUnavailableError {
-  return error instanceof HubUnavailableError;
-}
-
-/** Backoff for attempt n (1-based) of a retry loop, honouring a server's Retry-After up to a minute. */
-export function retryDelayMs(attempt: number, error: unknown): number {
-  const asked = error instanceof HubUnavailableError ? error.retryAfterMs : undefined;
-  if (asked !== undefined) return Math.min(asked, 60_000);
-  return Math.min(500 * 2 ** (attempt - 1), 8_000);
+  return error instanceof SourceUnavailableError;
 }
 
 /** Runs `operation`, retrying Hub/network failures with backoff; aborts stay aborts. */
-export async function withHubRetries<T>(
+export function withHubRetries<T>(
   operation: () => Promise<T>,
   signal: AbortSignal | undefined,
   attempts = API_ATTEMPTS,
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await operation();
-    } catch (error) {
-      signal?.throwIfAborted();
-      if (!isRetryableHubError(error) || attempt >= attempts) throw error;
-      await sleep(retryDelayMs(attempt, error), undefined, signal ? { signal } : {});
-    }
-  }
+  return withRetries(operation, signal, attempts);
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

@@ -10,6 +10,7 @@
  * while it is written and gets its final name only when its sha256 matches its digest; one
  * that does not is deleted and refused. An abort leaves the `.partial` files for the next run.
  */
+
 import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
@@ -17,6 +18,8 @@ import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ApertusError, isApertusError } from '../../errors.js';
 import { noProgress } from '../../progress.js';
+import { mapPool } from '../map-pool.js';
+import { retryDelayMs } from '../retry.js';
 import type { FetchedFile, ResolvedSource, SourceContext } from '../types.js';
 import { imageManifestSchema } from './image-schemas.js';
 import {
@@ -26,7 +29,6 @@ import {
   isRetryableRegistryError,
   type RegistryClient,
   RegistryUnavailableError,
-  retryDelayMs,
 } from './registry-client.js';
 import type { RegistryCredentials } from './registry-credentials.js';
 import { isOciResolvedSource, type OciImageBlob, type OciResolvedSource } from './resolve-oci.js';
@@ -468,32 +470,4 @@ async function hashFile(path: string, signal: AbortSignal): Promise<string> {
   const stream = createReadStream(path, { highWaterMark: 1 << 20, signal });
   for await (const chunk of stream) hash.update(chunk as Buffer);
   return `sha256:${hash.digest('hex')}`;
-}
-
-/** Runs `work` over `items` with at most `limit` at once; the first failure aborts the rest. */
-async function mapPool<T, R>(
-  items: T[],
-  limit: number,
-  controller: AbortController,
-  work: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (failure === undefined && next < items.length) {
-      const position = next++;
-      try {
-        results[position] = await work(items[position]!);
-      } catch (error) {
-        if (failure === undefined) {
-          failure = { error };
-          controller.abort(error);
-        }
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
-  if (failure !== undefined) throw failure.error;
-  return results;
 }

@@ -14,8 +14,8 @@
  * module (error messages, hints, details) passes through `redact` first.
  */
 import { createHash } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApertusError } from '../../errors.js';
+import { SourceUnavailableError, withRetries } from '../retry.js';
 import type { SourceContext } from '../types.js';
 import {
   IMAGE_MEDIA_TYPE,
@@ -69,40 +69,20 @@ const API_ATTEMPTS = 3;
 const MAX_ERROR_TEXT = 300;
 const DIGEST = /^(sha256|sha512):[0-9a-f]+$/;
 
-/** A failure worth retrying: the registry or the network, not the request. */
-export class RegistryUnavailableError extends ApertusError {
-  readonly retryAfterMs: number | undefined;
-  constructor(code: string, message: string, hint: string, retryAfterMs?: number, cause?: unknown) {
-    super(code, message, { kind: 'operation', hint, ...(cause === undefined ? {} : { cause }) });
-    this.retryAfterMs = retryAfterMs;
-  }
-}
+/** A registry or network failure, worth retrying (see sources/retry.ts). */
+export class RegistryUnavailableError extends SourceUnavailableError {}
 
 export function isRetryableRegistryError(error: unknown): error is RegistryUnavailableError {
-  return error instanceof RegistryUnavailableError;
-}
-
-export function retryDelayMs(attempt: number, error: unknown): number {
-  const asked = error instanceof RegistryUnavailableError ? error.retryAfterMs : undefined;
-  if (asked !== undefined) return Math.min(asked, 60_000);
-  return Math.min(500 * 2 ** (attempt - 1), 8_000);
+  return error instanceof SourceUnavailableError;
 }
 
 /** Runs `operation`, retrying registry/network failures with backoff; aborts stay aborts. */
-export async function withRegistryRetries<T>(
+export function withRegistryRetries<T>(
   operation: () => Promise<T>,
   signal: AbortSignal | undefined,
   attempts = API_ATTEMPTS,
 ): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await operation();
-    } catch (error) {
-      signal?.throwIfAborted();
-      if (!isRetryableRegistryError(error) || attempt >= attempts) throw error;
-      await sleep(retryDelayMs(attempt, error), undefined, signal ? { signal } : {});
-    }
-  }
+  return withRetries(operation, signal, attempts);
 }
 
 export function describeNetworkError(error: unknown): string {

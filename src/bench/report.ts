@@ -5,7 +5,7 @@
 import type { Machine } from './machine.js';
 import type { Sample } from './measure.js';
 
-export type BenchGroup = 'write' | 'verify' | 'upload';
+export type BenchGroup = 'write' | 'verify' | 'upload' | 'bundle' | 'delta';
 
 export interface BenchRow {
   group: BenchGroup;

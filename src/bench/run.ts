@@ -22,6 +22,7 @@ import { quoteArg } from '../core/host/shell-quote.js';
 import { connectSsh } from '../core/host/ssh-transport.js';
 import { bundleFileName } from '../core/layout/names.js';
 import { type GeneratedKeyPair, generateKeyPair } from '../core/sign/keys.js';
+import { runBundleScenario } from './bundle-scenario.js';
 import { describeMachine, type Machine } from './machine.js';
 import { findGnuTime, measureCommand, measureWorker, runProcess, type Sample } from './measure.js';
 import { type BenchReport, type BenchRow, formatReport, formatSize } from './report.js';
@@ -33,9 +34,14 @@ interface BenchOptions {
   runs: number;
   dir: string;
   json: boolean;
+  /** 'io': write, verify and upload of one file; 'bundle': the CLI on a model dir, then a delta. */
+  scenario: 'io' | 'bundle';
 }
 
-const USAGE = `usage: node dist/bench/run.js [--size 1GiB] [--runs 2] [--dir DIR] [--json]
+const USAGE = `usage: node dist/bench/run.js [--scenario io|bundle] [--size 1GiB] [--runs 2] [--dir DIR] [--json]
+  --scenario   io (default): bundle write, verify and upload of one file against tar, sha256sum, openssl, scp, ssh;
+               bundle: \`apertus bundle\` of a model dir of shards against tar, then one shard and config.json
+               change and \`apertus bundle --since\` against tar --listed-incremental (try --size 2GiB)
   --size SIZE  random data to measure with: bytes, or with KiB/MiB/GiB (K/M/G) or KB/MB/GB; default 1GiB
   --runs N     runs of each measurement, the best one is reported; default 2
   --dir DIR    parent of the temp dir holding data, bundle and copies (about 3x SIZE); default ${tmpdir()}
@@ -104,6 +110,7 @@ function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
       runs: { type: 'string', default: '2' },
       dir: { type: 'string', default: tmpdir() },
       json: { type: 'boolean', default: false },
+      scenario: { type: 'string', default: 'io' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -113,7 +120,16 @@ function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
     throw new Error(`--runs must be a whole number from 1 to 20, not '${values.runs}'.`);
   }
-  return { sizeBytes: parseSize(values.size), runs, dir: values.dir, json: values.json };
+  if (values.scenario !== 'io' && values.scenario !== 'bundle') {
+    throw new Error(`--scenario must be io or bundle, not '${values.scenario}'.`);
+  }
+  return {
+    sizeBytes: parseSize(values.size),
+    runs,
+    dir: values.dir,
+    json: values.json,
+    scenario: values.scenario,
+  };
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -169,6 +185,12 @@ async function runBench(
   process.on('exit', removeWork);
   let host: DemoHost | undefined;
   try {
+    if (options.scenario === 'bundle') {
+      log(
+        `apertus bench (bundle scenario) in ${work}: ${formatSize(options.sizeBytes)}, ${options.runs} runs each`,
+      );
+      return await runBundleScenario({ ...options, work, signal, log, writeRandomFile });
+    }
     // First, before anything of ours runs: it samples the load other work puts on the machine.
     const machine = await describeMachine();
     const gnuTime = await findGnuTime();

@@ -7,6 +7,8 @@ export interface CliIO {
   /** Whether stderr is an interactive terminal (live progress is only drawn there). */
   isTTY: boolean;
   env: NodeJS.ProcessEnv;
+  /** Stops long commands as Ctrl-C would; unset, they listen for SIGINT themselves (cli/interrupt.ts). */
+  signal?: AbortSignal;
 }
 
 export function processIO(): CliIO {

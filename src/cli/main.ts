@@ -10,12 +10,13 @@ import { registerKeys } from './commands/keys.js';
 import { registerSchema } from './commands/schema.js';
 import { registerSplit } from './commands/split.js';
 import { registerVerify } from './commands/verify.js';
+import { CommandInterrupted } from './interrupt.js';
 import { type CliIO, processIO } from './io.js';
 import { writeJson } from './output/json-output.js';
 import { ReportedFailure } from './reported-failure.js';
 
 /** Exit codes are a contract with scripts; the README documents them. */
-export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
 export function buildProgram(io: CliIO): Command {
   const program = new Command('apertus')
@@ -58,6 +59,12 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
 
 function reportError(io: CliIO, error: unknown, json: boolean): number {
   if (error instanceof ReportedFailure) return EXIT.failed;
+  if (error instanceof CommandInterrupted) {
+    const interrupted = { code: 'interrupted', message: error.message, hint: error.hint, details: null };
+    if (json) writeJson(io, { ok: false, error: interrupted });
+    else io.stderr.write(`${error.message} ${error.hint}\n`);
+    return EXIT.interrupted;
+  }
   if (error instanceof CommanderError) {
     if (error.exitCode === 0) return EXIT.ok; // --help, --version
     if (json) writeJson(io, { ok: false, error: { code: 'usage', message: error.message } });

@@ -10,8 +10,14 @@ export interface ProgressEvent {
   status: StepStatus;
   /** One human line: what happened, or what is happening. */
   detail?: string;
-  /** Byte progress for long transfers and hashing. */
-  bytes?: { done: number; total: number };
+  /**
+   * Byte progress for long transfers and hashing. `received`, where given, counts only the
+   * bytes that came over the network in this run (`done` also counts bytes reused from a
+   * cache or a partial download): a transfer rate is made of it.
+   */
+  bytes?: { done: number; total: number; received?: number };
+  /** The bundle component the event is about (e.g. 'model'), where there is one. */
+  component?: string;
 }
 
 export type OnProgress = (event: ProgressEvent) => void;

@@ -6,7 +6,7 @@
 // air-gapped host with the Node binary the bundle ships, and needs no npm package at all.
 //
 //   node server.mjs --port P --data-dir DIR --embedding-model ID --chat-model ID --dimension N
-//                   [--host 127.0.0.1] [--runtime-url http://127.0.0.1:18080]
+//                   [--host 127.0.0.1] [--runtime-url http://127.0.0.1:18080] [--embeddings-url URL]
 //                   [--audit-log DIR/audit.log] [--chunk-size 800] [--chunk-overlap 120]
 //                   [--top-k 4] [--max-context-chars 4000] [--embed-batch 16]
 //                   [--runtime-timeout 300] [--query-prefix S] [--passage-prefix S] [--reindex]
@@ -101,6 +101,7 @@ function readOptions() {
         'data-dir': { type: 'string' },
         'audit-log': { type: 'string' },
         'runtime-url': { type: 'string', default: 'http://127.0.0.1:18080' },
+        'embeddings-url': { type: 'string' },
         'embedding-model': { type: 'string' },
         'chat-model': { type: 'string' },
         dimension: { type: 'string' },
@@ -142,6 +143,8 @@ function readOptions() {
     dataDir,
     auditLog: resolve(values['audit-log'] ?? join(dataDir, 'audit.log')),
     runtimeUrl: values['runtime-url'],
+    // An embedding model served apart from the chat model (vLLM runs one model per server).
+    embeddingsUrl: values['embeddings-url'] ?? values['runtime-url'],
     embeddingModel: text('embedding-model'),
     chatModel: text('chat-model'),
     dimension: integer('dimension', { max: 65536 }),
@@ -176,13 +179,16 @@ function readOptions() {
 }
 
 const options = readOptions();
-const runtime = (() => {
+function runtimeClient(url) {
   try {
-    return createRuntimeClient({ url: options.runtimeUrl, timeoutMs: options.runtimeTimeoutMs });
+    return createRuntimeClient({ url, timeoutMs: options.runtimeTimeoutMs });
   } catch (error) {
     return fail(2, error.message);
   }
-})();
+}
+const runtime = runtimeClient(options.runtimeUrl);
+const embedder =
+  options.embeddingsUrl === options.runtimeUrl ? runtime : runtimeClient(options.embeddingsUrl);
 const metrics = createMetrics();
 
 // ---- one service per data dir ----------------------------------------------------------
@@ -239,6 +245,7 @@ async function checkRuntime() {
   if (Date.now() - runtimeHealth.at < RUNTIME_HEALTH_TTL_MS) return runtimeHealth;
   runtimeHealthCheck ??= (async () => {
     let result = await runtime.healthy();
+    if (result.ok && embedder !== runtime) result = await embedder.healthy();
     if (result.ok && !embeddingsVerified) {
       try {
         await embed(['apertus embedding check']);
@@ -260,11 +267,11 @@ async function embed(texts) {
   const vectors = [];
   for (let start = 0; start < texts.length; start += options.embedBatch) {
     const batch = texts.slice(start, start + options.embedBatch);
-    const result = await runtime.embed(options.embeddingModel, batch);
+    const result = await embedder.embed(options.embeddingModel, batch);
     if (result.model !== null && result.model !== lock.embeddingModel) {
       throw new RuntimeError(
         502,
-        `the runtime at ${runtime.url} embeds with model "${result.model}", but the collection is locked to "${lock.embeddingModel}"`,
+        `the runtime at ${embedder.url} embeds with model "${result.model}", but the collection is locked to "${lock.embeddingModel}"`,
         { type: 'embedding_model_mismatch' },
       );
     }
@@ -784,9 +791,9 @@ async function openStore() {
 
 async function reindex() {
   state = 'reindexing';
-  stateDetail = `waiting for the runtime at ${runtime.url} to re-embed the collection with ${options.embeddingModel}`;
+  stateDetail = `waiting for the runtime at ${embedder.url} to re-embed the collection with ${options.embeddingModel}`;
   for (;;) {
-    if ((await runtime.healthy()).ok) break;
+    if ((await embedder.healthy()).ok) break;
     await new Promise((r) => setTimeout(r, 1000));
   }
   stateDetail = `re-embedding the collection with ${options.embeddingModel}`;
@@ -799,7 +806,7 @@ async function reindex() {
     embed: async (texts) => {
       const vectors = [];
       for (let start = 0; start < texts.length; start += options.embedBatch) {
-        const batch = await runtime.embed(
+        const batch = await embedder.embed(
           options.embeddingModel,
           texts.slice(start, start + options.embedBatch).map((t) => `${options.passagePrefix}${t}`),
         );

@@ -8,6 +8,9 @@
 // - runs CMD with stdout and stderr appended to L, and notes its own events there too,
 // - restarts CMD whenever it exits, waiting 0.5 s doubling up to 10 s between tries; the
 //   wait starts again at 0.5 s once a run has stayed up for 30 s,
+// - except after exit status 2, which our servers use for a configuration that cannot work
+//   (bad arguments, a collection locked to another embedding model): it notes that, removes
+//   P and exits 2, as systemd's RestartPreventExitStatus=2 does,
 // - on SIGTERM or SIGINT forwards SIGTERM to CMD, waits up to 10 s (then SIGKILL), removes
 //   P and exits 0.
 //
@@ -22,6 +25,7 @@ const FIRST_DELAY_MS = 500;
 const MAX_DELAY_MS = 10_000;
 const STABLE_UPTIME_MS = 30_000;
 const STOP_TIMEOUT_MS = 10_000;
+const CONFIGURATION_ERROR_EXIT = 2;
 
 function usageError(message) {
   process.stderr.write(`supervisor.mjs: ${message}\n`);
@@ -114,12 +118,19 @@ function start() {
   };
   current.on('spawn', () => note(`started pid ${current.pid}: ${command.join(' ')}`));
   current.on('error', (error) => onEnd(`cannot start ${command[0]}: ${error.message}`));
-  current.on('exit', (code, signal) =>
-    onEnd(signal ? `pid ${current.pid} killed by ${signal}` : `pid ${current.pid} exited ${code}`),
-  );
+  current.on('exit', (code, signal) => {
+    if (code === CONFIGURATION_ERROR_EXIT && !stopping) {
+      settled = true;
+      child = null;
+      note(`pid ${current.pid} exited ${code} (its configuration cannot work): not restarting`);
+      finish(CONFIGURATION_ERROR_EXIT);
+      return;
+    }
+    onEnd(signal ? `pid ${current.pid} killed by ${signal}` : `pid ${current.pid} exited ${code}`);
+  });
 }
 
-function finish() {
+function finish(status = 0) {
   note('stopped');
   try {
     // Only our own pid file: a new supervisor may have taken over the path meanwhile.
@@ -128,7 +139,7 @@ function finish() {
     // Already gone.
   }
   closeSync(logFd);
-  process.exit(0);
+  process.exit(status);
 }
 
 function stop(signal) {

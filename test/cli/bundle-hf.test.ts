@@ -77,6 +77,7 @@ describe('bundle with an hf: source', () => {
       source: model.source,
       revision: model.revision,
       license: 'apache-2.0',
+      url: `${hub.url.replace(/\/+$/, '')}/${REPO}/tree/${model.revision}`,
     });
     expect(component.contents.map((c: { title: string }) => c.title)).toEqual(
       expect.arrayContaining(['config.json', 'model-00001-of-00002.safetensors', 'tokenizer.json']),

@@ -120,7 +120,15 @@ describe('bundle, verify and inspect in-process', () => {
       name: 'demo',
       version: '0.1.0',
       signed: true,
-      services: [expect.objectContaining({ name: 'llm', port: 18080 })],
+      services: [
+        expect.objectContaining({ name: 'llm', runtime: 'llamacpp', port: 18080 }),
+        expect.objectContaining({
+          name: 'rag',
+          runtime: 'rag',
+          port: 18090,
+          runtimeUrl: 'http://127.0.0.1:18080',
+        }),
+      ],
     });
 
     // A dry run plans against the real target and changes nothing there.

@@ -71,14 +71,21 @@ describe.skipIf(!requirement.ok)('SSH transport against sshd in a network namesp
     expect(transport.cipher).toBe('aes128-gcm@openssh.com');
   });
 
-  it('has no route out of the namespace', async () => {
+  it('has no route out of the namespace: IPv4 ends in the counting sink, IPv6 has no route', async () => {
     // `ip route get` only consults the routing table: no packet leaves.
     const route = await host.runOnHost(['ip', 'route', 'get', '1.1.1.1']);
-    expect(route.exitCode).not.toBe(0);
-    expect(route.stderr).toMatch(/unreachable/i);
-    const routes = await transport.exec('ip route show');
-    expect(routes.stdout).not.toMatch(/default/);
-    expect(routes.stdout.trim().split('\n')).toHaveLength(1);
+    expect(route.exitCode, route.stderr).toBe(0);
+    expect(route.stdout).toMatch(/dev sink0/);
+    const routes = (await transport.exec('ip route show')).stdout.trim().split('\n');
+    expect(routes).toHaveLength(2);
+    expect(routes).toContainEqual(expect.stringMatching(/^default dev sink0/));
+    expect(routes).toContainEqual(expect.stringMatching(/^169\.254\.\d+\.0\/30 dev eth0/));
+    // The sink's far end is inside the namespace too, with no address and no route on.
+    const peer = await transport.exec('ip -o addr show dev sink1');
+    expect(peer.stdout.trim()).toBe('');
+    const v6 = await host.runOnHost(['ip', '-6', 'route', 'get', '2606:4700:4700::1111']);
+    expect(v6.exitCode).not.toBe(0);
+    expect(v6.stderr).toMatch(/unreachable/i);
   });
 
   describe('exec', () => {

@@ -10,6 +10,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
+import { readTxPackets } from '../../src/core/install/egress-counter.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
 
@@ -42,16 +43,16 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
   let publicKey: string;
   let target: string[];
   let brokenBundlePath: string;
+  let canaryFailingBundlePath: string;
 
-  /** demo 0.2.0 expecting 65-dimensional embeddings from a model that has 64: it cannot pass. */
-  async function bundleBrokenRecipe(): Promise<string> {
-    const recipeDir = path.join(work, 'recipe-broken');
+  /** The demo recipe at another version, changed by `edit` so that its verification fails. */
+  async function bundleBrokenRecipe(version: string, edit: (recipe: string) => string): Promise<string> {
+    const recipeDir = path.join(work, `recipe-${version}`);
     await cp('bundles/demo', recipeDir, { recursive: true });
     const recipe = await readFile(path.join(recipeDir, 'apertus.yaml'), 'utf8');
-    await writeFile(
-      path.join(recipeDir, 'apertus.yaml'),
-      recipe.replace('version: 0.1.0', 'version: 0.2.0').replace('dimension: 64', 'dimension: 65'),
-    );
+    const changed = edit(recipe.replace('version: 0.1.0', `version: ${version}`));
+    expect(changed).not.toBe(recipe);
+    await writeFile(path.join(recipeDir, 'apertus.yaml'), changed);
     const args = [
       'bundle',
       recipeDir,
@@ -83,7 +84,18 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
     ]);
     expect(bundled.exitCode, bundled.stderr).toBe(0);
     bundlePath = json<{ path: string }>(bundled.stdout).path;
-    brokenBundlePath = await bundleBrokenRecipe();
+    // 0.2.0 expects 65-dimensional embeddings from a model that has 64: it cannot pass.
+    brokenBundlePath = await bundleBrokenRecipe('0.2.0', (recipe) =>
+      recipe.replace(/(input: air-gapped retrieval\n\s+dimension:) 64/, '$1 65'),
+    );
+    // 0.3.0 embeds questions with a prefix its passages lack: the canary's own passage no
+    // longer scores 1.0 against itself, so the RAG canary fails while everything else passes.
+    canaryFailingBundlePath = await bundleBrokenRecipe('0.3.0', (recipe) =>
+      recipe.replace(
+        '    maxContextChars: 1200\n',
+        "    maxContextChars: 1200\n    queryPrefix: 'query: '\n",
+      ),
+    );
     target = [
       '--host',
       host.address as string,
@@ -242,24 +254,36 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
   });
 
   it('installs, serves, and a second install of the same bundle uploads 0 bytes', async () => {
-    const first = await apertus(['install', bundlePath, ...target, '--json']);
+    const first = await apertus(['install', bundlePath, ...target, '--count-egress', 'sink0', '--json']);
     expect(first.exitCode, first.stderr).toBe(0);
     const report = json<{
       ok: boolean;
       transfer: { bytesUploaded: number; bytesTotal: number; blobsUploaded: number };
-      checks: Array<{ id: string; status: string }>;
+      checks: Array<{ id: string; service: string; status: string; metrics?: Record<string, number> }>;
+      offline: { interface: string; packets: number } | null;
       path: string;
     }>(first.stdout);
     expect(report.ok).toBe(true);
     // Only what the failed 0.2.0 did not bring already: its config and manifests differ.
     expect(report.transfer.bytesUploaded).toBeGreaterThan(0);
     expect(report.transfer.bytesUploaded).toBeLessThan(100_000);
-    expect(report.checks.map((c) => [c.id, c.status])).toEqual([
-      ['verify.health', 'ok'],
-      ['verify.models', 'ok'],
-      ['verify.chat', 'ok'],
-      ['verify.embeddings', 'ok'],
+    expect(report.checks.map((c) => [c.id, c.service, c.status])).toEqual([
+      ['verify.health', 'llm', 'ok'],
+      ['verify.models', 'llm', 'ok'],
+      ['verify.chat', 'llm', 'ok'],
+      ['verify.embeddings', 'llm', 'ok'],
+      ['verify.health', 'rag', 'ok'],
+      ['verify.models', 'rag', 'ok'],
+      ['verify.rag-canary', 'rag', 'ok'],
+      ['verify.golden', 'llm', 'ok'],
+      ['verify.golden', 'rag', 'ok'],
+      ['verify.audit', 'rag', 'ok'],
+      ['verify.offline', '*', 'ok'],
     ]);
+    const chat = report.checks.find((c) => c.id === 'verify.chat');
+    expect(chat?.metrics?.completionTokens).toBeGreaterThan(0);
+    expect(chat?.metrics?.timeToFirstTokenMs).toBeGreaterThanOrEqual(0);
+    expect(report.offline).toEqual({ interface: 'sink0', packets: 0 });
     expect(JSON.parse(await readFile(report.path, 'utf8'))).toMatchObject({ ok: true });
     expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
 
@@ -296,6 +320,117 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
       await transport.close();
     }
   });
+
+  it('rolls back to the previous release, still serving, when the RAG canary fails', async () => {
+    const installed = await apertus(['install', canaryFailingBundlePath, ...target, '--json']);
+    expect(installed.exitCode).toBe(1);
+    const error = json<{
+      error: {
+        code: string;
+        details: { report: { rollback: unknown; checks: Array<{ id: string; status: string }> } };
+      };
+    }>(installed.stdout).error;
+    expect(error.code).toBe('install-verification-failed');
+    const failed = error.details.report.checks.filter((c) => c.status === 'fail').map((c) => c.id);
+    expect(failed).toEqual(['verify.rag-canary']);
+    expect(error.details.report.rollback).toEqual({ to: 'releases/demo/0.1.0', healthy: true });
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
+
+    const transport = await connectDemoHost(host);
+    try {
+      for (const port of [18080, 18090]) {
+        const health = await httpRequest(transport, { port, path: '/health', timeoutMs: 10_000 });
+        expect(health.status, `port ${port}`).toBe(200);
+      }
+      // The restored RAG service answers with its sources, on the collection it had.
+      const answer = await httpRequest(transport, {
+        port: 18090,
+        method: 'POST',
+        path: '/v1/chat/completions',
+        json: { messages: [{ role: 'user', content: 'air gap' }], max_tokens: 2 },
+        timeoutMs: 60_000,
+      });
+      expect(answer.status).toBe(200);
+      expect(JSON.parse(answer.body)).toHaveProperty('sources');
+    } finally {
+      await transport.close();
+    }
+  });
+
+  it('chains a record of every install into <root>/audit.log; an edited record is named', async () => {
+    const hostArgs = ['--host', host.address as string, '-i', host.identityFile as string];
+    const verifyArgs = [...hostArgs, '--known-hosts', host.knownHostsFile as string, '--root', host.root];
+    const verified = await apertus(['audit', 'verify', '--installs', ...verifyArgs, '--json']);
+    expect(verified.exitCode, verified.stdout).toBe(0);
+    const result = json<{ ok: boolean; records: number; logPath: string }>(verified.stdout);
+    expect(result).toMatchObject({ ok: true, logPath: path.join(host.root, 'audit.log') });
+    const lines = (await readFile(path.join(host.root, 'audit.log'), 'utf8')).trimEnd().split('\n');
+    expect(lines).toHaveLength(result.records);
+    const records = lines.map(
+      (line) =>
+        JSON.parse(line) as {
+          seq: number;
+          method: string;
+          endpoint: string;
+          status: number;
+          documents: string[];
+        },
+    );
+    expect(records.every((r) => r.method === 'INSTALL')).toBe(true);
+    // The canary test ran last: 0.3.0 failed and the host went back to 0.1.0.
+    expect(records.at(-1)).toMatchObject({
+      endpoint: 'demo@0.3.0',
+      status: 1,
+      documents: [expect.stringContaining('reports/'), 'releases/demo/0.1.0'],
+    });
+    expect(records.some((r) => r.endpoint === 'demo@0.1.0' && r.status === 0)).toBe(true);
+
+    const log = path.join(host.root, 'audit.log');
+    const original = await readFile(log, 'utf8');
+    try {
+      await writeFile(
+        log,
+        original.replace('"endpoint":"demo@0.1.0","status":0', '"endpoint":"demo@0.1.0","status":1'),
+      );
+      const broken = await apertus(['audit', 'verify', '--installs', ...verifyArgs, '--json']);
+      expect(broken.exitCode).toBe(1);
+      const firstOk = records.find((r) => r.endpoint === 'demo@0.1.0' && r.status === 0);
+      expect(json<{ ok: boolean; firstBroken: { seq: number } }>(broken.stdout)).toMatchObject({
+        ok: false,
+        firstBroken: { seq: firstOk?.seq },
+      });
+      // And install refuses to chain onto a log whose last record was edited.
+      await writeFile(
+        log,
+        original.replace(
+          /"status":1,"requestSha256"(?![\s\S]*"status":1,"requestSha256")/,
+          '"status":0,"requestSha256"',
+        ),
+      );
+      const refused = await apertus(['install', bundlePath, ...target, '--json']);
+      expect(refused.exitCode).toBe(1);
+      expect(json<{ error: { code: string } }>(refused.stdout).error.code).toBe('install-audit-damaged');
+    } finally {
+      await writeFile(log, original);
+    }
+  });
+
+  it('counts in the sink a packet that tries to leave the host', async () => {
+    const transport = await connectDemoHost(host);
+    try {
+      const before = await readTxPackets(transport, 'sink0');
+      const sent = await host.runOnHost([
+        process.execPath,
+        '-e',
+        "const s = require('node:dgram').createSocket('udp4'); s.send('x', 53, '192.0.2.1', () => setTimeout(() => s.close(), 200));",
+      ]);
+      expect(sent.exitCode, sent.stderr).toBe(0);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(await readTxPackets(transport, 'sink0')).toBeGreaterThan(before);
+    } finally {
+      await transport.close();
+    }
+  });
 });
 
 describe('the demo, as a new user runs it', () => {
@@ -308,7 +443,7 @@ describe('the demo, as a new user runs it', () => {
         ok: boolean;
         steps: Array<{ id: string; status: string }>;
         reinstall: { bytesUploaded: number };
-        install: { transfer: { bytesUploaded: number } };
+        install: { transfer: { bytesUploaded: number }; offline: { packets: number } | null };
         host: { mode: string };
       }>(demo.stdout);
       expect(result.ok).toBe(true);
@@ -318,14 +453,23 @@ describe('the demo, as a new user runs it', () => {
         expect.arrayContaining([
           'bundle',
           'verify',
+          'install.verify.health',
+          'install.verify.models',
           'install.verify.chat',
           'install.verify.embeddings',
+          'install.verify.rag-canary',
+          'install.verify.golden',
+          'install.verify.audit',
           'teardown',
         ]),
       );
       expect(result.install.transfer.bytesUploaded).toBeGreaterThan(0);
       expect(result.reinstall.bytesUploaded).toBe(0);
-      if (requirement.ok) expect(result.host.mode).toBe('netns');
+      if (requirement.ok) {
+        expect(result.host.mode).toBe('netns');
+        expect(result.steps.map((s) => s.id)).toContain('install.verify.offline');
+        expect(result.install.offline).toEqual({ interface: 'sink0', packets: 0 });
+      }
     } finally {
       await rm(out, { recursive: true, force: true });
     }

@@ -18,7 +18,7 @@ export function stripAnsi(text: string): string {
 /** Runs the CLI in-process with captured streams, as a TTY or as CI/pipe would see it. */
 export async function runCli(
   argv: string[],
-  options: { tty?: boolean; env?: NodeJS.ProcessEnv } = {},
+  options: { tty?: boolean; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
 ): Promise<CliRun> {
   const stdout = new PassThrough();
   const stderr = new PassThrough();
@@ -37,6 +37,7 @@ export async function runCli(
     stderr,
     isTTY: tty,
     env: options.env ?? (tty ? { TERM: 'xterm' } : { CI: 'true' }),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
   return { exitCode, stdout: out, stderr: err };
 }

@@ -44,8 +44,8 @@ describe('writeBundle', () => {
     expect((await readFile(first.path)).equals(await readFile(second.path))).toBe(true);
     expect(first.manifestDigest).toBe(second.manifestDigest);
     // 4 distinct files (weights.bin and its copy stored once), 1 tar layer, 2 component
-    // manifests, the empty config, recipe, bundle config and bundle manifest.
-    expect(first.blobs).toBe(4 + 1 + 2 + 1 + 3);
+    // manifests, the empty config, recipe, SBOM, bundle config and bundle manifest.
+    expect(first.blobs).toBe(4 + 1 + 2 + 1 + 4);
     expect(await readdir(join(dir, 'out1'))).toEqual(['fixture-1.0.0.tar']);
     const last = events.filter((event) => event.bytes !== undefined).at(-1);
     expect(last?.bytes?.done).toBe(last?.bytes?.total);

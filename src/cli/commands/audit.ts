@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type AuditLogVerification, auditVerify } from '../../core/audit/audit-verify.js';
-import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
+import { ApertusError } from '../../core/errors.js';
+import { DEFAULT_HOST_ROOT, hostLayout } from '../../core/install/host-layout.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
@@ -13,6 +14,7 @@ interface AuditVerifyFlags {
   local?: boolean;
   root?: string;
   log?: string;
+  installs?: boolean;
   identity?: string;
   knownHosts?: string;
   acceptNewHostKey?: boolean;
@@ -20,7 +22,9 @@ interface AuditVerifyFlags {
 }
 
 export function registerAudit(program: Command, io: CliIO): void {
-  const audit = program.command('audit').description("Check the RAG service's tamper-evident audit log");
+  const audit = program
+    .command('audit')
+    .description("Check a host's tamper-evident audit logs: the RAG service's requests, or the installs");
   audit
     .command('verify')
     .description('Verify the hash chain of the audit log on a host; name the first broken record')
@@ -28,6 +32,7 @@ export function registerAudit(program: Command, io: CliIO): void {
     .option('--local', 'this machine')
     .option('--root <dir>', `install root on the host (default ${DEFAULT_HOST_ROOT})`)
     .option('--log <path>', 'the audit log on the host (default <root>/data/rag/audit.log)')
+    .option('--installs', 'verify the log of installs, <root>/audit.log, instead of the RAG log')
     .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
     .option(
       '--known-hosts <file>',
@@ -40,11 +45,17 @@ export function registerAudit(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON result on stdout')
     .action(async (flags: AuditVerifyFlags) => {
       const target = installTarget(flags);
+      if (flags.installs && flags.log) {
+        throw new ApertusError('usage', '--installs and --log exclude each other.', {
+          hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',
+        });
+      }
+      const logPath = flags.installs ? hostLayout(flags.root ?? DEFAULT_HOST_ROOT).auditLog : flags.log;
       const result = await runSteps(
         io,
         chooseRendererMode(io, flags),
         [{ id: 'audit.read', title: 'Verify audit log' }],
-        (onProgress) => auditVerify({ target, root: flags.root, logPath: flags.log, onProgress }),
+        (onProgress) => auditVerify({ target, root: flags.root, logPath, onProgress }),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatAuditVerification(result));

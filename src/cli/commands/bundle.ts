@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { type BundleResult, bundle } from '../../core/bundle/bundle.js';
 import { parsePartSize } from '../../core/bundle/part-size.js';
+import { defaultCacheDir } from '../../core/sources/cache-dir.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { formatSplitParts } from '../output/format-split.js';
@@ -14,6 +16,7 @@ interface BundleFlags {
   cacheDir?: string;
   hubUrl?: string;
   split?: string;
+  since?: string;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -36,6 +39,10 @@ export function registerBundle(program: Command, io: CliIO): void {
       '--split <size>',
       'write the tar as .part-NNN files of SIZE (4GiB for FAT32, 25GB for BD-R) plus a .parts.json index',
     )
+    .option(
+      '--since <old>',
+      'write a delta: leave out the blobs this old bundle (.tar, .parts.json, directory) or digest list holds',
+    )
     .option('--dry-run', 'print the resolved plan (components, files, bytes); write nothing')
     .option('--json', 'print only JSON on stdout')
     .action(async (recipePath: string, flags: BundleFlags) => {
@@ -45,18 +52,24 @@ export function registerBundle(program: Command, io: CliIO): void {
         { id: 'fetch', title: 'Fetch sources' },
         { id: 'write', title: 'Write bundle' },
       ];
-      const result = await runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
-        bundle({
-          recipePath,
-          outDir: flags.out,
-          cacheDir: flags.cacheDir,
-          env: io.env,
-          hubUrl: flags.hubUrl,
-          secretKeyPath: flags.sign,
-          dryRun: flags.dryRun,
-          partSize,
-          onProgress,
-        }),
+      // Ctrl-C stops the downloads and keeps their .partial files; the next run resumes them.
+      const resumeHint = `Run the same command again: downloads resume from ${flags.cacheDir ?? defaultCacheDir(io.env)}.`;
+      const result = await runInterruptible(io, resumeHint, (signal) =>
+        runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
+          bundle({
+            recipePath,
+            outDir: flags.out,
+            cacheDir: flags.cacheDir,
+            env: io.env,
+            hubUrl: flags.hubUrl,
+            secretKeyPath: flags.sign,
+            dryRun: flags.dryRun,
+            partSize,
+            since: flags.since,
+            signal,
+            onProgress,
+          }),
+        ),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatBundleResult(result));
@@ -78,6 +91,10 @@ function formatBundleResult(result: BundleResult): string {
       `  wrote      ${result.path} (${formatBytes(result.size)}, ${result.blobs} blobs, ${result.signed ? 'signed' : 'NOT signed'}) in ${formatDuration(result.ms)}`,
       `  manifest   ${result.manifestDigest}`,
     );
+    if (result.omitted !== undefined)
+      lines.push(
+        `  delta      left out ${result.omitted.blobs} blobs (${formatBytes(result.omitted.bytes)}) the base holds`,
+      );
     if (result.split !== null)
       lines.push(...formatSplitParts(result.split.index, result.split.checksumsPath));
   }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { inspectBundle } from '../../core/bundle/inspect-bundle.js';
+import { readBundleSbom } from '../../core/bundle/read-bundle-sbom.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
@@ -10,7 +11,13 @@ export function registerInspect(program: Command, io: CliIO): void {
     .description('Show what a bundle holds: components, services, requirements, signature')
     .argument('<bundle>', 'bundle tar, split bundle (its .tar.parts.json index) or directory')
     .option('--json', 'print only JSON on stdout')
-    .action(async (bundlePath: string, flags: { json?: boolean }) => {
+    .option('--sbom', 'print the CycloneDX 1.6 SBOM the bundle carries (JSON) instead')
+    .action(async (bundlePath: string, flags: { json?: boolean; sbom?: boolean }) => {
+      if (flags.sbom) {
+        // Byte for byte as stored: the digest in the bundle manifest covers these bytes.
+        io.stdout.write((await readBundleSbom(bundlePath)).bytes);
+        return;
+      }
       const summary = await inspectBundle(bundlePath);
       if (flags.json) {
         writeJson(io, summary);
@@ -20,12 +27,19 @@ export function registerInspect(program: Command, io: CliIO): void {
         `${summary.name} ${summary.version}  (format ${summary.formatVersion}, ${formatBytes(summary.totalSize)})`,
         `  manifest   ${summary.manifestDigest}`,
         `  signature  ${summary.signed ? `minisign key ${summary.keyId}` : 'none'}`,
+        `  sbom       ${summary.sbom === null ? 'none (written before SBOMs; rebuild to get one)' : `CycloneDX 1.6, ${summary.sbom.digest} (inspect --sbom prints it)`}`,
+        ...(summary.delta === null
+          ? []
+          : [
+              `  delta      since ${summary.delta.base ? `${summary.delta.base.name} ${summary.delta.base.version} (${summary.delta.base.manifestDigest})` : 'a list of digests'}; leaves out ${summary.delta.omittedBlobs} blobs (${formatBytes(summary.delta.omittedBytes)}) the host must already hold`,
+            ]),
         ...summary.components.map(
           (c) =>
             `  component  ${c.name.padEnd(10)} ${c.kind.padEnd(8)} ${String(c.layers).padStart(4)} layers ${formatBytes(c.bytes).padStart(10)}`,
         ),
         ...summary.services.map(
-          (s) => `  service    ${s.name.padEnd(10)} ${s.runtime} ${s.model.id} on port ${s.port}`,
+          (s) =>
+            `  service    ${s.name.padEnd(10)} ${s.runtime} ${s.runtime === 'rag' ? `over ${s.chatModel}` : s.runtime === 'container' ? s.image.reference : s.model.id} on port ${s.port}`,
         ),
       ];
       io.stdout.write(`${lines.join('\n')}\n`);

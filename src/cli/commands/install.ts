@@ -18,11 +18,16 @@ const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   transfer: 'Upload missing blobs',
   stage: 'Stage release',
   images: 'Load container images',
+  wheels: 'Install Python wheels into venvs',
   activate: 'Activate',
   'verify.health': 'Health',
   'verify.models': 'Model listed',
   'verify.chat': 'Chat completion',
   'verify.embeddings': 'Embeddings',
+  'verify.rag-canary': 'RAG canary',
+  'verify.golden': 'Golden prompts',
+  'verify.audit': 'Audit chain',
+  'verify.offline': 'Offline (egress packets)',
   rollback: 'Rollback',
   report: 'Report',
 };
@@ -42,6 +47,7 @@ interface InstallFlags {
   key?: string;
   skipCheck?: string[];
   dryRun?: boolean;
+  countEgress?: string;
   json?: boolean;
 }
 
@@ -74,6 +80,10 @@ export function registerInstall(program: Command, io: CliIO): void {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option('--dry-run', 'print the plan (what would be uploaded and started); change nothing')
+    .option(
+      '--count-egress <interface>',
+      'count the packets the host sends through this interface (where its routes out lead) during verification; fail unless 0',
+    )
     .option('--json', 'print only the JSON report on stdout')
     .action(async (bundlePath: string, flags: InstallFlags) => {
       const target = installTarget(flags);
@@ -87,6 +97,7 @@ export function registerInstall(program: Command, io: CliIO): void {
           publicKeyPath: flags.key,
           skipChecks,
           dryRun: flags.dryRun,
+          egressInterface: flags.countEgress,
           onProgress,
         }),
       );

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { verifyBundle } from '../../core/verify/verify-bundle.js';
+import { PASSING_STATUSES, verifyBundle } from '../../core/verify/verify-bundle.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
@@ -36,10 +36,19 @@ export function registerVerify(program: Command, io: CliIO): void {
       );
       if (flags.json) writeJson(io, result);
       else {
-        const shown = flags.all ? result.results : result.results.filter((r) => r.status !== 'ok');
+        // A delta leaves out every unchanged blob: one line for them unless --all asks for each.
+        const inBase = result.results.filter((r) => r.status === 'in-base');
+        const shown = flags.all
+          ? result.results
+          : result.results.filter((r) => r.status !== 'ok' && r.status !== 'in-base');
         for (const item of shown) {
           io.stdout.write(
             `${item.status.padEnd(16)} ${item.subject}${item.detail ? `  ${item.detail}` : ''}\n`,
+          );
+        }
+        if (inBase.length > 0 && !flags.all) {
+          io.stdout.write(
+            `${'in-base'.padEnd(16)} ${inBase.length} blobs left out of this delta; the host must hold them from the base release (--all lists them)\n`,
           );
         }
         if (result.split !== null && !result.split.contentsChecked) {
@@ -47,7 +56,7 @@ export function registerVerify(program: Command, io: CliIO): void {
             `${result.split.badParts} of ${result.split.parts} parts bad; the bundle's contents were not checked. Copy the parts named above again from their media, then run apertus verify again.\n`,
           );
         }
-        const bad = result.results.filter((r) => r.status !== 'ok' && r.status !== 'unsigned').length;
+        const bad = result.results.filter((r) => !PASSING_STATUSES.has(r.status)).length;
         io.stdout.write(
           result.ok
             ? `ok: ${result.results.length} items verified${result.signed ? ', signature ok' : ' (signature not checked: pass --key)'}\n`

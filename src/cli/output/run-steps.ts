@@ -2,8 +2,9 @@ import type { WriteStream } from 'node:tty';
 import { Listr, ListrLogger, ProcessOutput } from 'listr2';
 import type { OnProgress, ProgressEvent } from '../../core/progress.js';
 import type { CliIO } from '../io.js';
-import { formatBytes } from './format.js';
 import type { RendererMode } from './renderer-mode.js';
+import { TransferLines } from './transfer-lines.js';
+import { TransferMeter } from './transfer-meter.js';
 
 /** A step the core reports by id, shown with this title. */
 export interface StepDefinition {
@@ -18,9 +19,6 @@ interface Deferred {
   resolve: (outcome: Outcome) => void;
   settled: boolean;
 }
-
-/** Plain mode prints byte progress at most this often, so CI logs stay short. */
-const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
 
 /**
  * Runs one core operation and shows its progress events as listr2 tasks: the
@@ -39,7 +37,14 @@ export async function runSteps<T>(
   const deferreds = new Map<string, Deferred>(steps.map((step) => [step.id, deferred()]));
   // The task shown as running: events for steps not in the list become its output.
   let running: { output: string; title: string } | undefined;
-  let lastPlainProgress = 0;
+  // Bytes, rate and ETA per component; plain lines keep logs to a few per component. listr2
+  // draws live only when stdout is a terminal as well (else it falls back to its line
+  // renderer), so `apertus bundle > result.txt` gets plain lines too.
+  const drawsLive = mode === 'live' && process.stdout.isTTY === true;
+  const transfers = new TransferLines({
+    mode: drawsLive ? 'live' : 'plain',
+    createMeter: () => new TransferMeter(),
+  });
 
   const onProgress: OnProgress = (event: ProgressEvent) => {
     const target = deferreds.get(event.step);
@@ -49,10 +54,8 @@ export async function runSteps<T>(
     }
     if (!running) return;
     if (event.bytes) {
-      const now = Date.now();
-      if (mode === 'plain' && now - lastPlainProgress < PLAIN_PROGRESS_INTERVAL_MS) return;
-      lastPlainProgress = now;
-      running.output = `${formatBytes(event.bytes.done)} of ${formatBytes(event.bytes.total)}${event.detail ? ` ${event.detail}` : ''}`;
+      const line = transfers.line(event);
+      if (line !== undefined) running.output = line;
     } else if (event.detail && (event.status === 'info' || !target)) {
       running.output = event.detail;
     }

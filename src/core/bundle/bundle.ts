@@ -1,6 +1,7 @@
 import type { RunOptions } from '../progress.js';
 import { readSecretKey } from '../sign/keys.js';
 import { defaultCacheDir } from '../sources/cache-dir.js';
+import { deltaWrite, readDeltaBase } from './delta-bundle.js';
 import type { WrittenSplit } from './part-writer.js';
 import { type BundlePlanSummary, fetchBundle, resolveBundle } from './plan-bundle.js';
 import { writeBundle } from './write-bundle.js';
@@ -19,6 +20,8 @@ export interface BundleOptions extends RunOptions {
   dryRun?: boolean | undefined;
   /** Write the tar as parts of this many bytes plus an index (see parsePartSize). */
   partSize?: number | undefined;
+  /** Write a delta: leave out the layer blobs this old bundle (or list of digests) holds. */
+  since?: string | undefined;
 }
 
 export type BundleResult =
@@ -34,6 +37,8 @@ export type BundleResult =
       split: WrittenSplit | null;
       signed: boolean;
       ms: number;
+      /** A delta's left-out layer blobs; absent for a full bundle. */
+      omitted?: { blobs: number; bytes: number };
     };
 
 /** Plan a recipe, then (unless dry-run) write the bundle: `apertus bundle` in one call. */
@@ -47,6 +52,9 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     hubUrl: options.hubUrl,
   };
   const ctx = { signal: options.signal, onProgress: options.onProgress };
+  // Read before anything is fetched: a bad --since fails in a second, not after the downloads.
+  const deltaBase =
+    options.since === undefined ? undefined : await readDeltaBase(options.since, { signal: options.signal });
   options.onProgress?.({ step: 'plan', status: 'start' });
   const resolved = await resolveBundle(options.recipePath, planOptions, ctx);
   options.onProgress?.({
@@ -70,6 +78,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     outDir: options.outDir,
     secretKey,
     split: options.partSize === undefined ? undefined : { partSize: options.partSize },
+    delta: deltaBase === undefined ? undefined : await deltaWrite(plan.write, deltaBase),
     signal: options.signal,
     onProgress: (event) => options.onProgress?.({ ...event, step: 'write' }),
   });

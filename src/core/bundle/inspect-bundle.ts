@@ -7,7 +7,7 @@ import { type BundleFormat, type BundleReader, openBundle } from '../layout/bund
 import { loadBundle } from '../layout/load-bundle.js';
 import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
 import { SIGNATURE_FILE } from '../layout/names.js';
-import type { BundleConfig, ComponentKind, ServiceSpec } from '../layout/types.js';
+import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
 import { parseSignature } from '../sign/minisign.js';
 
@@ -41,6 +41,14 @@ export interface BundleSummary {
   blobBytes: number;
   /** Bytes on disk: the tar (all parts, for a split bundle), or the files of the directory. */
   totalSize: number;
+  /** The CycloneDX SBOM blob (`inspect --sbom` prints it); null for bundles written before SBOMs. */
+  sbom: { digest: string; size: number } | null;
+  /** A delta bundle: the base it was cut against and the layer blobs it leaves out; null for a full bundle. */
+  delta: {
+    base: NonNullable<BundleConfig['delta']>['base'];
+    omittedBlobs: number;
+    omittedBytes: number;
+  } | null;
 }
 
 export async function inspectBundle(
@@ -87,6 +95,15 @@ export async function inspectBundle(
       blobs: bundle.blobs.size,
       blobBytes: [...bundle.blobs.values()].reduce((sum, size) => sum + size, 0),
       totalSize: reader.size,
+      sbom: sbomOf(bundle.manifest.layers),
+      delta:
+        config.delta === undefined
+          ? null
+          : {
+              base: config.delta.base,
+              omittedBlobs: bundle.omitted.size,
+              omittedBytes: [...bundle.omitted.values()].reduce((sum, size) => sum + size, 0),
+            },
     };
   } finally {
     await reader.close();
@@ -99,4 +116,9 @@ async function signatureKeyId(reader: BundleReader): Promise<string | null> {
   if (text === undefined) return null;
   const parsed = parseSignature(text);
   return 'error' in parsed ? null : parsed.keyId;
+}
+
+function sbomOf(layers: Descriptor[]): BundleSummary['sbom'] {
+  const layer = layers.find((candidate) => candidate.mediaType === MEDIA_TYPE.sbom);
+  return layer === undefined ? null : { digest: layer.digest, size: layer.size };
 }

@@ -5,13 +5,18 @@ import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { collectRuntimeFiles } from '../services/runtime-files.js';
+import { componentContext } from '../sources/component-context.js';
 import { fetchHf } from '../sources/hf/fetch-hf.js';
+import { hfRepoTreeUrl } from '../sources/hf/repo-url.js';
 import { type HfResolvedSource, resolveHf } from '../sources/hf/resolve-hf.js';
 import { fetchOciImage } from '../sources/oci/fetch-oci.js';
 import { type OciResolvedSource, resolveOci } from '../sources/oci/resolve-oci.js';
+import { type PipResolvedSource, resolvePip } from '../sources/pip/resolve-pip.js';
 import type { SourceContext } from '../sources/types.js';
 import { type LoadedRecipe, loadRecipe } from '../spec/load-recipe.js';
-import type { Recipe, RecipeComponent } from '../spec/recipe-schema.js';
+import type { RecipeComponent } from '../spec/recipe-schema.js';
+import { resolveServices, resolveVerify } from './resolve-services.js';
+import { summariseWheels, wheelsComponent } from './wheels-component.js';
 import type { BundleWritePlan } from './write-bundle.js';
 
 type PlannedComponent = BundleWritePlan['components'][number];
@@ -41,6 +46,7 @@ type ResolvedComponent =
   | { type: 'local'; spec: RecipeComponent; root: string; files: Array<{ path: string; size: number }> }
   | { type: 'hf'; spec: RecipeComponent; resolved: HfResolvedSource }
   | { type: 'oci'; spec: RecipeComponent; resolved: OciResolvedSource }
+  | { type: 'pip'; spec: RecipeComponent; resolved: PipResolvedSource }
   | { type: 'runtime'; component: PlannedComponent; bytes: number; files: number };
 
 /** A recipe resolved to exact files and revisions: everything but the downloads. */
@@ -84,13 +90,26 @@ export async function resolveBundle(
     } else if (spec.source.startsWith('oci:')) {
       const resolved = await resolveOci(spec.source, pick(spec, 'platform', 'insecure'), sourceContext);
       components.push({ type: 'oci', spec, resolved });
+    } else if (spec.source.startsWith('pip:')) {
+      // pip resolves dependencies from the wheels themselves: this downloads them, into the cache.
+      const options = { recipeDir: recipe.dir, ...pick(spec, 'python', 'platforms', 'indexUrl') };
+      const resolved = await resolvePip(spec.source, options, sourceContext);
+      components.push({ type: 'pip', spec, resolved });
     } else {
       components.push({ type: 'local', spec, ...(await listLocalSource(recipe, spec)) });
     }
   }
-  if (recipe.recipe.services.some((s) => s.runtime === 'llamacpp')) components.push(await resolveRuntime());
+  // Our services (llamacpp and rag) run on the Node binary and files of the runtime component.
+  if (recipe.recipe.services.some((s) => s.runtime === 'llamacpp' || s.runtime === 'rag')) {
+    components.push(await resolveRuntime());
+  }
 
-  const services = resolveServices(recipe, components);
+  const services = resolveServices(recipe.recipe, recipe.file, (name) => {
+    const holder = components.find((c) => (c.type === 'local' || c.type === 'hf') && c.spec.name === name);
+    if (holder?.type === 'local') return holder.files.map((f) => f.path);
+    if (holder?.type === 'hf') return holder.resolved.files.map((f) => f.path);
+    return null;
+  });
   const summary: BundlePlanSummary = {
     name: recipe.recipe.metadata.name,
     version: recipe.recipe.metadata.version,
@@ -117,6 +136,8 @@ export async function fetchBundle(
   for (const component of resolved.components) {
     if (component.type === 'runtime') {
       components.push(component.component);
+    } else if (component.type === 'pip') {
+      components.push(await wheelsComponent(component.spec, component.resolved, sourceContext));
     } else if (component.type === 'local') {
       components.push({
         name: component.spec.name,
@@ -132,7 +153,10 @@ export async function fetchBundle(
         })),
       });
     } else if (component.type === 'oci') {
-      const image = await fetchOciImage(component.resolved, sourceContext);
+      const image = await fetchOciImage(
+        component.resolved,
+        componentContext(sourceContext, component.spec.name),
+      );
       const license = component.spec.license ?? component.resolved.license;
       components.push({
         name: component.spec.name,
@@ -141,6 +165,7 @@ export async function fetchBundle(
           source: component.resolved.source,
           revision: component.resolved.revision,
           ...(license ? { license } : {}),
+          platform: component.resolved.platform,
         },
         layers: [],
         image: {
@@ -154,7 +179,7 @@ export async function fetchBundle(
         },
       });
     } else {
-      const fetched = await fetchHf(component.resolved, sourceContext);
+      const fetched = await fetchHf(component.resolved, componentContext(sourceContext, component.spec.name));
       const license = component.spec.license ?? component.resolved.license;
       components.push({
         name: component.spec.name,
@@ -163,6 +188,11 @@ export async function fetchBundle(
           source: component.resolved.pinned,
           revision: component.resolved.revision,
           ...(license ? { license } : {}),
+          url: hfRepoTreeUrl(
+            component.resolved.endpoint,
+            component.resolved.repo,
+            component.resolved.revision,
+          ),
         },
         layers: fetched.map((f) => ({ type: 'file', source: f.localPath, title: f.path })),
       });
@@ -176,7 +206,7 @@ export async function fetchBundle(
     recipe: { fileName: path.basename(resolved.recipe.file), bytes: resolved.recipe.bytes },
     components,
     services: resolved.services,
-    verify: recipe.verify,
+    verify: resolveVerify(recipe),
     requirements: {},
   };
 }
@@ -185,40 +215,6 @@ function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Part
   const out: Partial<Pick<T, K>> = {};
   for (const key of keys) if (value[key] !== undefined) out[key] = value[key];
   return out;
-}
-
-function resolveServices(recipe: LoadedRecipe, components: ResolvedComponent[]): ServiceSpec[] {
-  return recipe.recipe.services.map((s: Recipe['services'][number]) => {
-    const [component, ...rest] = s.model.split('/');
-    const modelPath = rest.join('/');
-    const holder = components.find(
-      (c) => (c.type === 'local' || c.type === 'hf') && c.spec.name === component,
-    );
-    const paths =
-      holder?.type === 'local'
-        ? holder.files.map((f) => f.path)
-        : holder?.type === 'hf'
-          ? holder.resolved.files.map((f) => f.path)
-          : [];
-    if (!paths.includes(modelPath)) {
-      throw new ApertusError(
-        'recipe-model-missing',
-        `Service ${s.name} serves ${s.model}, which component ${component} does not hold.`,
-        {
-          hint: `Check services[].model in ${recipe.file}: it is COMPONENT/PATH, with PATH as listed under the component's source.`,
-        },
-      );
-    }
-    return {
-      name: s.name,
-      runtime: s.runtime,
-      model: { component: component as string, path: modelPath, id: s.modelId },
-      port: s.port,
-      threads: s.threads,
-      contextSize: s.contextSize,
-      embeddings: s.embeddings,
-    };
-  });
 }
 
 async function listLocalSource(
@@ -287,6 +283,8 @@ async function resolveRuntime(): Promise<ResolvedComponent> {
 
 function summariseComponent(component: ResolvedComponent): BundlePlanSummary['components'][number] {
   switch (component.type) {
+    case 'pip':
+      return summariseWheels(component.spec, component.resolved);
     case 'runtime':
       return {
         name: component.component.name,

@@ -38,6 +38,7 @@ import {
   bundleFileName,
   CHECKSUMS_FILE,
   confinedRelativePath,
+  deltaBundleFileName,
   INDEX_FILE,
   isDigest,
   OCI_LAYOUT_CONTENT,
@@ -56,8 +57,10 @@ import {
 } from '../layout/tar-writer.js';
 import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec, VerifySpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
+import { bundleSbomBlob } from '../sbom/bundle-sbom.js';
 import type { SecretKey } from '../sign/keys.js';
 import { sign } from '../sign/minisign.js';
+import { type DeltaWrite, digestOfFile, withDelta } from './delta-bundle.js';
 import { SplitTarOutput, type WrittenSplit } from './part-writer.js';
 
 /** One file, materialised at `title` inside the component directory on the host. */
@@ -121,6 +124,8 @@ export interface WriteBundleOptions extends RunOptions {
   secretKey?: SecretKey | undefined;
   /** Writes the tar as parts of `partSize` bytes plus an index (DESIGN.md section 2), never as one file. */
   split?: { partSize: number } | undefined;
+  /** Writes a delta (`--since`): layer blobs in `omit` are left out and listed in the config. */
+  delta?: DeltaWrite | undefined;
 }
 
 export interface WrittenBundle {
@@ -133,6 +138,8 @@ export interface WrittenBundle {
   blobs: number;
   /** The parts and index, when split. */
   split: WrittenSplit | null;
+  /** A delta's left-out layer blobs and their bytes; absent for a full bundle. */
+  omitted?: { blobs: number; bytes: number };
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
@@ -155,7 +162,10 @@ export async function writeBundle(
 
   const outDir = resolve(options.outDir);
   await mkdir(outDir, { recursive: true });
-  const tarFileName = bundleFileName(plan.name, plan.version);
+  const tarFileName =
+    options.delta === undefined
+      ? bundleFileName(plan.name, plan.version)
+      : deltaBundleFileName(plan.name, plan.version, options.delta.base?.version ?? null);
   const path = join(outDir, tarFileName);
   // Written under another name and renamed when complete: an interrupted bundle never looks finished.
   const partialPath = `${path}.partial`;
@@ -166,6 +176,8 @@ export async function writeBundle(
 
   const sourceDigests = new Map<string, string>();
   const stored = new Map<string, number>();
+  /** Layer blobs a delta leaves out (digest -> size). */
+  const omitted = new Map<string, number>();
   const total = totalBytes(prepared);
   let done = 0;
   let reported = 0;
@@ -217,8 +229,11 @@ export async function writeBundle(
         { provisional: true },
       );
       const digest = `sha256:${hash.digest('hex')}`;
-      if (stored.has(digest)) await writer.truncate(entry.headerOffset);
-      else {
+      if (stored.has(digest) || omitted.has(digest)) await writer.truncate(entry.headerOffset);
+      else if (options.delta?.omit.has(digest)) {
+        await writer.truncate(entry.headerOffset);
+        omitted.set(digest, size);
+      } else {
         await writer.renameEntry(entry, blobEntry(digest, size));
         stored.set(digest, size);
       }
@@ -226,13 +241,20 @@ export async function writeBundle(
     };
 
     const components: BundleConfig['components'] = [];
+    /** Each component's layers as written, for the SBOM. */
+    const writtenLayers: Descriptor[][] = [];
     for (const [index, component] of plan.components.entries()) {
       const layers: Descriptor[] = [];
       for (const item of prepared[index] ?? []) {
         signal?.throwIfAborted();
         if (item.type === 'blob') {
           // Known digest: a layer another image (or component) already stored is not read again.
-          if (stored.has(item.digest)) {
+          if (stored.has(item.digest) || omitted.has(item.digest)) {
+            advance(item.size);
+            continue;
+          }
+          if (options.delta?.omit.has(item.digest)) {
+            omitted.set(item.digest, item.size);
             advance(item.size);
             continue;
           }
@@ -242,7 +264,16 @@ export async function writeBundle(
           const { layer, size } = item;
           let digest = sourceDigests.get(layer.source);
           if (digest === undefined) {
-            digest = await storeStream(size, fileChunks(layer.source, size, signal));
+            if (options.delta !== undefined) {
+              // Hashed first, so a blob the base holds is read once and never written.
+              const known = await digestOfFile(layer.source, size, signal);
+              if (options.delta.omit.has(known)) {
+                omitted.set(known, size);
+                digest = known;
+                advance(size);
+              }
+            }
+            digest ??= await storeStream(size, fileChunks(layer.source, size, signal));
             sourceDigests.set(layer.source, digest);
           } else advance(size);
           layers.push(fileLayerDescriptor(digest, size, layer.title, layer.mode));
@@ -269,6 +300,7 @@ export async function writeBundle(
         manifest,
         provenance: component.provenance,
       });
+      writtenLayers.push(layers);
     }
 
     const recipe = await storeBytes(
@@ -276,9 +308,14 @@ export async function writeBundle(
         annotations: { [ANNOTATION.title]: plan.recipe.fileName },
       }),
     );
-    const config = buildConfig(plan, components, recipe, diskBytes(stored, prepared));
+    const config = withDelta(
+      buildConfig(plan, components, recipe, diskBytes(new Map([...stored, ...omitted]), prepared)),
+      options.delta,
+      omitted,
+    );
     const configDescriptor = await storeBytes(blobOf(MEDIA_TYPE.bundleConfig, canonicalJsonBytes(config)));
-    const manifest = await storeBytes(bundleManifest(plan, configDescriptor, recipe));
+    const sbom = await storeBytes(await bundleSbomBlob(plan, components, writtenLayers, recipe));
+    const manifest = await storeBytes(bundleManifest(plan, configDescriptor, recipe, [sbom]));
 
     const indexBytes = bundleIndex(
       { name: plan.name, version: plan.version, manifest },
@@ -319,12 +356,23 @@ export async function writeBundle(
     }
 
     const size = await writer.finish();
+    const left =
+      options.delta === undefined
+        ? {}
+        : { omitted: { blobs: omitted.size, bytes: [...omitted.values()].reduce((a, b) => a + b, 0) } };
     if (splitOutput !== undefined) {
       const split = splitOutput.result;
-      return { path: split.indexPath, manifestDigest: manifest.digest, size, blobs: stored.size, split };
+      return {
+        path: split.indexPath,
+        manifestDigest: manifest.digest,
+        size,
+        blobs: stored.size,
+        split,
+        ...left,
+      };
     }
     await rename(partialPath, path);
-    return { path, manifestDigest: manifest.digest, size, blobs: stored.size, split: null };
+    return { path, manifestDigest: manifest.digest, size, blobs: stored.size, split: null, ...left };
   } catch (error) {
     await writer.close();
     if (splitOutput === undefined) await rm(partialPath, { force: true });

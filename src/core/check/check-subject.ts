@@ -125,6 +125,8 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
     const workloads: ModelWorkload[] = [];
     const served = new Set<string>();
     for (const service of config.services) {
+      // GGUF files are llamacpp's; a vllm service's model directory is judged below with the others.
+      if (service.runtime !== 'llamacpp') continue;
       const component = bundle.components.find((c) => c.name === service.model.component);
       const layer = component?.layers.find((l) => layerTitle(l) === service.model.path);
       const label = `${service.model.component}/${service.model.path}`;
@@ -138,6 +140,8 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
         );
       }
       served.add(service.model.component);
+      // A delta that leaves the model out: the host holds it from the base release.
+      if (bundle.omitted.has(layer.digest)) continue;
       const entry = entryOf(layer);
       const header = await readGgufHeader(entryRange(reader, entry), label);
       workloads.push({
@@ -152,10 +156,12 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
     // A model component with a Hugging Face config.json that no llamacpp service serves is vLLM's.
     for (const component of bundle.components.filter((c) => c.kind === 'model' && !served.has(c.name))) {
       const configLayer = component.layers.find((l) => layerTitle(l) === 'config.json');
-      if (!configLayer) continue;
+      if (!configLayer || bundle.omitted.has(configLayer.digest)) continue;
       const label = `${component.name}/config.json`;
       const shape = modelShapeFromConfig(await reader.readJson(blobPath(configLayer.digest)), label);
-      const shards = component.layers.filter((l) => layerTitle(l)?.endsWith('.safetensors'));
+      const allShards = component.layers.filter((l) => layerTitle(l)?.endsWith('.safetensors'));
+      // A delta may leave some shards out: then the weights are sized from config.json alone.
+      const shards = allShards.some((l) => bundle.omitted.has(l.digest)) ? [] : allShards;
       const headers: SafetensorsHeader[] = [];
       for (const shard of shards) {
         headers.push(
@@ -238,6 +244,8 @@ async function subjectFromRecipe(recipePath: string): Promise<CheckSubject> {
   const workloads: ModelWorkload[] = [];
   const served = new Set<string>();
   for (const service of recipe.services) {
+    // GGUF files are llamacpp's; a vllm service's model directory is judged below with the others.
+    if (service.runtime !== 'llamacpp') continue;
     const [componentName = '', ...rest] = service.model.split('/');
     const relative = rest.join('/');
     const source = sources.get(componentName);

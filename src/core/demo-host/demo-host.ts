@@ -62,6 +62,8 @@ export interface DemoHost {
   root: string;
   /** The network namespace, in 'netns' mode. */
   namespace?: string;
+  /** In 'netns' mode: the sink interface every route out leads to (install --count-egress). */
+  egressInterface?: string;
   sshdLogFile?: string;
   /** argv that runs `argv` on the host's network (inside the namespace in 'netns' mode). */
   commandOnHost(argv: readonly string[]): string[];
@@ -200,7 +202,7 @@ async function createNetnsHost(
       signal,
     );
     await appendKnownHost(material.knownHostsFile, namespace.innerAddress, 22, material.hostKey);
-    const reason = `network namespace ${namespace.name}: sshd on ${namespace.innerAddress}:22 over a veth link, no default route (running as root with ip and sshd)`;
+    const reason = `network namespace ${namespace.name}: sshd on ${namespace.innerAddress}:22 over a veth link; every route out ends in the packet-counting sink ${namespace.egressInterface} (running as root with ip and sshd)`;
     return makeHost({
       mode: 'netns',
       reason,
@@ -371,6 +373,7 @@ function makeHost(parts: HostParts): DemoHost {
     knownHostsFile: parts.knownHostsFile,
     root: parts.root,
     namespace: parts.namespace?.name,
+    egressInterface: parts.namespace?.egressInterface,
     sshdLogFile: parts.sshdLogFile,
     commandOnHost: parts.wrap,
     spawnOnHost(argv, options = {}) {

@@ -4,8 +4,11 @@ import { ApertusError } from '../errors.js';
 
 /**
  * A network namespace that stands in for an air-gapped host: one veth pair on a
- * link-local /30 to this machine, `lo` up, and no default route, so nothing inside can
- * reach any network but the link to us.
+ * link-local /30 to this machine, `lo` up, and a default route into a sink: a second
+ * veth pair, both ends inside, where packets go nowhere but are counted. Nothing inside
+ * can reach any network but the link to us, and every attempt to shows in the sink's
+ * tx_packets (install --count-egress). IPv6 is off on the sink, so it stays silent by
+ * itself (no router or multicast solicitations) and IPv6 has no route out at all.
  */
 export interface NetworkNamespace {
   name: string;
@@ -14,7 +17,12 @@ export interface NetworkNamespace {
   hostAddress: string;
   /** The namespace's address on the link, 169.254.X.2. */
   innerAddress: string;
+  /** The interface every route out leads to, inside the namespace. */
+  egressInterface: string;
 }
+
+const SINK = 'sink0';
+const SINK_PEER = 'sink1';
 
 /** Names made by this module: `apertus-<owner pid>-<n>`, so a sweep can tell stale ones. */
 const NAME_PATTERN = /^apertus-(\d+)-(\d+)$/;
@@ -37,6 +45,7 @@ export async function createNetworkNamespace(): Promise<NetworkNamespace> {
     hostInterface,
     hostAddress: `169.254.${subnet}.1`,
     innerAddress: `169.254.${subnet}.2`,
+    egressInterface: SINK,
   };
   try {
     await ip(['netns', 'add', name]);
@@ -46,6 +55,12 @@ export async function createNetworkNamespace(): Promise<NetworkNamespace> {
     await ip(['-n', name, 'addr', 'add', `${namespace.innerAddress}/30`, 'dev', 'eth0']);
     await ip(['-n', name, 'link', 'set', 'eth0', 'up']);
     await ip(['-n', name, 'link', 'set', 'lo', 'up']);
+    await ip(['-n', name, 'link', 'add', SINK, 'type', 'veth', 'peer', 'name', SINK_PEER]);
+    for (const sink of [SINK, SINK_PEER]) {
+      await run(netnsCommand(name, ['sysctl', '-qw', `net.ipv6.conf.${sink}.disable_ipv6=1`]));
+      await ip(['-n', name, 'link', 'set', sink, 'up']);
+    }
+    await ip(['-n', name, 'route', 'add', 'default', 'dev', SINK]);
   } catch (error) {
     await deleteNetworkNamespace(namespace);
     throw error;
@@ -119,12 +134,20 @@ async function pickFreeSubnet(): Promise<number> {
 }
 
 async function ip(args: string[]): Promise<void> {
-  const result = await execa('ip', args, { reject: false });
+  await run(['ip', ...args]);
+}
+
+async function run([file = '', ...args]: string[]): Promise<void> {
+  const result = await execa(file, args, { reject: false });
   if (result.failed) {
-    throw new ApertusError('demo-host-netns-failed', `ip ${args.join(' ')} failed: ${result.stderr.trim()}`, {
-      kind: 'operation',
-      hint: 'Network namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run as root or use the loopback sshd.',
-    });
+    throw new ApertusError(
+      'demo-host-netns-failed',
+      `${[file, ...args].join(' ')} failed: ${result.stderr.trim()}`,
+      {
+        kind: 'operation',
+        hint: 'Network namespaces need root (CAP_NET_ADMIN and CAP_SYS_ADMIN); run as root or use the loopback sshd.',
+      },
+    );
   }
 }
 

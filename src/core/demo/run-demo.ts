@@ -112,6 +112,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         target,
         root: host?.root,
         publicKeyPath: keys.publicKeyPath,
+        egressInterface: host?.egressInterface,
         signal,
         onProgress: (event) => record({ ...event, step: `${step}.${event.step}` }),
       }).then((result: InstallResult) => {

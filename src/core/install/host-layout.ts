@@ -20,6 +20,8 @@ export interface HostLayout {
   /** Held (a directory) while an install runs. */
   lock: string;
   state: string;
+  /** Hash-chained record of every install that changed the host. */
+  auditLog: string;
   reports: string;
   run: string;
   logs: string;
@@ -41,6 +43,7 @@ export function hostLayout(root: string): HostLayout {
     current: path.join(root, 'current'),
     lock: path.join(root, '.install.lock'),
     state: path.join(root, 'state.json'),
+    auditLog: path.join(root, 'audit.log'),
     reports: path.join(root, 'reports'),
     run: path.join(root, 'run'),
     logs: path.join(root, 'logs'),

@@ -38,6 +38,8 @@ export interface InstallReport {
   preflight: HostCheckOutcome;
   /** Why the services could not be started at all, when that is what failed. */
   activateError: string | null;
+  /** Packets the host sent through its sink interface during verification (`--count-egress`); null when not counted. */
+  offline: { interface: string; packets: number } | null;
   rollback: { to: string | null; healthy: boolean } | null;
   services: Array<{ name: string; port: number; modelId: string }>;
 }
@@ -52,8 +54,14 @@ export interface ReportInput {
   checks: ServiceCheck[];
   preflight: HostCheckOutcome;
   activateError: string | null;
+  offline: InstallReport['offline'];
   rollback: InstallReport['rollback'];
   services: ServiceSpec[];
+}
+
+/** The report file's exact bytes (the install audit record holds their hash). */
+export function installReportText(report: InstallReport): string {
+  return `${JSON.stringify(report, null, 2)}\n`;
 }
 
 /** Writes the report under `reports/` and, when the install stands, `state.json`. */
@@ -96,15 +104,21 @@ export async function writeInstallReport(
     checks: input.checks,
     preflight: input.preflight,
     activateError: input.activateError,
+    offline: input.offline,
     rollback: input.rollback,
-    services: input.services.map((s) => ({ name: s.name, port: s.port, modelId: s.model.id })),
+    services: input.services.map((s) => ({
+      name: s.name,
+      runtime: s.runtime,
+      port: s.port,
+      modelId: s.runtime === 'rag' ? s.chatModel : s.runtime === 'container' ? s.image.reference : s.model.id,
+    })),
   };
 
   const q = (value: string) => shellQuote([value]);
   const lines = [
     'set -eu',
     `mkdir -p ${q(layout.reports)}`,
-    `printf '%s\\n' ${q(JSON.stringify(report, null, 2))} > ${q(reportPath)}`,
+    `printf '%s' ${q(installReportText(report))} > ${q(reportPath)}`,
   ];
   if (input.ok) {
     const state = {

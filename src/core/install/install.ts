@@ -6,14 +6,26 @@ import { loadBundle } from '../layout/load-bundle.js';
 import { blobPath } from '../layout/names.js';
 import type { ServiceSpec, VerifySpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
-import { verifyBundle } from '../verify/verify-bundle.js';
+import { checkRagCollectionLock, ragDataPaths } from '../services/rag-service.js';
+import { startOrder } from '../services/service-command.js';
+import { PASSING_STATUSES, verifyBundle } from '../verify/verify-bundle.js';
+import { assertDeltaBaseOnHost } from './delta-base-gate.js';
+import { readTxPackets } from './egress-counter.js';
 import { gateOnHostCheck, type HostCheckOutcome } from './host-check-gate.js';
 import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from './host-layout.js';
 import { lockHost } from './host-lock.js';
+import { appendInstallRecord, readAuditTail } from './install-audit.js';
 import { type InstallPlan, planInstall } from './install-plan.js';
-import { type InstallReport, writeInstallReport } from './install-report.js';
+import { type InstallReport, installReportText, writeInstallReport } from './install-report.js';
 import { loadImages } from './load-images.js';
 import { type HostFacts, type HostSummary, probeHost, summariseHost } from './preflight.js';
+import {
+  checkHostPython,
+  createVenvs,
+  type HostPythons,
+  type WheelsVenv,
+  wheelsVenvs,
+} from './python-venv.js';
 import {
   assertPortsFree,
   readRelease,
@@ -25,7 +37,14 @@ import {
 import { stageRelease } from './stage.js';
 import { type InstallTarget, openTarget } from './target.js';
 import { transferBlobs } from './transfer.js';
-import { type ServiceCheck, verifyService, waitForHealth } from './verify-services.js';
+import {
+  type ServiceCheck,
+  type CheckId as VerifyCheckId,
+  verifyAuditLog,
+  verifyGoldenPrompts,
+  verifyService,
+  waitForHealth,
+} from './verify-services.js';
 
 /** Step ids reported through onProgress, in order; the CLI gives them titles. */
 export const INSTALL_STEPS = [
@@ -36,15 +55,30 @@ export const INSTALL_STEPS = [
   'transfer',
   'stage',
   'images',
+  'wheels',
   'activate',
   'verify.health',
   'verify.models',
   'verify.chat',
   'verify.embeddings',
+  'verify.rag-canary',
+  'verify.golden',
+  'verify.audit',
+  'verify.offline',
   'rollback',
   'report',
 ] as const;
 export type InstallStep = (typeof INSTALL_STEPS)[number];
+
+const VERIFY_STEPS = INSTALL_STEPS.filter((step): step is VerifyCheckId => step.startsWith('verify.'));
+
+/** One line for a step's checks: the failure, or what each service showed. */
+function summariseChecks(checks: ServiceCheck[], failed: ServiceCheck | undefined): string {
+  if (failed) return `${failed.service}: ${failed.detail}`;
+  return checks.length === 1
+    ? (checks[0]?.detail ?? '')
+    : checks.map((c) => `${c.service}: ${c.detail}`).join('; ');
+}
 
 export interface InstallOptions extends RunOptions {
   bundlePath: string;
@@ -59,6 +93,11 @@ export interface InstallOptions extends RunOptions {
   skipChecks?: CheckId[] | undefined;
   /** How long a started service may take to answer /health. */
   healthTimeoutMs?: number | undefined;
+  /**
+   * An interface on the host that every route out leads to (a sink): the packets it sends
+   * while services start and are verified are counted, and verification fails unless 0.
+   */
+  egressInterface?: string | undefined;
 }
 
 export type InstallResult =
@@ -84,7 +123,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     signal,
     onProgress: (event) => onProgress({ ...event, step: 'verify-bundle' }),
   });
-  const bad = verification.results.filter((r) => r.status !== 'ok' && r.status !== 'unsigned');
+  const bad = verification.results.filter((r) => !PASSING_STATUSES.has(r.status));
   if (!verification.ok || bad.length > 0) {
     emit('verify-bundle', 'fail', bad.map((r) => `${r.subject}: ${r.status}`).join('; '));
     throw new ApertusError(
@@ -142,6 +181,12 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       facts,
       layout,
     );
+    try {
+      assertDeltaBaseOnHost(plan, bundle.config, bundle.omitted, transport.description);
+    } catch (error) {
+      emit('preflight', 'fail', 'the host lacks the release this delta was cut against');
+      throw error;
+    }
     if (plan.diskNeededBytes > plan.diskAvailableBytes) {
       emit('preflight', 'fail', 'not enough disk');
       throw new ApertusError(
@@ -153,6 +198,22 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         },
       );
     }
+    for (const rag of bundle.config.services.filter((s) => s.runtime === 'rag')) {
+      await checkRagCollectionLock(
+        transport,
+        ragDataPaths(layout.root).dataDir,
+        { embeddingModel: rag.embeddingModel, dimension: rag.dimension },
+        signal,
+      ).catch((error: unknown) => {
+        emit('preflight', 'fail', 'RAG collection locked to another embedding model');
+        throw error;
+      });
+    }
+    const venvs = wheelsVenvs(bundle.config, plan.release.dir);
+    const pythons = await checkHostPython(transport, venvs, signal).catch((error: unknown) => {
+      emit('preflight', 'fail', 'no python3 of the version the wheels need');
+      throw error;
+    });
     emit(
       'preflight',
       'ok',
@@ -174,6 +235,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         services: bundle.config.services,
         verifySpec: bundle.config.verify,
         hostCheck,
+        wheels: { venvs, pythons },
       });
     } finally {
       await unlock();
@@ -191,8 +253,11 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     services: ServiceSpec[];
     verifySpec: VerifySpec;
     hostCheck: HostCheckOutcome;
+    wheels: { venvs: WheelsVenv[]; pythons: HostPythons };
   }): Promise<InstallResult> {
     const { transport, layout, facts, plan, services, verifySpec, hostCheck } = ctx;
+    // Under the host lock and before any change: a damaged audit log stops the install here.
+    const auditTail = await readAuditTail(transport, layout, signal);
     emit('transfer', 'start', `${plan.uploads.length} of ${plan.blobs.total} blobs`);
     const transfer = await transferBlobs({
       transport,
@@ -223,12 +288,25 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       emit('images', 'ok', loaded.join(', '));
     }
 
+    if (ctx.wheels.venvs.length > 0) {
+      emit('wheels', 'start', `${ctx.wheels.venvs.length} venvs`);
+      const made = await createVenvs(transport, ctx.wheels.venvs, ctx.wheels.pythons, signal).catch(
+        (error: unknown) => {
+          emit('wheels', 'fail');
+          throw error;
+        },
+      );
+      emit('wheels', 'ok', made.map((v) => `${v.venvDir}${v.created ? '' : ' (kept)'}`).join(', '));
+    }
+
     const previous = plan.release.previous
       ? await readRelease(transport, layout, plan.release.previous)
       : null;
     const checks: ServiceCheck[] = [];
     let rolledBack: InstallReport['rollback'] = null;
 
+    const egress = options.egressInterface;
+    const egressBefore = egress ? await readTxPackets(transport, egress, signal) : null;
     emit('activate', 'start');
     const healthTimeoutMs = options.healthTimeoutMs ?? 60_000;
     let startError: string | null = null;
@@ -245,18 +323,41 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     }
 
     if (startError === null) {
-      for (const service of services) {
+      for (const service of startOrder(services)) {
         const health = await waitForHealth(transport, service, healthTimeoutMs, signal);
         checks.push(health);
         if (health.status === 'ok')
           checks.push(...(await verifyService(transport, service, verifySpec, signal)));
       }
+      if (checks.every((c) => c.status === 'ok')) {
+        checks.push(...(await verifyGoldenPrompts(transport, services, verifySpec.golden ?? [], signal)));
+        for (const rag of services.filter((s) => s.runtime === 'rag')) {
+          checks.push(await verifyAuditLog(transport, layout.root, rag, signal));
+        }
+      }
     }
-    for (const id of ['verify.health', 'verify.models', 'verify.chat', 'verify.embeddings'] as const) {
+    let offline: InstallReport['offline'] = null;
+    if (egress && egressBefore !== null) {
+      const started = Date.now();
+      const packets = (await readTxPackets(transport, egress, signal)) - egressBefore;
+      offline = { interface: egress, packets };
+      checks.push({
+        id: 'verify.offline',
+        service: '*',
+        status: packets === 0 ? 'ok' : 'fail',
+        detail:
+          packets === 0
+            ? `0 packets out through ${egress} while services started and were verified`
+            : `${packets} packets out through ${egress}: something tried to reach the network`,
+        ms: Date.now() - started,
+        metrics: { packets },
+      });
+    }
+    for (const id of VERIFY_STEPS) {
       const mine = checks.filter((c) => c.id === id);
       const failed = mine.find((c) => c.status === 'fail');
       if (mine.length === 0) emit(id, 'skip', 'not run');
-      else emit(id, failed ? 'fail' : 'ok', (failed ?? mine[0])?.detail);
+      else emit(id, failed ? 'fail' : 'ok', summariseChecks(mine, failed));
     }
     const ok = startError === null && checks.every((c) => c.status === 'ok');
 
@@ -296,10 +397,24 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       checks,
       preflight: hostCheck,
       activateError: startError,
+      offline,
       rollback: rolledBack,
       services,
     });
-    emit('report', 'ok', report.path);
+    const audit = await appendInstallRecord(
+      transport,
+      layout,
+      auditTail,
+      {
+        bundle: plan.bundle,
+        ok,
+        reportPath: report.path,
+        reportText: installReportText(report),
+        current: ok ? plan.release.linkTarget : (rolledBack?.to ?? null),
+      },
+      signal,
+    );
+    emit('report', 'ok', `${report.path}; audit record ${audit.seq} in ${layout.auditLog}`);
     if (!ok) {
       const failures = [
         ...(startError ? [`activate: ${startError}`] : []),

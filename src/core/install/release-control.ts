@@ -4,7 +4,13 @@ import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
-import { renderLlamacppCommand } from '../services/llamacpp.js';
+import type { ContainerHost } from '../services/container.js';
+import {
+  containerStopScript,
+  isContainerService,
+  startContainerService,
+} from '../services/container-service.js';
+import { renderServiceCommand, runtimePaths, startOrder } from '../services/service-command.js';
 import { startUnderSupervisor, stopUnderSupervisor } from '../services/supervisor.js';
 import { renderSystemdUnit, systemdUnitName } from '../services/systemd.js';
 import type { HostLayout } from './host-layout.js';
@@ -68,16 +74,6 @@ export async function removeRelease(
   if (created) await transport.exec(shellQuote(['rm', '-rf', dir]));
 }
 
-function servicePaths(releaseDir: string, service: ServiceSpec) {
-  const runtime = path.join(releaseDir, 'runtime');
-  return {
-    node: path.join(runtime, 'bin', 'node'),
-    server: path.join(runtime, 'server.mjs'),
-    supervisor: path.join(runtime, 'supervisor.mjs'),
-    modelPath: path.join(releaseDir, service.model.component, service.model.path),
-  };
-}
-
 export async function startServices(
   transport: Transport,
   layout: HostLayout,
@@ -85,9 +81,20 @@ export async function startServices(
   services: ServiceSpec[],
   manager: ServiceManager,
 ): Promise<void> {
-  for (const service of services) {
-    const paths = servicePaths(releaseDir, service);
-    const argv = renderLlamacppCommand(service, paths);
+  let containerHost: ContainerHost | undefined;
+  for (const service of startOrder(services)) {
+    if (isContainerService(service)) {
+      // One probe for the release's containers: which engine, GPU access.
+      containerHost = await startContainerService(transport, {
+        service,
+        releaseDir,
+        root: layout.root,
+        manager,
+        ...(containerHost ? { host: containerHost } : {}),
+      });
+      continue;
+    }
+    const argv = renderServiceCommand(service, releaseDir, layout.root);
     if (manager === 'systemd') {
       const unit = systemdUnitName(service.name);
       const text = renderSystemdUnit({ service: service.name, argv, workingDirectory: releaseDir });
@@ -99,11 +106,12 @@ export async function startServices(
         ].join(' && '),
       );
     } else {
+      const runtime = runtimePaths(releaseDir);
       await transport.exec(
         startUnderSupervisor({
           name: service.name,
-          node: paths.node,
-          supervisor: paths.supervisor,
+          node: runtime.node,
+          supervisor: runtime.supervisor,
           argv,
           runDir: layout.run,
           logDir: layout.logs,
@@ -113,17 +121,19 @@ export async function startServices(
   }
 }
 
+/** Stops services, each before the ones it calls (the RAG service before its model servers). */
 export async function stopServices(
   transport: Transport,
   layout: HostLayout,
   services: ServiceSpec[],
 ): Promise<void> {
-  for (const service of services) {
+  for (const service of startOrder(services).reverse()) {
     await transport.exec(
       [
         // Whichever manager ran it last: stopping what is not running is not an error.
         `if [ -d /run/systemd/system ]; then systemctl stop ${shellQuote([systemdUnitName(service.name)])} 2>/dev/null || true; fi`,
         stopUnderSupervisor({ name: service.name, runDir: layout.run }),
+        ...(isContainerService(service) ? [containerStopScript(service.name)] : []),
       ].join('\n'),
     );
   }

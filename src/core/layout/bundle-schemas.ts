@@ -51,19 +51,57 @@ export const componentKindSchema: z.ZodType<ComponentKind> = z.enum([
   'wheels',
 ]);
 
-const serviceSpecSchema: z.ZodType<ServiceSpec> = z.object({
+const port = z.number().int().min(1).max(65535);
+const positive = z.number().int().min(1);
+
+const llamacppServiceSchema = z.object({
   name: z.string().min(1),
   runtime: z.literal('llamacpp'),
   model: z.object({ component: z.string().min(1), path: z.string().min(1), id: z.string().min(1) }),
-  port: z.number().int().min(1).max(65535),
-  threads: z.number().int().min(1),
-  contextSize: z.number().int().min(1),
+  port,
+  threads: positive,
+  contextSize: positive,
   embeddings: z.boolean(),
 });
+
+const ragServiceSchema = z.object({
+  name: z.string().min(1),
+  runtime: z.literal('rag'),
+  port,
+  runtimeUrl: z.string().url(),
+  embeddingsUrl: z.string().url().optional(),
+  embeddingModel: z.string().min(1),
+  dimension: positive,
+  chatModel: z.string().min(1),
+  dependsOn: z.array(z.string().min(1)).optional(),
+  chunkSize: positive.optional(),
+  chunkOverlap: z.number().int().min(0).optional(),
+  topK: positive.optional(),
+  maxContextChars: positive.optional(),
+  queryPrefix: z.string().optional(),
+  passagePrefix: z.string().optional(),
+});
+
+const serviceSpecSchema: z.ZodType<ServiceSpec> = z.discriminatedUnion('runtime', [
+  llamacppServiceSchema,
+  ragServiceSchema,
+]);
 
 const verifySpecSchema: z.ZodType<VerifySpec> = z.object({
   chat: z.object({ prompt: z.string(), maxTokens: z.number().int().min(1) }),
   embeddings: z.object({ input: z.string(), dimension: z.number().int().min(1) }).nullable(),
+  golden: z
+    .array(
+      z.object({
+        name: z.string().min(1),
+        service: z.string().min(1),
+        prompt: z.string().min(1),
+        maxTokens: positive,
+        temperature: z.number().min(0),
+        expect: z.string().min(1),
+      }),
+    )
+    .optional(),
 });
 
 /** The newest bundle format this build reads; older ones stay readable. */
@@ -84,6 +122,11 @@ export const bundleConfigSchema: z.ZodType<BundleConfig> = z.object({
         source: z.string(),
         revision: z.string().optional(),
         license: z.string().optional(),
+        url: z.string().optional(),
+        platform: z.string().optional(),
+        index: z.string().optional(),
+        python: z.string().optional(),
+        platforms: z.array(z.string()).optional(),
       }),
     }),
   ),
@@ -95,6 +138,14 @@ export const bundleConfigSchema: z.ZodType<BundleConfig> = z.object({
     computeCapability: z.string().optional(),
     driver: z.string().optional(),
   }),
+  delta: z
+    .object({
+      base: z
+        .object({ name: z.string().min(1), version: z.string().min(1), manifestDigest: digest })
+        .nullable(),
+      omitted: z.array(z.object({ digest, size })),
+    })
+    .optional(),
 });
 
 /** zod issues as one line: "components.0.kind: Invalid option ...; layers: ...". */

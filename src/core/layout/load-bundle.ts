@@ -31,6 +31,8 @@ export interface LoadedBundle {
   components: ComponentLayers[];
   /** Every blob the graph references (manifests, configs, recipe, layers) -> size. */
   blobs: Map<string, number>;
+  /** Of those, the layer blobs a delta bundle leaves out (its config's delta.omitted) -> size; empty for a full bundle. */
+  omitted: Map<string, number>;
 }
 
 export interface BundleProblem {
@@ -54,6 +56,9 @@ export async function readBundleGraph(
 ): Promise<{ bundle: LoadedBundle | undefined; problems: BundleProblem[] }> {
   const problems: BundleProblem[] = [];
   const blobs = new Map<string, number>();
+  /** Filled from the config: layer blobs a delta may lack, which its base holds. */
+  const omittable = new Map<string, number>();
+  const omitted = new Map<string, number>();
   const problem = (subject: string, status: BundleProblem['status'], detail: string): undefined => {
     problems.push({ subject, status, detail });
     return undefined;
@@ -85,10 +90,23 @@ export async function readBundleGraph(
     return parsed.data;
   };
 
-  /** Checks a referenced blob is present with the size its descriptor claims. */
-  const checkBlob = (descriptor: Descriptor, what: string): string | undefined => {
+  /** Checks a referenced blob is present with the size its descriptor claims (or, for a delta's layer, left out). */
+  const checkBlob = (descriptor: Descriptor, what: string, layer = false): string | undefined => {
     const path = blobPath(descriptor.digest);
     const entry = reader.get(path);
+    const leftOut = layer && entry === undefined ? omittable.get(descriptor.digest) : undefined;
+    if (leftOut !== undefined) {
+      if (leftOut !== descriptor.size) {
+        return problem(
+          path,
+          'invalid',
+          `${what} is ${descriptor.size} bytes, the delta's list says ${leftOut}`,
+        );
+      }
+      blobs.set(descriptor.digest, descriptor.size);
+      omitted.set(descriptor.digest, descriptor.size);
+      return undefined;
+    }
     if (entry === undefined) return problem(path, 'missing', `${what} is not in the bundle`);
     if (entry.size !== descriptor.size) {
       return problem(
@@ -137,12 +155,17 @@ export async function readBundleGraph(
   if (configPath === undefined) return { bundle: undefined, problems };
   const config = await readDocument(configPath, 'the bundle config', bundleConfigSchema, checkFormatVersion);
   if (config === undefined) return { bundle: undefined, problems };
+  for (const blob of config.delta?.omitted ?? []) omittable.set(blob.digest, blob.size);
 
   const recipe = manifest.layers.find((layer) => layer.digest === config.recipe.digest);
   if (recipe === undefined || recipe.mediaType !== MEDIA_TYPE.recipe) {
     problem(manifestPath, 'invalid', `the bundle manifest has no recipe layer ${config.recipe.digest}`);
   } else {
     checkBlob(recipe, 'the recipe');
+  }
+  // The SBOM (absent from bundles written before it) is part of the release, like the recipe.
+  for (const layer of manifest.layers) {
+    if (layer.mediaType === MEDIA_TYPE.sbom) checkBlob(layer, 'the SBOM');
   }
 
   const indexed = new Map(
@@ -176,7 +199,7 @@ export async function readBundleGraph(
     if (layers === undefined) continue;
     checkBlob(componentManifest.config, `the config of ${label}`);
     for (const layer of layers) {
-      checkBlob(layer, `layer "${layer.annotations?.[ANNOTATION.title] ?? layer.digest}" of ${label}`);
+      checkBlob(layer, `layer "${layer.annotations?.[ANNOTATION.title] ?? layer.digest}" of ${label}`, true);
     }
     components.push({
       name: component.name,
@@ -192,7 +215,13 @@ export async function readBundleGraph(
   }
 
   if (problems.length > 0) return { bundle: undefined, problems };
-  return { bundle: { index, manifestDigest, manifest, config, components, blobs }, problems };
+  for (const digest of omittable.keys()) {
+    if (!omitted.has(digest) && !blobs.has(digest)) {
+      problem(configPath, 'invalid', `the delta lists ${digest} as left out, but no layer references it`);
+    }
+  }
+  if (problems.length > 0) return { bundle: undefined, problems };
+  return { bundle: { index, manifestDigest, manifest, config, components, blobs, omitted }, problems };
 }
 
 /** The strict form: the loaded bundle, or an ApertusError listing what is wrong. */

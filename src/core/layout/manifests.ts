@@ -54,13 +54,15 @@ export function bundleManifest(
   bundle: { name: string; version: string },
   config: Descriptor,
   recipe: Descriptor,
+  /** After the recipe: the SBOM (bundles written before it have none). */
+  extraLayers: Descriptor[] = [],
 ): Blob {
   const manifest = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPE.ociManifest,
     artifactType: MEDIA_TYPE.bundleArtifact,
     config,
-    layers: [recipe],
+    layers: [recipe, ...extraLayers],
     annotations: { [ANNOTATION.title]: bundle.name, [ANNOTATION.version]: bundle.version },
   };
   return blobOf(MEDIA_TYPE.ociManifest, canonicalJsonBytes(manifest), {

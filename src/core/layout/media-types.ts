@@ -10,6 +10,8 @@ export const MEDIA_TYPE = {
   bundleArtifact: 'application/vnd.apertus.bundle.v1+json',
   bundleConfig: 'application/vnd.apertus.bundle.config.v1+json',
   recipe: 'application/vnd.apertus.recipe.v1+yaml',
+  /** The bundle's CycloneDX JSON SBOM, a layer of the bundle manifest (IANA-registered type). */
+  sbom: 'application/vnd.cyclonedx+json',
   /** Image components: the image manifest as pulled may be Docker's schema 2. */
   dockerManifest: 'application/vnd.docker.distribution.manifest.v2+json',
 } as const;

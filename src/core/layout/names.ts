@@ -65,6 +65,15 @@ export function bundleFileName(name: string, version: string): string {
 }
 
 /**
+ * A delta bundle's file (`bundle --since`): `<name>-<version>-since-<baseVersion>.tar`, or
+ * `<name>-<version>-delta.tar` when the base is a list of digests, so it never takes the
+ * full bundle's name.
+ */
+export function deltaBundleFileName(name: string, version: string, baseVersion: string | null): string {
+  return `${name}-${version}-${baseVersion === null ? 'delta' : `since-${baseVersion}`}.tar`;
+}
+
+/**
  * Normalises a relative path as stored in a tar or a layer title ('./a//b/' -> 'a/b'),
  * or returns undefined when it could escape the directory it is extracted into:
  * absolute, a '..' component, empty, or a NUL byte.

@@ -12,6 +12,7 @@ import posixPath from 'node:path/posix';
 import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
+import type { RagServiceSpec } from '../layout/types.js';
 import type { RuntimeTreeFile } from './runtime-files.js';
 
 /** The service's modules, in templates/rag/ and under RAG_DIR in the runtime directory. */
@@ -30,26 +31,6 @@ export const RAG_PATHS = { dir: 'rag', server: 'rag/server.mjs' } as const;
 
 /** The header the service takes the caller's identity from (not authenticated: see server.mjs). */
 export const RAG_CALLER_HEADER = 'x-apertus-caller';
-
-/** What a bundle says about its RAG service. */
-export interface RagServiceSpec {
-  name: string;
-  runtime: 'rag';
-  port: number;
-  /** Base URL of the model runtime it embeds and chats through, e.g. http://127.0.0.1:18080. */
-  runtimeUrl: string;
-  /** The id the runtime serves embeddings under; the collection is locked to it and `dimension`. */
-  embeddingModel: string;
-  dimension: number;
-  chatModel: string;
-  chunkSize?: number;
-  chunkOverlap?: number;
-  topK?: number;
-  maxContextChars?: number;
-  /** Text put before queries and passages before embedding (e5 models want 'query: ' and 'passage: '). */
-  queryPrefix?: string;
-  passagePrefix?: string;
-}
 
 /** Where the service keeps its collection and audit log: outside releases, so both survive upgrades and rollbacks. */
 export interface RagDataPaths {
@@ -110,6 +91,7 @@ export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): 
     paths.auditLog,
     '--runtime-url',
     spec.runtimeUrl,
+    ...(spec.embeddingsUrl ? ['--embeddings-url', spec.embeddingsUrl] : []),
     '--embedding-model',
     spec.embeddingModel,
     '--dimension',

@@ -16,6 +16,7 @@ import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ApertusError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
+import { collectRagFiles } from './rag-service.js';
 
 /** One file of the tree layer; the shape planTarArchive takes (src/core/layout/tar-writer.ts). */
 export interface RuntimeTreeFile {
@@ -263,6 +264,8 @@ export async function collectRuntimeFiles(
     }
     files.push({ path: script, source: from, mode: 0o644, size: info.size });
   }
+  // The RAG service needs no npm package: its modules ride in the same tree, under rag/.
+  files.push(...(await collectRagFiles(root)));
 
   // The binary this process runs on is the one the closure was installed (and tested) with.
   const nodePath = await realpath(process.execPath);

@@ -67,19 +67,16 @@ export function quoteSystemdArg(arg: string): string {
   return `"${escaped.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
 }
 
-function loadTemplate(): string {
+/** A unit template shipped in templates/systemd/. */
+export function readUnitTemplate(file: string): string {
   try {
-    return readFileSync(SYSTEMD_UNIT_TEMPLATE, 'utf8');
+    return readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ApertusError(
-      'template-missing',
-      `cannot read the systemd unit template ${SYSTEMD_UNIT_TEMPLATE}`,
-      {
-        hint: 'The apertus installation is incomplete; reinstall it.',
-        kind: 'operation',
-        cause: error,
-      },
-    );
+    throw new ApertusError('template-missing', `cannot read the systemd unit template ${file}`, {
+      hint: 'The apertus installation is incomplete; reinstall it.',
+      kind: 'operation',
+      cause: error,
+    });
   }
 }
 
@@ -130,7 +127,7 @@ export function renderSystemdUnit(options: SystemdUnitOptions): string {
     environment,
     execStart: options.argv.map(quoteSystemdArg).join(' '),
   };
-  const template = options.template ?? loadTemplate();
+  const template = options.template ?? readUnitTemplate(SYSTEMD_UNIT_TEMPLATE);
   const lines: string[] = [];
   for (const line of template.split('\n')) {
     // A line holding only a placeholder that renders empty is dropped, not left blank.

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { containerRecipeService, vllmRecipeService } from './container-service-schema.js';
 
 /**
  * The bundle recipe, v1. One zod schema validates recipe files at the boundary and
@@ -14,22 +15,47 @@ const name = z
 const source = z
   .string()
   .regex(
-    /^(file:.+|hf:[^/@\s]+\/[^/@\s]+(@\S+)?|oci:\S+)$/,
-    'a source is "file:PATH" (relative to the recipe directory), "hf:ORG/NAME[@REVISION]" or "oci:REGISTRY/NAME:TAG"',
+    /^(file:.+|hf:[^/@\s]+\/[^/@\s]+(@\S+)?|oci:\S+|pip:.+)$/,
+    'a source is "file:PATH" (relative to the recipe directory), "hf:ORG/NAME[@REVISION]", "oci:REGISTRY/NAME:TAG" or "pip:REQUIREMENTS"',
   )
   .describe(
-    'Where the component comes from: file:PATH (relative to the recipe directory), hf:ORG/NAME[@REVISION], or oci:REGISTRY/NAME[:TAG|@sha256:DIGEST] for kind image',
+    'Where the component comes from: file:PATH (relative to the recipe directory), hf:ORG/NAME[@REVISION], oci:REGISTRY/NAME[:TAG|@sha256:DIGEST] for kind image, or pip:REQUIREMENTS (a requirements file relative to the recipe directory) for kind wheels',
   );
 
 const globs = z.array(z.string().min(1)).min(1);
+
+/** Fields of pip: sources (kind wheels); see src/core/sources/pip. */
+const pipFields = {
+  python: z
+    .string()
+    .regex(/^3\.[0-9]{1,2}$/, 'write the target Python as MAJOR.MINOR, e.g. "3.11"')
+    .optional()
+    .describe('pip: the Python version of the target host, MAJOR.MINOR (default "3.11")'),
+  platforms: z
+    .array(z.string().regex(/^[a-z0-9_]+$/, 'a wheel platform tag, e.g. manylinux2014_x86_64'))
+    .min(1)
+    .optional()
+    .describe(
+      'pip: wheel platform tags of the target host (default manylinux2014_x86_64, manylinux_2_17_x86_64, manylinux_2_28_x86_64)',
+    ),
+  indexUrl: z
+    .url({ protocol: /^https?$/ })
+    .refine((u) => !/^[a-z]+:\/\/[^/]*@/i.test(u), {
+      message: 'the recipe is stored in the bundle: put credentials in PIP_INDEX_URL, not in indexUrl',
+    })
+    .optional()
+    .describe(
+      'pip: the "simple" index to resolve from (default PIP_INDEX_URL, else https://pypi.org/simple/)',
+    ),
+};
 
 const component = z
   .object({
     name,
     kind: z
-      .enum(['model', 'files', 'image'])
+      .enum(['model', 'files', 'image', 'wheels'])
       .describe(
-        'model: weights and tokenizer files; files: configs and documents; image: a container image (oci:)',
+        'model: weights and tokenizer files; files: configs and documents; image: a container image (oci:); wheels: a Python wheelhouse installed into a venv on the host (pip:)',
       ),
     source,
     include: globs.optional().describe('hf: only files matching one of these globs (e.g. "*.safetensors")'),
@@ -48,6 +74,7 @@ const component = z
       .min(1)
       .optional()
       .describe('SPDX licence id, recorded as provenance (hf: read from the model card when left out)'),
+    ...pipFields,
   })
   .strict()
   .refine((c) => c.source.startsWith('hf:') || (c.include === undefined && c.exclude === undefined), {
@@ -62,7 +89,18 @@ const component = z
   .refine((c) => c.source.startsWith('oci:') || (c.platform === undefined && c.insecure === undefined), {
     message: 'platform and insecure apply to oci: sources only',
     path: ['platform'],
-  });
+  })
+  .refine((c) => (c.kind === 'wheels') === c.source.startsWith('pip:'), {
+    message:
+      'a component of kind wheels takes a pip: source, and a pip: source makes a component of kind wheels',
+    path: ['kind'],
+  })
+  .refine(
+    (c) =>
+      c.source.startsWith('pip:') ||
+      (c.python === undefined && c.platforms === undefined && c.indexUrl === undefined),
+    { message: 'python, platforms and indexUrl apply to pip: sources only', path: ['python'] },
+  );
 
 const llamacppService = z
   .object({
@@ -85,6 +123,79 @@ const llamacppService = z
   })
   .strict();
 
+const ragService = z
+  .object({
+    name,
+    runtime: z
+      .literal('rag')
+      .describe('our RAG service: ingest, retrieve, answer with sources, audit every request'),
+    port: z.number().int().min(1024).max(65535),
+    chat: name.describe('the model service it answers through (its chat model)'),
+    embeddings: name
+      .optional()
+      .describe(
+        'the model service it embeds through (default: the chat service, which must serve embeddings)',
+      ),
+    dimension: z
+      .number()
+      .int()
+      .min(1)
+      .max(65536)
+      .describe("the embedding model's dimension; the collection on the host is locked to it"),
+    chunkSize: z.number().int().min(50).optional().describe('characters per chunk (default 800)'),
+    chunkOverlap: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('characters shared by neighbouring chunks (default 120)'),
+    topK: z.number().int().min(1).max(100).optional().describe('passages retrieved per question (default 4)'),
+    maxContextChars: z
+      .number()
+      .int()
+      .min(100)
+      .optional()
+      .describe('characters of retrieved passages sent to the model at most (default 4000)'),
+    queryPrefix: z
+      .string()
+      .optional()
+      .describe('put before questions before embedding (e5 models: "query: ")'),
+    passagePrefix: z
+      .string()
+      .optional()
+      .describe('put before passages before embedding (e5 models: "passage: ")'),
+  })
+  .strict();
+
+const service = z.discriminatedUnion('runtime', [
+  llamacppService,
+  ragService,
+  vllmRecipeService,
+  containerRecipeService,
+]);
+
+const goldenPrompt = z
+  .object({
+    name,
+    service: name.optional().describe('the service asked (default: the first model service)'),
+    prompt: z.string().min(1),
+    maxTokens: z.number().int().min(1).max(4096).default(32),
+    temperature: z.number().min(0).max(2).default(0),
+    expect: z
+      .string()
+      .min(1)
+      .refine((pattern) => {
+        try {
+          new RegExp(pattern, 'u');
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'not a valid regular expression')
+      .describe('a regular expression (JavaScript, unicode) the answer must match'),
+  })
+  .strict();
+
 const verify = z
   .object({
     chat: z
@@ -96,6 +207,10 @@ const verify = z
       .strict()
       .nullable()
       .default(null),
+    golden: z
+      .array(goldenPrompt)
+      .default([])
+      .describe('the evaluation suite: prompts whose answers must match a pattern after install'),
   })
   .strict();
 
@@ -111,8 +226,8 @@ export const recipeSchema = z
       })
       .strict(),
     components: z.array(component).min(1),
-    services: z.array(llamacppService).default([]),
-    verify: verify.default({ chat: { prompt: 'Say hello.', maxTokens: 16 }, embeddings: null }),
+    services: z.array(service).default([]),
+    verify: verify.default({ chat: { prompt: 'Say hello.', maxTokens: 16 }, embeddings: null, golden: [] }),
   })
   .strict()
   .superRefine((recipe, ctx) => {
@@ -125,6 +240,13 @@ export const recipeSchema = z
           message: '"runtime" is reserved: apertus adds the runtime component itself',
         });
       }
+      if (c.name === 'venvs') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['components', i, 'name'],
+          message: '"venvs" is reserved: the host keeps the venvs of wheels components there',
+        });
+      }
       if (components.has(c.name)) {
         ctx.addIssue({
           code: 'custom',
@@ -135,15 +257,8 @@ export const recipeSchema = z
       components.add(c.name);
     });
     const ports = new Map<number, string>();
+    const services = new Map(recipe.services.map((s) => [s.name, s]));
     recipe.services.forEach((s, i) => {
-      const component = s.model.split('/')[0] ?? '';
-      if (!components.has(component)) {
-        ctx.addIssue({
-          code: 'custom',
-          path: ['services', i, 'model'],
-          message: `no component named "${component}" (components: ${[...components].join(', ')})`,
-        });
-      }
       const other = ports.get(s.port);
       if (other !== undefined) {
         ctx.addIssue({
@@ -153,19 +268,92 @@ export const recipeSchema = z
         });
       }
       ports.set(s.port, s.name);
+      if (s.runtime === 'vllm' || s.runtime === 'container') {
+        const kindOf = (component: string) => recipe.components.find((c) => c.name === component)?.kind;
+        if (kindOf(s.image) !== 'image') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', i, 'image'],
+            message: `no image component named "${s.image}" (components: ${[...components].join(', ')})`,
+          });
+        }
+        if (
+          s.model !== undefined &&
+          (s.runtime === 'vllm' ? kindOf(s.model) !== 'model' : !components.has(s.model))
+        ) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', i, 'model'],
+            message: `no ${s.runtime === 'vllm' ? 'model ' : ''}component named "${s.model}" (components: ${[...components].join(', ')})`,
+          });
+        }
+        return;
+      }
+      if (s.runtime === 'llamacpp') {
+        const component = s.model.split('/')[0] ?? '';
+        if (!components.has(component)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', i, 'model'],
+            message: `no component named "${component}" (components: ${[...components].join(', ')})`,
+          });
+        }
+        return;
+      }
+      for (const field of ['chat', 'embeddings'] as const) {
+        const wanted = s[field];
+        if (wanted === undefined) continue;
+        const target = services.get(wanted);
+        if (!target || target.runtime === 'rag' || target.runtime === 'container') {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['services', i, field],
+            message: `no model service named "${wanted}" (model services: ${modelServiceNames(recipe.services)})`,
+          });
+        }
+      }
+      const embedder = services.get(s.embeddings ?? s.chat);
+      if ((embedder?.runtime === 'llamacpp' || embedder?.runtime === 'vllm') && !embedder.embeddings) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['services', i, s.embeddings ? 'embeddings' : 'chat'],
+          message: `service "${embedder.name}" does not serve embeddings: set "embeddings: true" on it`,
+        });
+      }
     });
-    if (recipe.verify.embeddings && !recipe.services.some((s) => s.embeddings)) {
+    if (
+      recipe.verify.embeddings &&
+      !recipe.services.some((s) => (s.runtime === 'llamacpp' || s.runtime === 'vllm') && s.embeddings)
+    ) {
       ctx.addIssue({
         code: 'custom',
         path: ['verify', 'embeddings'],
         message: 'embeddings are verified but no service sets "embeddings: true"',
       });
     }
+    recipe.verify.golden.forEach((g, i) => {
+      if (g.service !== undefined && !services.has(g.service)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['verify', 'golden', i, 'service'],
+          message: `no service named "${g.service}" (services: ${[...services.keys()].join(', ')})`,
+        });
+      }
+    });
   });
 
 export type Recipe = z.infer<typeof recipeSchema>;
 export type RecipeComponent = Recipe['components'][number];
 export type RecipeService = Recipe['services'][number];
+
+function modelServiceNames(services: RecipeService[]): string {
+  return (
+    services
+      .filter((s) => s.runtime !== 'rag' && s.runtime !== 'container')
+      .map((s) => s.name)
+      .join(', ') || 'none'
+  );
+}
 
 export function recipeJsonSchema(): Record<string, unknown> {
   return {

@@ -46,7 +46,9 @@ export type VerifyStatus =
   | 'unlisted'
   | 'bad-signature'
   | 'unsigned'
-  | 'invalid';
+  | 'invalid'
+  /** A layer blob a delta bundle leaves out on purpose: its base release holds it. */
+  | 'in-base';
 
 export interface VerifyResult {
   /** A path inside the bundle ('blobs/sha256/<hex>', 'SHA256SUMS.minisig'), a part of a split bundle (its file name), or the bundle itself. */
@@ -63,7 +65,7 @@ export interface VerifyBundleOptions extends RunOptions {
 }
 
 export interface BundleVerification {
-  /** No result other than 'ok' and 'unsigned'. */
+  /** No result other than 'ok', 'unsigned' and 'in-base'. */
   ok: boolean;
   /** The signature was checked against the given key and is valid. */
   signed: boolean;
@@ -95,6 +97,8 @@ const BAD_BUNDLE_CODES = new Set([
   'bundle-part-missing',
   'bundle-part-size',
 ]);
+/** Statuses that do not fail a verification: the signature unchecked for want of a key, a delta's blob in its base. */
+export const PASSING_STATUSES: ReadonlySet<VerifyStatus> = new Set(['ok', 'unsigned', 'in-base']);
 const PROGRESS_EVERY = 32 << 20;
 const MAX_SIGNATURE_BYTES = 64 << 10;
 
@@ -230,10 +234,18 @@ async function verifyOpened(
   }
   for (const problem of graph.problems) report(problem.subject, problem.status, problem.detail);
   await checkTarLayers(reader, graph.bundle, report, signal);
+  const base = graph.bundle?.config.delta?.base;
+  for (const [digest, size] of graph.bundle?.omitted ?? []) {
+    report(
+      blobPath(digest),
+      'in-base',
+      `${size} bytes left out of this delta: ${base ? `${base.name} ${base.version} (${base.manifestDigest})` : 'the host it was cut for'} holds it`,
+    );
+  }
 
   const all = [...results.values()];
   return {
-    ok: all.every((result) => result.status === 'ok' || result.status === 'unsigned'),
+    ok: all.every((result) => PASSING_STATUSES.has(result.status)),
     signed: signature.valid,
     keyId: signature.keyId,
     manifestDigest: graph.bundle?.manifestDigest ?? null,

@@ -9,31 +9,20 @@
  * (§2.6: the snapshot entry, else the blob named by its etag), or downloaded. Downloads run
  * a few at a time, resume a `.partial` with `Range: bytes=N-` and start over when the
  * server ignores the range (§2.4). An abort leaves the `.partial` files for the next run.
+ * The download itself is the one oci: uses too: ../resumable-download.ts.
  */
 
-import type { Hash } from 'node:crypto';
-import { mkdir, open, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, realpath, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApertusError, isApertusError } from '../../errors.js';
 import { noProgress } from '../../progress.js';
+import { createFetchProgress, type FetchProgress } from '../fetch-progress.js';
+import { regularFileSize } from '../file-size.js';
 import { mapPool } from '../map-pool.js';
-import { retryDelayMs } from '../retry.js';
+import { downloadResumable } from '../resumable-download.js';
 import type { FetchedFile, ResolvedFile, ResolvedSource, SourceContext } from '../types.js';
-import {
-  createContentHash,
-  type ExpectedDigest,
-  formatDigest,
-  hashFile,
-  hashFileRange,
-} from './file-digest.js';
-import {
-  createHubClient,
-  describeNetworkError,
-  type HubClient,
-  HubUnavailableError,
-  isRetryableHubError,
-} from './hub-client.js';
+import { createContentHash, type ExpectedDigest, formatDigest, hashFile } from './file-digest.js';
+import { createHubClient, describeNetworkError, type HubClient, HubUnavailableError } from './hub-client.js';
 import { hfCacheCandidates } from './local-hf-cache.js';
 import { isCommitSha, isSafeRepoPath, parseHfSource } from './parse-hf-source.js';
 
@@ -54,14 +43,11 @@ export interface FetchHfOptions {
 export const DEFAULT_CONCURRENCY = 4;
 /** Attempts per file when the connection breaks or the Hub fails; each resumes where the last stopped. */
 const DOWNLOAD_ATTEMPTS = 5;
-const PROGRESS_EVERY = 4 * 1024 * 1024;
-export const PARTIAL_SUFFIX = '.partial';
 
 interface PlannedFile {
   file: ResolvedFile;
   expected: ExpectedDigest;
   finalPath: string;
-  partialPath: string;
 }
 
 export async function fetchHf(
@@ -84,7 +70,7 @@ export async function fetchHf(
       );
     }
     const finalPath = join(root, ...file.path.split('/'));
-    return { file, expected: expectedDigest(file), finalPath, partialPath: `${finalPath}${PARTIAL_SUFFIX}` };
+    return { file, expected: expectedDigest(file), finalPath };
   });
   const client = await createHubClient({
     env: ctx.env,
@@ -92,15 +78,7 @@ export async function fetchHf(
   });
 
   const total = planned.reduce((sum, p) => sum + p.file.size, 0);
-  let done = 0;
-  let reported = 0;
-  const advance = (bytes: number, path: string, force = false) => {
-    done += bytes;
-    if (force || Math.abs(done - reported) >= PROGRESS_EVERY) {
-      reported = done;
-      onProgress({ step: 'fetch', status: 'info', bytes: { done, total }, detail: path });
-    }
-  };
+  const progress = createFetchProgress(onProgress, total);
   onProgress({
     step: 'fetch',
     status: 'start',
@@ -113,7 +91,7 @@ export async function fetchHf(
   const onOuterAbort = () => controller.abort(ctx.signal?.reason);
   if (ctx.signal?.aborted) onOuterAbort();
   ctx.signal?.addEventListener('abort', onOuterAbort, { once: true });
-  const job: FetchJob = { client, repo, commit, ctx, signal: controller.signal, advance };
+  const job: FetchJob = { client, repo, commit, ctx, signal: controller.signal, progress };
   let results: HfFetchedFile[];
   try {
     // Largest first, so one big shard does not start last and run alone.
@@ -144,7 +122,7 @@ export async function fetchHf(
     detail:
       `${repo}@${commit.slice(0, 12)}: ${count('downloaded')} downloaded (${downloadedBytes} bytes), ` +
       `${count('cache')} reused from the apertus cache, ${count('hf-cache')} from the Hugging Face cache`,
-    bytes: { done: total, total },
+    bytes: { done: total, total, received: progress.received },
   });
   return results;
 }
@@ -155,7 +133,7 @@ interface FetchJob {
   commit: string;
   ctx: SourceContext;
   signal: AbortSignal;
-  advance: (bytes: number, path: string, force?: boolean) => void;
+  progress: FetchProgress;
 }
 
 /** Repo and commit from an HfResolvedSource, or from the pinned `hf://ORG/NAME@<commit>`. */
@@ -187,17 +165,8 @@ function expectedDigest(file: ResolvedFile): ExpectedDigest {
   );
 }
 
-async function fileSize(path: string): Promise<number | undefined> {
-  try {
-    const info = await stat(path);
-    return info.isFile() ? info.size : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 async function hasContent(path: string, p: PlannedFile, signal: AbortSignal): Promise<boolean> {
-  if ((await fileSize(path)) !== p.file.size) return false;
+  if ((await regularFileSize(path)) !== p.file.size) return false;
   try {
     return (await hashFile(path, p.expected.algorithm, p.file.size, signal)) === p.expected.hex;
   } catch {
@@ -207,7 +176,7 @@ async function hasContent(path: string, p: PlannedFile, signal: AbortSignal): Pr
 }
 
 async function obtainFile(p: PlannedFile, job: FetchJob): Promise<HfFetchedFile> {
-  const { signal, advance } = job;
+  const { signal, progress } = job;
   const path = p.file.path;
   const result = (origin: HfFileOrigin, localPath: string, downloadedBytes = 0): HfFetchedFile => ({
     ...p.file,
@@ -219,19 +188,21 @@ async function obtainFile(p: PlannedFile, job: FetchJob): Promise<HfFetchedFile>
     // Files only get their final name once verified; checking again still catches a cache
     // that was edited or damaged on disk since.
     if (await hasContent(p.finalPath, p, signal)) {
-      advance(p.file.size, path, true);
+      progress.advance(p.file.size);
+      progress.flush(path);
       return result('cache', p.finalPath);
     }
     await rm(p.finalPath, { force: true });
     for (const candidate of hfCacheCandidates(job.ctx.env, job.repo, job.commit, path, p.expected.hex)) {
       if (await hasContent(candidate, p, signal)) {
-        advance(p.file.size, path, true);
+        progress.advance(p.file.size);
+        progress.flush(path);
         return result('hf-cache', await realpath(candidate));
       }
     }
     await mkdir(dirname(p.finalPath), { recursive: true });
     const downloadedBytes = await download(p, job);
-    await rename(p.partialPath, p.finalPath);
+    progress.flush(path);
     return result('downloaded', p.finalPath, downloadedBytes);
   } catch (error) {
     signal.throwIfAborted();
@@ -248,56 +219,40 @@ async function obtainFile(p: PlannedFile, job: FetchJob): Promise<HfFetchedFile>
   }
 }
 
-/** Downloads into the .partial file, resuming and retrying; returns the bytes received. */
+/** The shared resumable download, speaking to the Hub and phrasing its errors for hf:. */
 async function download(p: PlannedFile, job: FetchJob): Promise<number> {
-  const { signal, advance } = job;
-  const { file, expected, partialPath } = p;
-  const state: HashState = {};
-  let counted = 0;
-  let received = 0;
-  const count = (bytes: number, force = false) => {
-    counted += bytes;
-    advance(bytes, file.path, force);
-  };
-  if (file.size === 0) await writeFile(partialPath, '');
-
-  for (let attempt = 1; ; attempt++) {
-    let start = (await fileSize(partialPath)) ?? 0;
-    if (start > file.size) {
-      await rm(partialPath, { force: true });
-      start = 0;
-    }
-    // The hash continues across attempts while it has seen exactly the bytes on disk;
-    // otherwise (first attempt, a failed write) it is rebuilt from the partial file.
-    if (state.hashed?.bytes !== start) {
-      state.hashed = { hash: createContentHash(expected.algorithm, file.size), bytes: start };
-      await hashFileRange(state.hashed.hash, partialPath, { end: start }, { signal });
-    }
-    count(start - counted);
-    if (start === file.size) break;
-    try {
-      const outcome = await downloadOnce(p, job, start, state, count);
-      received += outcome.received;
-      if (outcome.complete) break;
-      throw new HubUnavailableError(
-        'hf-download-interrupted',
-        `The download of ${job.repo}/${file.path} ended after ${start + outcome.received} of ${file.size} bytes.`,
-        'Run again: the download resumes where it stopped.',
-      );
-    } catch (error) {
-      signal.throwIfAborted();
-      if (!isRetryableHubError(error) || attempt >= DOWNLOAD_ATTEMPTS) throw error;
-      await sleep(retryDelayMs(attempt, error), undefined, { signal });
-    }
-  }
-
-  const actual = state.hashed?.hash.digest('hex');
-  if (actual !== expected.hex) {
-    await rm(partialPath, { force: true });
-    count(-counted, true);
-    throw mismatch(job, file, expected, `its content hashes to ${actual ?? '?'}`, actual);
-  }
-  count(0, true);
+  const { file, expected } = p;
+  const { client } = job;
+  const what = `${job.repo}/${file.path}`;
+  const { received } = await downloadResumable(
+    {
+      path: p.finalPath,
+      size: file.size,
+      createHash: () => createContentHash(expected.algorithm, file.size),
+      expectedHex: expected.hex,
+    },
+    {
+      what,
+      open: async (start, signal) =>
+        (await client.openFile({ repo: job.repo, commit: job.commit, path: file.path }, { start, signal }))
+          .response,
+      interrupted: (message, cause) =>
+        new HubUnavailableError(
+          'hf-download-interrupted',
+          client.redact(message),
+          'Run again: the download resumes where it stopped.',
+          undefined,
+          cause,
+        ),
+      mismatch: (why, actual) => mismatch(job, file, expected, why, actual),
+      describeError: describeNetworkError,
+    },
+    {
+      signal: job.signal,
+      attempts: DOWNLOAD_ATTEMPTS,
+      onBytes: (delta, fresh) => job.progress.advance(delta, fresh, file.path),
+    },
+  );
   return received;
 }
 
@@ -319,99 +274,4 @@ function mismatch(
       details: { path: file.path, expected: formatDigest(expected), ...(actual ? { actual } : {}) },
     },
   );
-}
-
-/** The running hash of the .partial file and how many of its bytes it has seen. */
-interface HashState {
-  hashed?: { hash: Hash; bytes: number };
-}
-
-interface AttemptOutcome {
-  received: number;
-  complete: boolean;
-}
-
-async function downloadOnce(
-  p: PlannedFile,
-  job: FetchJob,
-  start: number,
-  state: HashState,
-  count: (bytes: number, force?: boolean) => void,
-): Promise<AttemptOutcome> {
-  const { file, partialPath, expected } = p;
-  const { signal } = job;
-  const { response } = await job.client.openFile(
-    { repo: job.repo, commit: job.commit, path: file.path },
-    { start, signal },
-  );
-  let offset: number;
-  const contentRange = /^bytes (\d+)-\d+\/(\d+|\*)$/.exec(response.headers.get('content-range') ?? '');
-  // §2.4: the total size is in Content-Range for a 206, in Content-Length for a 200. A size
-  // other than the listing's cannot give the published hash: refuse before downloading.
-  const announced =
-    response.status === 206
-      ? contentRange?.[2]
-      : response.status === 200
-        ? response.headers.get('content-length')
-        : null;
-  if (announced != null && announced !== '*' && Number(announced) !== file.size) {
-    await response.body?.cancel().catch(() => {});
-    await rm(partialPath, { force: true });
-    throw mismatch(job, file, expected, `the server sends ${announced} bytes, the listing says ${file.size}`);
-  }
-  if (response.status === 206 && start > 0 && Number(contentRange?.[1]) === start) {
-    offset = start;
-  } else if (response.status === 200) {
-    // §2.4: "the server ignored our Range header": truncate and restart.
-    offset = 0;
-  } else {
-    // 416, or a 206 for another range than asked: the partial file is not trustworthy.
-    await response.body?.cancel().catch(() => {});
-    await rm(partialPath, { force: true });
-    throw new HubUnavailableError(
-      'hf-download-interrupted',
-      `The server answered HTTP ${response.status} to a resumed download of ${job.repo}/${file.path}.`,
-      'Run again: the download starts over.',
-    );
-  }
-  if (offset === 0) {
-    state.hashed = { hash: createContentHash(expected.algorithm, file.size), bytes: 0 };
-    count(-start);
-  }
-  const current = state.hashed;
-  if (!current) throw new Error('the hash state is missing');
-
-  const handle = await open(partialPath, offset === 0 ? 'w' : 'a');
-  let received = 0;
-  try {
-    if (!response.body) throw new Error('the response has no body');
-    for await (const chunk of response.body) {
-      const bytes = chunk as Uint8Array;
-      if (offset + received + bytes.length > file.size) {
-        await handle.close().catch(() => {});
-        await rm(partialPath, { force: true });
-        throw mismatch(job, file, expected, `the server sent more than its ${file.size} bytes`);
-      }
-      // Write before hashing: after a failed write the hash no longer matches the file
-      // size, and the next attempt rebuilds it from disk.
-      await handle.write(bytes);
-      current.hash.update(bytes);
-      current.bytes += bytes.length;
-      received += bytes.length;
-      count(bytes.length);
-    }
-  } catch (error) {
-    signal.throwIfAborted();
-    if (isApertusError(error)) throw error;
-    throw new HubUnavailableError(
-      'hf-download-interrupted',
-      job.client.redact(
-        `The download of ${job.repo}/${file.path} broke off after ${offset + received} of ${file.size} bytes: ${describeNetworkError(error)}.`,
-      ),
-      'Run again: the download resumes where it stopped.',
-    );
-  } finally {
-    await handle.close().catch(() => {});
-  }
-  return { received, complete: offset + received === file.size };
 }

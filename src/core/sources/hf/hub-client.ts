@@ -81,10 +81,6 @@ const MAX_ERROR_TEXT = 300;
 /** A Hub or network failure, worth retrying (see sources/retry.ts). */
 export class HubUnavailableError extends SourceUnavailableError {}
 
-export function isRetryableHubError(error: unknown): error is HubUnavailableError {
-  return error instanceof SourceUnavailableError;
-}
-
 /** Runs `operation`, retrying Hub/network failures with backoff; aborts stay aborts. */
 export function withHubRetries<T>(
   operation: () => Promise<T>,

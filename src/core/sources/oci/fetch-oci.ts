@@ -9,24 +9,24 @@
  * §5.1 step 6) and starts over when the registry ignores the range. Every blob is hashed
  * while it is written and gets its final name only when its sha256 matches its digest; one
  * that does not is deleted and refused. An abort leaves the `.partial` files for the next run.
+ * The download itself is the one hf: uses too: ../resumable-download.ts.
  */
 
-import { createHash, type Hash } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, open, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { ApertusError, isApertusError } from '../../errors.js';
 import { noProgress } from '../../progress.js';
+import { createFetchProgress, type FetchProgress } from '../fetch-progress.js';
+import { regularFileSize } from '../file-size.js';
 import { mapPool } from '../map-pool.js';
-import { retryDelayMs } from '../retry.js';
+import { downloadResumable, PARTIAL_SUFFIX } from '../resumable-download.js';
 import type { FetchedFile, ResolvedSource, SourceContext } from '../types.js';
 import { imageManifestSchema } from './image-schemas.js';
 import {
   createRegistryClient,
   describeNetworkError,
-  discard,
-  isRetryableRegistryError,
   type RegistryClient,
   RegistryUnavailableError,
 } from './registry-client.js';
@@ -66,8 +66,6 @@ export interface FetchOciOptions {
 
 export const DEFAULT_CONCURRENCY = 3;
 const DEFAULT_ATTEMPTS = 5;
-const PROGRESS_EVERY = 4 * 1024 * 1024;
-export const PARTIAL_SUFFIX = '.partial';
 
 /** Where a verified blob lives in the cache. */
 export function ociBlobCachePath(cacheDir: string, digest: string): string {
@@ -120,15 +118,7 @@ export async function fetchOciImage(
     return blob;
   });
   const total = blobs.reduce((sum, blob) => sum + blob.size, 0);
-  let done = 0;
-  let reported = 0;
-  const advance = (bytes: number, force = false) => {
-    done += bytes;
-    if (force || Math.abs(done - reported) >= PROGRESS_EVERY) {
-      reported = done;
-      onProgress({ step: 'fetch', status: 'info', bytes: { done, total }, detail: label });
-    }
-  };
+  const progress = createFetchProgress(onProgress, total);
   onProgress({
     step: 'fetch',
     status: 'start',
@@ -145,7 +135,8 @@ export async function fetchOciImage(
     client,
     cacheDir: ctx.cacheDir,
     signal: controller.signal,
-    advance,
+    progress,
+    label,
     attempts: Math.max(1, options.attempts ?? DEFAULT_ATTEMPTS),
   };
   let files: OciFetchedFile[];
@@ -182,7 +173,7 @@ export async function fetchOciImage(
     step: 'fetch',
     status: 'ok',
     detail: `${label}: ${downloaded.length} downloaded (${downloaded.reduce((sum, f) => sum + f.downloadedBytes, 0)} bytes), ${files.length - downloaded.length} reused from the cache`,
-    bytes: { done: total, total },
+    bytes: { done: total, total, received: progress.received },
   });
   return {
     repoTag: resolved.repoTag,
@@ -238,12 +229,14 @@ interface BlobJob {
   client: RegistryClient;
   cacheDir: string;
   signal: AbortSignal;
-  advance: (bytes: number, force?: boolean) => void;
+  progress: FetchProgress;
+  /** The pinned reference, for progress details. */
+  label: string;
   attempts: number;
 }
 
 async function obtainBlob(blob: OciImageBlob, path: string, job: BlobJob): Promise<OciFetchedFile> {
-  const { signal, advance } = job;
+  const { signal, progress } = job;
   const finalPath = ociBlobCachePath(job.cacheDir, blob.digest);
   const result = (origin: OciBlobOrigin, downloadedBytes = 0): OciFetchedFile => ({
     path,
@@ -257,14 +250,18 @@ async function obtainBlob(blob: OciImageBlob, path: string, job: BlobJob): Promi
   try {
     // Blobs only get their final name once verified; checking again still catches a cache
     // damaged on disk since.
-    if ((await fileSize(finalPath)) === blob.size && (await hashFile(finalPath, signal)) === blob.digest) {
-      advance(blob.size, true);
+    if (
+      (await regularFileSize(finalPath)) === blob.size &&
+      (await hashFile(finalPath, signal)) === blob.digest
+    ) {
+      progress.advance(blob.size);
+      progress.flush(job.label);
       return result('cache');
     }
     await rm(finalPath, { force: true });
     await mkdir(dirname(finalPath), { recursive: true });
-    const downloadedBytes = await download(blob, `${finalPath}${PARTIAL_SUFFIX}`, job);
-    await rename(`${finalPath}${PARTIAL_SUFFIX}`, finalPath);
+    const downloadedBytes = await download(blob, finalPath, job);
+    progress.flush(job.label);
     return result('downloaded', downloadedBytes);
   } catch (error) {
     signal.throwIfAborted();
@@ -283,186 +280,47 @@ async function obtainBlob(blob: OciImageBlob, path: string, job: BlobJob): Promi
   }
 }
 
-/** Downloads into the .partial file, resuming and retrying; returns the bytes received. */
-async function download(blob: OciImageBlob, partialPath: string, job: BlobJob): Promise<number> {
-  const { signal, advance, client } = job;
-  let received = 0;
-  /** Bytes of this blob reported to progress so far (they go back down when a download restarts). */
-  let counted = 0;
-  for (let attempt = 1; ; attempt++) {
-    try {
-      let offset = (await fileSize(partialPath)) ?? 0;
-      if (offset > blob.size) {
-        await rm(partialPath, { force: true });
-        offset = 0;
-      }
-      const hash = createHash('sha256');
-      if (offset > 0) await hashPrefix(hash, partialPath, offset, signal);
-      if (offset === blob.size) {
-        // A complete .partial from an interrupted run: it only needs its check.
-        const actual = `sha256:${hash.digest('hex')}`;
-        if (actual === blob.digest) {
-          advance(blob.size - counted);
-          return received;
-        }
-        await rm(partialPath, { force: true });
-        continue;
-      }
-      if (offset !== counted) {
-        advance(offset - counted);
-        counted = offset;
-      }
-      let response = await client.openBlob(blob.digest, { start: offset, signal });
-      if (response.status === 416) {
-        // The registry cannot serve from there: the .partial is not a prefix of this blob.
-        await discard(response);
-        await rm(partialPath, { force: true });
-        advance(-counted);
-        counted = 0;
-        response = await client.openBlob(blob.digest, { signal });
-        offset = 0;
-      }
-      let append = offset > 0;
-      if (append && (response.status !== 206 || contentRangeStart(response) !== offset)) {
-        // The registry ignored the range: start over with what it sends.
-        append = false;
-        if (response.status === 206) {
-          await discard(response);
-          response = await client.openBlob(blob.digest, { signal });
-        }
-      }
-      if (!append && counted > 0) {
-        advance(-counted);
-        counted = 0;
-      }
-      const fresh = append ? hash : createHash('sha256');
-      const start = append ? offset : 0;
-      const bytes = await writeBody(
-        response,
-        partialPath,
-        append,
-        start,
-        blob,
-        fresh,
-        (n) => {
-          received += n;
-          counted += n;
-          advance(n);
-        },
-        signal,
-      );
-      if (start + bytes !== blob.size) {
-        throw new RegistryUnavailableError(
+/** The shared resumable download, speaking to the registry and phrasing its errors for oci:. */
+async function download(blob: OciImageBlob, finalPath: string, job: BlobJob): Promise<number> {
+  const { client } = job;
+  const what = `blob ${blob.digest}`;
+  const { received } = await downloadResumable(
+    {
+      path: finalPath,
+      size: blob.size,
+      createHash: () => createHash('sha256'),
+      expectedHex: blob.digest.slice('sha256:'.length),
+    },
+    {
+      what,
+      open: (start, signal) => client.openBlob(blob.digest, { start, signal }),
+      interrupted: (message, cause) =>
+        new RegistryUnavailableError(
           'oci-download-interrupted',
-          client.redact(
-            `The download of blob ${blob.digest} ended after ${start + bytes} of ${blob.size} bytes.`,
-          ),
-          'Run again; the download resumes.',
-        );
-      }
-      const actual = `sha256:${fresh.digest('hex')}`;
-      if (actual !== blob.digest) {
-        await rm(partialPath, { force: true });
-        throw new ApertusError(
+          client.redact(message),
+          'Run again; the download resumes where it stopped.',
+          undefined,
+          cause,
+        ),
+      mismatch: (why, actual) =>
+        new ApertusError(
           'oci-digest-mismatch',
-          client.redact(
-            `Blob ${blob.digest} (${blob.mediaType}) does not match its digest: its bytes hash to ${actual}.`,
-          ),
+          client.redact(`Blob ${blob.digest} (${blob.mediaType}) does not match its digest: ${why}.`),
           {
             kind: 'operation',
             hint: 'The registry, a proxy or the network corrupted the data; nothing was kept. Run again; if it repeats, the registry storage is damaged: tell its operators.',
-            details: { expected: blob.digest, actual },
+            details: { expected: blob.digest, ...(actual ? { actual: `sha256:${actual}` } : {}) },
           },
-        );
-      }
-      return received;
-    } catch (error) {
-      signal.throwIfAborted();
-      // Registry and network failures are retried; a local write failure (ENOSPC) is not.
-      const local = typeof (error as { syscall?: unknown }).syscall === 'string';
-      if (local) throw error;
-      const retryable = isRetryableRegistryError(error) || !isApertusError(error);
-      if (!retryable || attempt >= job.attempts) {
-        if (isApertusError(error)) throw error;
-        throw new RegistryUnavailableError(
-          'oci-download-interrupted',
-          client.redact(`The download of blob ${blob.digest} failed: ${describeNetworkError(error)}.`),
-          'Run again; the download resumes where it stopped.',
-          undefined,
-          error,
-        );
-      }
-      await sleep(retryDelayMs(attempt, error), undefined, { signal });
-    }
-  }
-}
-
-/** Streams the body into the file (appending or truncating); returns the bytes written. */
-async function writeBody(
-  response: Response,
-  path: string,
-  append: boolean,
-  start: number,
-  blob: OciImageBlob,
-  hash: Hash,
-  onBytes: (bytes: number) => void,
-  signal: AbortSignal,
-): Promise<number> {
-  const handle = await open(path, append ? 'a' : 'w');
-  let written = 0;
-  try {
-    if (response.body === null) return 0;
-    const reader = response.body.getReader();
-    try {
-      for (;;) {
-        signal.throwIfAborted();
-        const { done, value } = await reader.read();
-        if (done) break;
-        if (start + written + value.length > blob.size) {
-          await reader.cancel().catch(() => {});
-          throw new ApertusError(
-            'oci-digest-mismatch',
-            `Blob ${blob.digest} is longer than the ${blob.size} bytes its manifest says.`,
-            {
-              kind: 'operation',
-              hint: 'The registry served other content than the manifest names; run again, and tell the registry operators if it repeats.',
-            },
-          );
-        }
-        await handle.write(value);
-        hash.update(value);
-        written += value.length;
-        onBytes(value.length);
-      }
-    } finally {
-      reader.releaseLock();
-    }
-  } catch (error) {
-    if (isApertusError(error)) await rm(path, { force: true });
-    throw error;
-  } finally {
-    await handle.close();
-  }
-  return written;
-}
-
-function contentRangeStart(response: Response): number | undefined {
-  const match = /^bytes\s+(\d+)-/.exec(response.headers.get('content-range') ?? '');
-  return match?.[1] === undefined ? undefined : Number(match[1]);
-}
-
-async function fileSize(path: string): Promise<number | undefined> {
-  try {
-    const info = await stat(path);
-    return info.isFile() ? info.size : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-async function hashPrefix(hash: Hash, path: string, end: number, signal: AbortSignal): Promise<void> {
-  const stream = createReadStream(path, { start: 0, end: end - 1, highWaterMark: 1 << 20, signal });
-  for await (const chunk of stream) hash.update(chunk as Buffer);
+        ),
+      describeError: describeNetworkError,
+    },
+    {
+      signal: job.signal,
+      attempts: job.attempts,
+      onBytes: (delta, fresh) => job.progress.advance(delta, fresh, job.label),
+    },
+  );
+  return received;
 }
 
 async function hashFile(path: string, signal: AbortSignal): Promise<string> {

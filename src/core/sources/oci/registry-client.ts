@@ -72,10 +72,6 @@ const DIGEST = /^(sha256|sha512):[0-9a-f]+$/;
 /** A registry or network failure, worth retrying (see sources/retry.ts). */
 export class RegistryUnavailableError extends SourceUnavailableError {}
 
-export function isRetryableRegistryError(error: unknown): error is RegistryUnavailableError {
-  return error instanceof SourceUnavailableError;
-}
-
 /** Runs `operation`, retrying registry/network failures with backoff; aborts stay aborts. */
 export function withRegistryRetries<T>(
   operation: () => Promise<T>,

@@ -1,0 +1,196 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { describe, expect, it } from 'vitest';
+import { fitDevices } from '../../src/core/check/evaluate-gpu.js';
+import { planFit } from '../../src/core/gpu/fit.js';
+import { modelShapeFromConfig } from '../../src/core/gpu/model-shape.js';
+import {
+  type ContainerHost,
+  renderContainerRun,
+  renderContainerUnit,
+} from '../../src/core/services/container.js';
+import {
+  chooseVllmImageTag,
+  embeddingFlags,
+  renderVllmContainer,
+  selectBundledVllmImage,
+  vllmFlagsFromFit,
+} from '../../src/core/services/vllm.js';
+import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
+
+const MODELS = path.resolve('test/fixtures/models');
+const shape = (name: string) =>
+  modelShapeFromConfig(
+    JSON.parse(readFileSync(path.join(MODELS, name, 'config.json'), 'utf8')),
+    `${name}/config.json`,
+  );
+const APERTUS_8B = shape('apertus-8b-instruct-2509');
+const APERTUS_70B = shape('apertus-70b-instruct-2509');
+
+function driverOf(name: Parameters<typeof gpuFixture>[0]): string {
+  const inventory = gpuFixture(name);
+  if (inventory.state !== 'ok') throw new Error(`${name}: ${inventory.state}`);
+  return inventory.driverVersion as string;
+}
+
+const podman: ContainerHost = {
+  engine: 'podman',
+  program: '/usr/bin/podman',
+  version: 'podman version 4.9.3',
+  gpu: 'cdi',
+  cdiSpecs: ['/var/run/cdi/nvidia.yaml'],
+  systemd: true,
+};
+
+describe('vLLM image by host driver (runtime-facts 3.1, 4.1)', () => {
+  it('picks the CUDA 13 image for a 580 driver, -cu129 for 575.57, v0.10.2 for 570.124, refuses older', () => {
+    expect(chooseVllmImageTag('580.95.05')).toMatchObject({
+      tag: 'v0.20.0',
+      image: 'docker.io/vllm/vllm-openai:v0.20.0',
+    });
+    expect(chooseVllmImageTag('575.57.08').tag).toBe('v0.20.0-cu129');
+    expect(chooseVllmImageTag('575.51.03').tag).toBe('v0.10.2');
+    expect(chooseVllmImageTag('570.124.06').tag).toBe('v0.10.2');
+    expect(() => chooseVllmImageTag('535.104.05')).toThrow(/runs none of the vLLM images/);
+  });
+
+  it('follows the drivers of the captured H100 hosts', () => {
+    const h100 = driverOf('h100-80gb-hbm3');
+    const old = driverOf('h100-driver-575');
+    expect(chooseVllmImageTag(old).cuda.startsWith('12.')).toBe(true);
+    expect(chooseVllmImageTag(h100)).toBeDefined();
+  });
+
+  it('chooses among bundled images by the CUDA_VERSION in their configs', () => {
+    const images = [
+      { image: 'vllm-openai:v0.20.0-cu129', config: { config: { Env: ['CUDA_VERSION=12.9.1'] } } },
+      { image: 'vllm-openai:v0.20.0', config: { config: { Env: ['CUDA_VERSION=13.0.2'] } } },
+    ];
+    expect(selectBundledVllmImage(images, '580.95.05').image).toBe('vllm-openai:v0.20.0');
+    expect(selectBundledVllmImage(images, '575.57.08').image).toBe('vllm-openai:v0.20.0-cu129');
+    expect(() => selectBundledVllmImage(images, '570.124.06')).toThrow(
+      /runs none of the bundle's vLLM images/,
+    );
+  });
+});
+
+describe('vLLM flags from the fit plan', () => {
+  it('Apertus-8B on one H100: TP 1, the full 65536 context', () => {
+    const report = planFit({ model: APERTUS_8B, ...fitDevices(gpuFixture('h100-80gb-hbm3')) });
+    expect(vllmFlagsFromFit(report)).toEqual({
+      tensorParallelSize: 1,
+      maxModelLen: 65536,
+      gpuMemoryUtilization: report.gpuMemoryUtilization,
+    });
+  });
+
+  it('Apertus-70B on 4x H100: TP 4; asked for TP 2, the longest context TP 2 holds', () => {
+    const four = fitDevices(gpuFixture('4x-h100-80gb-hbm3'));
+    expect(vllmFlagsFromFit(planFit({ model: APERTUS_70B, ...four })).tensorParallelSize).toBe(4);
+    const two = planFit({ model: APERTUS_70B, ...four, tensorParallelSize: 2 });
+    const largest = two.options.find((o) => o.tensorParallelSize === 2)?.largestContext;
+    expect(largest).toBeGreaterThan(0);
+    expect(vllmFlagsFromFit(two)).toMatchObject({ tensorParallelSize: 2, maxModelLen: largest });
+  });
+
+  it('Apertus-70B on one H100 does not fit: the error carries the fit hint', () => {
+    const report = planFit({ model: APERTUS_70B, ...fitDevices(gpuFixture('h100-80gb-hbm3')) });
+    expect(() => vllmFlagsFromFit(report)).toThrow(/does not fit/);
+  });
+});
+
+describe('vLLM container', () => {
+  const base = {
+    service: 'llm',
+    image: 'docker.io/vllm/vllm-openai:v0.20.0',
+    modelDir: '/var/lib/apertus/current/model',
+    servedModelName: 'swiss-ai/Apertus-8B-Instruct-2509',
+    port: 18000,
+    cacheDir: '/var/lib/apertus/data/llm-cache',
+    fit: { tensorParallelSize: 4, maxModelLen: 32768, gpuMemoryUtilization: 0.9 },
+  };
+
+  it('explicit entrypoint, positional model path, offline env, fit flags, ipc host with TP', () => {
+    const argv = renderContainerRun(renderVllmContainer(base), podman);
+    const image = argv.indexOf(base.image);
+    expect(argv.slice(argv.indexOf('--entrypoint'), image + 1)).toEqual(['--entrypoint', 'vllm', base.image]);
+    expect(argv.slice(image + 1)).toEqual([
+      'serve',
+      '/models/model',
+      '--served-model-name',
+      'swiss-ai/Apertus-8B-Instruct-2509',
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '8000',
+      '--tensor-parallel-size',
+      '4',
+      '--max-model-len',
+      '32768',
+      '--gpu-memory-utilization',
+      '0.9',
+      '--dtype',
+      'auto',
+    ]);
+    expect(argv).toContain('HF_HUB_OFFLINE=1');
+    expect(argv).toContain('VLLM_NO_USAGE_STATS=1');
+    expect(argv).toContain('/var/lib/apertus/current/model:/models/model:ro');
+    expect(argv).toContain('/var/lib/apertus/data/llm-cache:/var/cache/vllm:rw');
+    expect(argv).toContain('127.0.0.1:18000:8000/tcp');
+    expect(argv).toContain('nvidia.com/gpu=all');
+    expect(argv.slice(argv.indexOf('--ipc'), argv.indexOf('--ipc') + 2)).toEqual(['--ipc', 'host']);
+    expect(
+      renderContainerRun(
+        renderVllmContainer({ ...base, fit: { ...base.fit, tensorParallelSize: 1 } }),
+        podman,
+      ),
+    ).not.toContain('--ipc');
+  });
+
+  it('an embeddings instance: --runner pooling from v0.10.1, --task embed before', () => {
+    expect(embeddingFlags('docker.io/vllm/vllm-openai:v0.10.0')).toEqual(['--task', 'embed']);
+    expect(embeddingFlags('docker.io/vllm/vllm-openai:v0.10.2')).toEqual(['--runner', 'pooling']);
+    expect(embeddingFlags('docker.io/vllm/vllm-openai:v0.20.0-cu129')).toEqual(['--runner', 'pooling']);
+    expect(embeddingFlags(`docker.io/vllm/vllm-openai@sha256:${'a'.repeat(64)}`)).toEqual([
+      '--runner',
+      'pooling',
+    ]);
+    const embed = renderVllmContainer({
+      ...base,
+      service: 'embed',
+      servedModelName: 'BAAI/bge-m3',
+      port: 18001,
+      embeddings: true,
+      fit: { tensorParallelSize: 1, maxModelLen: 8192, gpuMemoryUtilization: 0.08 },
+    });
+    expect(embed.args.slice(-2)).toEqual(['--runner', 'pooling']);
+    expect(embed.args).toContain('0.08');
+  });
+
+  it('refuses flags vLLM would reject', () => {
+    expect(() => renderVllmContainer({ ...base, fit: { ...base.fit, gpuMemoryUtilization: 1.5 } })).toThrow(
+      /gpuMemoryUtilization/,
+    );
+    expect(() => renderVllmContainer({ ...base, fit: { ...base.fit, tensorParallelSize: 0 } })).toThrow(
+      /tensorParallelSize/,
+    );
+  });
+
+  it.skipIf(!existsSync('/usr/bin/systemd-analyze') || !existsSync('/usr/bin/podman'))(
+    'its systemd unit passes systemd-analyze verify',
+    async () => {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'apertus-vllm-unit-'));
+      try {
+        const file = path.join(dir, 'apertus-llm.service');
+        await writeFile(file, renderContainerUnit(renderVllmContainer(base), podman));
+        const result = await execa('systemd-analyze', ['verify', file], { reject: false });
+        expect({ exitCode: result.exitCode, stderr: result.stderr }).toEqual({ exitCode: 0, stderr: '' });
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+  );
+});

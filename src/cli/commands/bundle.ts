@@ -17,6 +17,7 @@ interface BundleFlags {
   hubUrl?: string;
   split?: string;
   since?: string;
+  cli?: boolean;
   dryRun?: boolean;
   json?: boolean;
 }
@@ -43,6 +44,11 @@ export function registerBundle(program: Command, io: CliIO): void {
       '--since <old>',
       'write a delta: leave out the blobs this old bundle (.tar, .parts.json, directory) or digest list holds',
     )
+    .option(
+      '--cli',
+      'carry the apertus CLI and its Node under apertus/ (the default, except for a delta with --since)',
+    )
+    .option('--no-cli', 'leave the apertus CLI out (the host side already has apertus)')
     .option('--dry-run', 'print the resolved plan (components, files, bytes); write nothing')
     .option('--json', 'print only JSON on stdout')
     .action(async (recipePath: string, flags: BundleFlags) => {
@@ -66,6 +72,7 @@ export function registerBundle(program: Command, io: CliIO): void {
             dryRun: flags.dryRun,
             partSize,
             since: flags.since,
+            cli: flags.cli,
             signal,
             onProgress,
           }),
@@ -84,13 +91,22 @@ function formatBundleResult(result: BundleResult): string {
       (c) =>
         `  ${c.name.padEnd(10)} ${c.kind.padEnd(8)} ${String(c.files).padStart(5)} files ${formatBytes(c.bytes).padStart(10)}  ${c.source}${c.license ? ` (${c.license})` : ''}`,
     ),
-    `  total      ${formatBytes(plan.totalBytes)}; needs about that much free disk in ${plan.outPath}`,
+    ...(result.cli === null
+      ? []
+      : [
+          `  cli        apertus/: apertus ${result.cli.version} on Node ${result.cli.node}, ${result.cli.files} files ${formatBytes(result.cli.bytes)} (--no-cli leaves it out)`,
+        ]),
+    `  total      ${formatBytes(plan.totalBytes + (result.cli?.bytes ?? 0))}; needs about that much free disk in ${plan.outPath}`,
   ];
   if (!result.dryRun) {
     lines.push(
       `  wrote      ${result.path} (${formatBytes(result.size)}, ${result.blobs} blobs, ${result.signed ? 'signed' : 'NOT signed'}) in ${formatDuration(result.ms)}`,
       `  manifest   ${result.manifestDigest}`,
     );
+    if (result.cli !== null)
+      lines.push(
+        `  installer  tar -xf ${result.path} apertus/ gives apertus/bin/apertus, which needs nothing installed`,
+      );
     if (result.omitted !== undefined)
       lines.push(
         `  delta      left out ${result.omitted.blobs} blobs (${formatBytes(result.omitted.bytes)}) the base holds`,

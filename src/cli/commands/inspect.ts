@@ -28,6 +28,7 @@ export function registerInspect(program: Command, io: CliIO): void {
         `  manifest   ${summary.manifestDigest}`,
         `  signature  ${summary.signed ? `minisign key ${summary.keyId}` : 'none'}`,
         `  sbom       ${summary.sbom === null ? 'none (written before SBOMs; rebuild to get one)' : `CycloneDX 1.6, ${summary.sbom.digest} (inspect --sbom prints it)`}`,
+        `  cli        ${summary.cli === null ? 'none (bundled with --no-cli, or a delta)' : `apertus/ (apertus ${summary.cli.version ?? '?'}, ${summary.cli.files} files, ${formatBytes(summary.cli.bytes)}): tar -xf the bundle apertus/`}`,
         ...(summary.delta === null
           ? []
           : [

@@ -1,6 +1,8 @@
 import type { RunOptions } from '../progress.js';
+import { PROJECT_ROOT } from '../project-root.js';
 import { readSecretKey } from '../sign/keys.js';
 import { defaultCacheDir } from '../sources/cache-dir.js';
+import { collectCliFiles } from './cli-files.js';
 import { deltaWrite, readDeltaBase } from './delta-bundle.js';
 import type { WrittenSplit } from './part-writer.js';
 import { type BundlePlanSummary, fetchBundle, resolveBundle } from './plan-bundle.js';
@@ -22,10 +24,23 @@ export interface BundleOptions extends RunOptions {
   partSize?: number | undefined;
   /** Write a delta: leave out the layer blobs this old bundle (or list of digests) holds. */
   since?: string | undefined;
+  /**
+   * Carry the apertus CLI and its Node under apertus/ (about 113 MB). Default: yes for a
+   * full bundle, no for a delta (the operator has the CLI from the base bundle).
+   */
+  cli?: boolean | undefined;
+}
+
+/** The apertus CLI a bundle carries under apertus/. */
+export interface CliSummary {
+  files: number;
+  bytes: number;
+  version: string;
+  node: string;
 }
 
 export type BundleResult =
-  | { dryRun: true; plan: BundlePlanSummary }
+  | { dryRun: true; plan: BundlePlanSummary; cli: CliSummary | null }
   | {
       dryRun: false;
       plan: BundlePlanSummary;
@@ -39,6 +54,8 @@ export type BundleResult =
       ms: number;
       /** A delta's left-out layer blobs; absent for a full bundle. */
       omitted?: { blobs: number; bytes: number };
+      /** The CLI carried under apertus/, or null. */
+      cli: CliSummary | null;
     };
 
 /** Plan a recipe, then (unless dry-run) write the bundle: `apertus bundle` in one call. */
@@ -62,7 +79,14 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     status: 'ok',
     detail: `${resolved.summary.components.length} components, ${resolved.summary.totalBytes} bytes`,
   });
-  if (options.dryRun) return { dryRun: true, plan: resolved.summary };
+  const cli =
+    (options.cli ?? options.since === undefined)
+      ? await collectCliFiles(PROJECT_ROOT, options.signal)
+      : undefined;
+  const cliSummary = cli
+    ? { files: cli.files.length, bytes: cli.bytes, version: cli.version, node: cli.node }
+    : null;
+  if (options.dryRun) return { dryRun: true, plan: resolved.summary, cli: cliSummary };
 
   options.onProgress?.({ step: 'fetch', status: 'start' });
   const writePlan = await fetchBundle(resolved, planOptions, {
@@ -79,6 +103,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     secretKey,
     split: options.partSize === undefined ? undefined : { partSize: options.partSize },
     delta: deltaBase === undefined ? undefined : await deltaWrite(plan.write, deltaBase),
+    cli,
     signal: options.signal,
     onProgress: (event) => options.onProgress?.({ ...event, step: 'write' }),
   });
@@ -88,6 +113,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     plan: plan.summary,
     ...written,
     signed: secretKey !== undefined,
+    cli: cliSummary,
     ms: Date.now() - started,
   };
 }

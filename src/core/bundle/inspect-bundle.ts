@@ -6,7 +6,7 @@
 import { type BundleFormat, type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { loadBundle } from '../layout/load-bundle.js';
 import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
-import { SIGNATURE_FILE } from '../layout/names.js';
+import { CLI_DIR, CLI_PATHS, SIGNATURE_FILE } from '../layout/names.js';
 import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
 import { parseSignature } from '../sign/minisign.js';
@@ -43,6 +43,8 @@ export interface BundleSummary {
   totalSize: number;
   /** The CycloneDX SBOM blob (`inspect --sbom` prints it); null for bundles written before SBOMs. */
   sbom: { digest: string; size: number } | null;
+  /** The apertus CLI carried under apertus/ (`tar -xf BUNDLE apertus/`); null when left out. */
+  cli: { files: number; bytes: number; version: string | null } | null;
   /** A delta bundle: the base it was cut against and the layer blobs it leaves out; null for a full bundle. */
   delta: {
     base: NonNullable<BundleConfig['delta']>['base'];
@@ -96,6 +98,7 @@ export async function inspectBundle(
       blobBytes: [...bundle.blobs.values()].reduce((sum, size) => sum + size, 0),
       totalSize: reader.size,
       sbom: sbomOf(bundle.manifest.layers),
+      cli: await cliOf(reader),
       delta:
         config.delta === undefined
           ? null
@@ -116,6 +119,22 @@ async function signatureKeyId(reader: BundleReader): Promise<string | null> {
   if (text === undefined) return null;
   const parsed = parseSignature(text);
   return 'error' in parsed ? null : parsed.keyId;
+}
+
+async function cliOf(reader: BundleReader): Promise<BundleSummary['cli']> {
+  const files = reader.entries.filter((entry) => entry.path.startsWith(`${CLI_DIR}/`));
+  if (files.length === 0) return null;
+  const manifest = await reader
+    .readText(`${CLI_DIR}/${CLI_PATHS.cliDir}/package.json`, { maxBytes: 64 << 10 })
+    .catch(() => undefined);
+  let version: string | null = null;
+  try {
+    version =
+      manifest === undefined
+        ? null
+        : String((JSON.parse(manifest) as { version?: unknown }).version ?? '') || null;
+  } catch {}
+  return { files: files.length, bytes: files.reduce((sum, entry) => sum + entry.size, 0), version };
 }
 
 function sbomOf(layers: Descriptor[]): BundleSummary['sbom'] {

@@ -37,6 +37,7 @@ import {
   blobPath,
   bundleFileName,
   CHECKSUMS_FILE,
+  CLI_DIR,
   confinedRelativePath,
   deltaBundleFileName,
   INDEX_FILE,
@@ -60,6 +61,7 @@ import { noProgress, type RunOptions } from '../progress.js';
 import { bundleSbomBlob } from '../sbom/bundle-sbom.js';
 import type { SecretKey } from '../sign/keys.js';
 import { sign } from '../sign/minisign.js';
+import type { CliFiles } from './cli-files.js';
 import { type DeltaWrite, digestOfFile, withDelta } from './delta-bundle.js';
 import { SplitTarOutput, type WrittenSplit } from './part-writer.js';
 
@@ -126,6 +128,8 @@ export interface WriteBundleOptions extends RunOptions {
   split?: { partSize: number } | undefined;
   /** Writes a delta (`--since`): layer blobs in `omit` are left out and listed in the config. */
   delta?: DeltaWrite | undefined;
+  /** The CLI to carry under apertus/ (collectCliFiles); covered by SHA256SUMS like the rest. */
+  cli?: CliFiles | undefined;
 }
 
 export interface WrittenBundle {
@@ -178,7 +182,7 @@ export async function writeBundle(
   const stored = new Map<string, number>();
   /** Layer blobs a delta leaves out (digest -> size). */
   const omitted = new Map<string, number>();
-  const total = totalBytes(prepared);
+  const total = totalBytes(prepared) + (options.cli?.bytes ?? 0);
   let done = 0;
   let reported = 0;
   const advance = (bytes: number): void => {
@@ -238,6 +242,34 @@ export async function writeBundle(
         stored.set(digest, size);
       }
       return digest;
+    };
+
+    /** The CLI's directories, then its files in path order; returns their checksums. */
+    const writeCli = async (cli: CliFiles): Promise<Array<{ path: string; digest: string }>> => {
+      const directories = new Set<string>([CLI_DIR]);
+      for (const file of cli.files) {
+        const parts = file.path.split('/').slice(0, -1);
+        for (let i = 1; i <= parts.length; i++) directories.add(`${CLI_DIR}/${parts.slice(0, i).join('/')}`);
+      }
+      for (const dir of [...directories].sort()) {
+        await writer.writeEntry({ path: dir, type: 'directory', size: 0, mode: 0o755 });
+      }
+      const sums: Array<{ path: string; digest: string }> = [];
+      for (const file of cli.files) {
+        signal?.throwIfAborted();
+        const hash = createHash('sha256');
+        const path = `${CLI_DIR}/${file.path}`;
+        await writer.writeEntry(
+          { path, type: 'file', size: file.size, mode: file.mode },
+          fileChunks(file.source, file.size, signal),
+          (chunk) => {
+            hash.update(chunk);
+            advance(chunk.length);
+          },
+        );
+        sums.push({ path, digest: `sha256:${hash.digest('hex')}` });
+      }
+      return sums;
     };
 
     const components: BundleConfig['components'] = [];
@@ -325,12 +357,14 @@ export async function writeBundle(
       { path: INDEX_FILE, type: 'file', size: indexBytes.length, mode: 0o644 },
       indexBytes,
     );
+    const cliSums = options.cli === undefined ? [] : await writeCli(options.cli);
 
     const sums = Buffer.from(
       formatChecksums([
         { path: OCI_LAYOUT_FILE, digest: sha256Digest(Buffer.from(OCI_LAYOUT_CONTENT)) },
         { path: INDEX_FILE, digest: sha256Digest(indexBytes) },
         ...[...stored.keys()].map((digest) => ({ path: blobPath(digest), digest })),
+        ...cliSums,
       ]),
     );
     await writer.writeEntry({ path: CHECKSUMS_FILE, type: 'file', size: sums.length, mode: 0o644 }, sums);

@@ -12,6 +12,11 @@ export const BLOBS_DIR = 'blobs';
 export const BLOBS_SHA256_DIR = 'blobs/sha256';
 
 /** Content of `oci-layout`, exactly as written (image-spec image-layout.md). */
+/** The CLI a bundle carries, outside the OCI layout: `tar -xf BUNDLE.tar apertus/`. */
+export const CLI_DIR = 'apertus';
+/** Paths inside CLI_DIR. */
+export const CLI_PATHS = { launcher: 'bin/apertus', node: 'node/bin/node', cliDir: 'cli' } as const;
+
 export const OCI_LAYOUT_CONTENT = '{"imageLayoutVersion":"1.0.0"}';
 export const OCI_LAYOUT_VERSION = '1.0.0';
 

@@ -12,30 +12,18 @@
  * which `build: 'never'` in server.mjs rules out) are left out too; the e2e test
  * runtime-server.test.ts runs the server from a copy of exactly this set.
  */
-import { lstat, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { type ClosurePackage, collectPackageClosure, type PackageFile } from '../bundle/package-closure.js';
 import { ApertusError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
 import { collectRagFiles } from './rag-service.js';
 
-/** One file of the tree layer; the shape planTarArchive takes (src/core/layout/tar-writer.ts). */
-export interface RuntimeTreeFile {
-  /** Path inside the runtime directory on the host (and the layer), '/'-separated. */
-  path: string;
-  /** Absolute path on this machine. */
-  source: string;
-  /** 0o755 for executables, 0o644 otherwise, whatever the local umask made of them. */
-  mode: 0o644 | 0o755;
-  size: number;
-}
+/** One file of the tree layer (path inside the runtime directory); the shape planTarArchive takes. */
+export type RuntimeTreeFile = PackageFile;
 
-export interface RuntimePackage {
-  name: string;
-  version: string;
-  license: string | null;
-  /** Where the package lands inside the runtime directory. */
-  path: string;
-}
+/** A package of the closure; its path is where it lands inside the runtime directory. */
+export type RuntimePackage = ClosurePackage;
 
 export interface RuntimeFiles {
   /** The Node binary that runs server.mjs and supervisor.mjs; its own layer, at RUNTIME_PATHS.node. */
@@ -61,9 +49,6 @@ const PREBUILT_SCOPE = '@node-llama-cpp/';
 
 export type RuntimePlatform = 'linux-x64';
 
-/** Never loaded by Node 20: TypeScript sources and declarations, source maps of scripts. */
-const UNLOADED_FILE = /\.(?:[cm]?ts|(?:[cm]?js|[cm]?ts)\.map)$/;
-
 /**
  * node-llama-cpp ships what it needs to build llama.cpp from source; with build: 'never'
  * and skipDownload it never reads these (they are 34 MB, most of it a git bundle of the
@@ -86,92 +71,6 @@ const UNUSED_PACKAGE_PATHS: Record<string, readonly string[]> = {
   ],
 };
 
-interface PackageJson {
-  name?: string;
-  version?: string;
-  license?: unknown;
-  dependencies?: Record<string, string>;
-  optionalDependencies?: Record<string, string>;
-}
-
-async function readPackageJson(dir: string): Promise<PackageJson> {
-  return JSON.parse(await readFile(path.join(dir, 'package.json'), 'utf8')) as PackageJson;
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-/** Node's lookup: `<dir>/node_modules/<name>`, then each enclosing package's, up to the root. */
-async function resolvePackageDir(fromDir: string, name: string, nodeModules: string): Promise<string | null> {
-  let dir = fromDir;
-  for (;;) {
-    const candidate = path.join(dir, 'node_modules', name);
-    if (await exists(path.join(candidate, 'package.json'))) return candidate;
-    if (dir === path.dirname(nodeModules) || !dir.startsWith(nodeModules)) return null;
-    // Up to the package that contains this node_modules (skipping a scope folder).
-    dir = path.dirname(dir);
-    while (path.basename(dir) === 'node_modules' || path.basename(dir).startsWith('@'))
-      dir = path.dirname(dir);
-  }
-}
-
-function toPosix(relative: string): string {
-  return relative.split(path.sep).join('/');
-}
-
-function normalisedMode(mode: number): 0o644 | 0o755 {
-  return mode & 0o111 ? 0o755 : 0o644;
-}
-
-async function listPackageFiles(
-  packageDir: string,
-  packageName: string,
-  projectRoot: string,
-  signal: AbortSignal | undefined,
-): Promise<RuntimeTreeFile[]> {
-  const skipped = new Set((UNUSED_PACKAGE_PATHS[packageName] ?? []).map((p) => path.join(packageDir, p)));
-  const files: RuntimeTreeFile[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    signal?.throwIfAborted();
-    const entries = await readdir(dir, { withFileTypes: true });
-    for (const entry of entries) {
-      const full = path.join(dir, entry.name);
-      if (skipped.has(full)) continue;
-      // Nested packages are visited as dependencies in their own right, or not at all.
-      if (entry.isDirectory() && entry.name === 'node_modules') continue;
-      if (entry.isDirectory()) {
-        await walk(full);
-        continue;
-      }
-      if (UNLOADED_FILE.test(entry.name)) continue;
-      // A link inside a package is stored as the file it points to: the layer has no links.
-      const info = entry.isSymbolicLink() ? await stat(full) : await lstat(full);
-      if (info.isDirectory()) {
-        throw new ApertusError(
-          'runtime-linked-directory',
-          `${full} links to a directory; the runtime layer cannot carry directory links`,
-          { hint: 'Reinstall node_modules without links (npm ci), then bundle again.', kind: 'operation' },
-        );
-      }
-      if (!info.isFile()) continue;
-      files.push({
-        path: toPosix(path.relative(projectRoot, full)),
-        source: full,
-        mode: normalisedMode(info.mode),
-        size: info.size,
-      });
-    }
-  };
-  await walk(packageDir);
-  return files;
-}
-
 /**
  * Collect the runtime component's files from a project checkout (or the installed CLI),
  * where `templates/runtime/` and `node_modules/` live.
@@ -183,7 +82,6 @@ export async function collectRuntimeFiles(
   const { signal, onProgress } = options;
   const platform = options.platform ?? 'linux-x64';
   const root = path.resolve(projectRoot);
-  const nodeModules = path.join(root, 'node_modules');
   onProgress?.({ step: 'runtime.collect', status: 'start', detail: `runtime files for ${platform}` });
   // The Node binary and the installed native packages are this machine's own.
   const here = `${process.platform}-${process.arch}`;
@@ -198,51 +96,19 @@ export async function collectRuntimeFiles(
   }
 
   const wantedPrebuilt = `${PREBUILT_SCOPE}${platform}`;
-  const packages: RuntimePackage[] = [];
-  const files: RuntimeTreeFile[] = [];
-  const visited = new Set<string>();
-
-  const visit = async (packageDir: string): Promise<void> => {
-    const real = await realpath(packageDir);
-    if (visited.has(real)) return;
-    visited.add(real);
-    const manifest = await readPackageJson(packageDir);
-    const name = manifest.name ?? path.basename(packageDir);
-    packages.push({
-      name,
-      version: manifest.version ?? '0.0.0',
-      license: typeof manifest.license === 'string' ? manifest.license : null,
-      path: toPosix(path.relative(root, packageDir)),
-    });
-    files.push(...(await listPackageFiles(packageDir, name, root, signal)));
-
-    const dependencies = Object.keys(manifest.dependencies ?? {}).map((dep) => ({ dep, optional: false }));
-    const optional = Object.keys(manifest.optionalDependencies ?? {})
-      .filter((dep) => !dep.startsWith(PREBUILT_SCOPE) || dep === wantedPrebuilt)
-      .map((dep) => ({ dep, optional: true }));
-    for (const { dep, optional: isOptional } of [...dependencies, ...optional]) {
-      const dir = await resolvePackageDir(packageDir, dep, nodeModules);
-      if (dir !== null) {
-        await visit(dir);
-      } else if (!isOptional || dep === wantedPrebuilt) {
-        throw new ApertusError(
-          'runtime-missing-package',
-          `${name} needs ${dep}, which is not installed in ${nodeModules}`,
-          {
-            hint: 'Run `npm ci` in the apertus checkout (it installs node-llama-cpp and its prebuilt binaries), then bundle again.',
-          },
-        );
-      }
-    }
-  };
-
-  const serverDir = await resolvePackageDir(root, 'node-llama-cpp', nodeModules);
-  if (serverDir === null) {
-    throw new ApertusError('runtime-missing-package', `node-llama-cpp is not installed in ${nodeModules}`, {
-      hint: 'Run `npm ci` in the apertus checkout, then bundle again.',
-    });
-  }
-  await visit(serverDir);
+  const closure = await collectPackageClosure({
+    root,
+    entries: ['node-llama-cpp'],
+    // Of the prebuilt binaries only the target's CPU package: CUDA, Vulkan and other platforms' stay out.
+    followOptional: (dep) =>
+      !dep.startsWith(PREBUILT_SCOPE) ? 'if-installed' : dep === wantedPrebuilt ? 'required' : 'skip',
+    unusedPaths: UNUSED_PACKAGE_PATHS,
+    installHint:
+      'Run `npm ci` in the apertus checkout (it installs node-llama-cpp and its prebuilt binaries), then bundle again.',
+    signal,
+  });
+  const packages: RuntimePackage[] = closure.packages;
+  const files: RuntimeTreeFile[] = closure.files;
   if (!packages.some((p) => p.name === wantedPrebuilt)) {
     throw new ApertusError(
       'runtime-missing-package',

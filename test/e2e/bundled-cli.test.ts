@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');
 const requirement = sshE2eRequirement();
@@ -92,14 +92,7 @@ describe('the CLI a bundle carries under apertus/', () => {
         const installed = await bundled([
           'install',
           bundlePath,
-          '--host',
-          host.address as string,
-          '-i',
-          host.identityFile as string,
-          '--known-hosts',
-          host.knownHostsFile as string,
-          '--root',
-          host.root,
+          ...hostTargetArgs(host),
           '--key',
           publicKey,
           '--count-egress',

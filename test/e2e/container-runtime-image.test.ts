@@ -1,11 +1,15 @@
 /**
  * The container path for real (issue 5, point 1): our CPU runtime server packaged as an
- * OCI image by apertus itself (no daemon, no base image), pushed to a real registry,
- * bundled as an image component next to the tiny model, installed over SSH into an
- * air-gapped netns host, and run by podman there with the flags src/core/services/container.ts
- * renders: model directory mounted read-only, port published on the host's 127.0.0.1.
- * /health and one chat completion are asked from the host's side, through the SSH transport.
+ * OCI image by apertus itself (no daemon, no base image), pushed to a real registry, named
+ * in a recipe as an image component next to the tiny model with a `runtime: container`
+ * service that runs it, bundled, and installed with bin/apertus.js over SSH into an
+ * air-gapped netns host. Install's own activation starts the container with podman there
+ * (the host gives sessions cgroups and a containers.conf: src/core/demo-host/container-support.ts),
+ * and its verification checks health, the model listed and a chat completion, since the
+ * service declares the OpenAI API. A second release replaces the container; a third that
+ * fails verification is rolled back to the second, container and all.
  */
+import { existsSync } from 'node:fs';
 import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,164 +18,78 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
 import type { Transport } from '../../src/core/host/transport.js';
-import type { ContainerServiceSpec } from '../../src/core/layout/types.js';
-import { containerName, probeContainerHost } from '../../src/core/services/container.js';
-import { containerStopScript, startContainerService } from '../../src/core/services/container-service.js';
+import { containerName } from '../../src/core/services/container.js';
 import { buildRuntimeImage, RUNTIME_IMAGE_PORT } from '../../src/core/services/runtime-image.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 import {
   podmanRequirement,
   registryRequirement,
   startRegistry,
   type TestRegistry,
 } from '../helpers/registry.js';
-import { runCli } from '../helpers/run-cli.js';
 
 const needs = [sshE2eRequirement(), registryRequirement(), podmanRequirement()];
 const ready = needs.every((n) => n.ok);
+const BIN = path.resolve('bin/apertus.js');
 
-/** What this machine's podman needs (DESIGN.md section 7): runc, and ulimits it may set. */
-const HOST_ENGINE_ARGS = ['--runtime', 'runc', '--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=1024:1024'];
-
-/**
- * `ip netns exec`, which starts the test host's sshd, mounts a fresh /sys for the namespace,
- * so the cgroup hierarchies a real host has under /sys/fs/cgroup are missing in the sessions
- * and runc refuses to create containers. Mount this machine's controllers again there (in the
- * host's own mount namespace only) so the host looks like a real one; a no-op where they are.
- */
-const MOUNT_CGROUPS = `set -e
-[ -n "$(ls /sys/fs/cgroup 2>/dev/null)" ] && exit 0
-mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
-if grep -q ' cgroup2 ' /proc/1/mounts && ! grep -q ' cgroup ' /proc/1/mounts; then
-  mount -t cgroup2 cgroup2 /sys/fs/cgroup; exit 0
-fi
-for c in $(awk '$3 == "cgroup" { print $4 }' /proc/1/mounts | tr ',' '\\n' | grep -vE '^(rw|ro|relatime|nosuid|nodev|noexec)$' | grep -v = | sort -u); do
-  mkdir -p /sys/fs/cgroup/$c; mount -t cgroup -o $c cgroup /sys/fs/cgroup/$c
-done
-mkdir -p /sys/fs/cgroup/systemd; mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd || true
-`;
-
-async function waitForHealth(transport: Transport, port: number, timeoutMs: number): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      const response = await httpRequest(transport, { port, path: '/health', timeoutMs: 2000 });
-      last = `${response.status} ${response.body}`;
-      if (response.status === 200) return response.body;
-    } catch (error) {
-      last = (error as Error).message;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`no healthy answer on port ${port} within ${timeoutMs} ms: ${last}`);
+async function apertus(args: string[]) {
+  const result = await execa(process.execPath, [BIN, ...args], { reject: false, env: { CI: 'true' } });
+  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 
-describe.skipIf(!ready)(`the runtime as a container image ${needs.map((n) => n.why).join(' ')}`, () => {
-  let work: string;
-  let registry: TestRegistry;
-  let host: DemoHost;
-  let transport: Transport | undefined;
-  const serviceName = `rt-${process.pid}`;
+interface Check {
+  id: string;
+  service: string;
+  status: string;
+  detail: string;
+}
 
-  beforeAll(async () => {
-    work = await mkdtemp(path.join(os.tmpdir(), 'apertus-container-runtime-'));
-    registry = await startRegistry({ dir: path.join(work, 'registry') });
-    host = await createDemoHost({ workDir: path.join(work, 'host'), mode: 'netns' });
-  }, 60_000);
+interface Report {
+  ok: boolean;
+  checks: Check[];
+  release: { dir: string; previous: string | null };
+  rollback: { to: string | null; healthy: boolean } | null;
+  services: Array<{ name: string; port: number; modelId: string; image?: string }>;
+  offline: { interface: string; packets: number } | null;
+}
 
-  afterAll(async () => {
-    if (transport) {
-      await transport.exec(containerStopScript(serviceName), { reject: false });
-      await transport.close();
-    }
-    await execa('podman', ['rmi', '--force', `${registry?.host}/apertus/runtime:1`], { reject: false });
-    await host?.teardown();
-    await registry?.stop();
-    if (work) await rm(work, { recursive: true, force: true });
-  });
-
-  it('builds the image deterministically, bundles, installs over SSH, and podman serves the model', async () => {
-    const layout = path.join(work, 'layout');
-    const image = await buildRuntimeImage({ projectRoot: process.cwd(), layoutDir: layout, tag: 'runtime' });
-    const again = await buildRuntimeImage({
-      projectRoot: process.cwd(),
-      layoutDir: path.join(work, 'layout-again'),
-      tag: 'runtime',
-    });
-    expect(again.manifest.digest).toBe(image.manifest.digest);
-    expect(image.layers).toHaveLength(3);
-    await registry.push(layout, 'runtime', 'apertus/runtime:1');
-
-    const recipe = path.join(work, 'recipe');
-    await mkdir(path.join(recipe, 'model'), { recursive: true });
-    await copyFile('bundles/demo/model/tiny-llama.gguf', path.join(recipe, 'model', 'tiny-llama.gguf'));
-    await writeFile(
-      path.join(recipe, 'apertus.yaml'),
-      [
-        'apiVersion: apertus.dev/v1',
-        'kind: Bundle',
-        'metadata:',
-        '  name: runtime-image',
-        '  version: 1.0.0',
-        'components:',
-        '  - name: server',
-        '    kind: image',
-        `    source: oci:${registry.host}/apertus/runtime:1`,
-        '    insecure: true',
-        '  - name: model',
-        '    kind: model',
-        '    source: file:model',
-        '    license: Apache-2.0',
-        '',
-      ].join('\n'),
-    );
-    const bundled = await runCli([
-      'bundle',
-      recipe,
-      '-o',
-      path.join(work, 'out'),
-      '--cache-dir',
-      path.join(work, 'cache'),
-      '--json',
-    ]);
-    expect(bundled.exitCode, bundled.stdout + bundled.stderr).toBe(0);
-    const installed = await runCli([
-      'install',
-      JSON.parse(bundled.stdout).path,
-      '--host',
-      host.address as string,
-      '-i',
-      host.identityFile as string,
-      '--known-hosts',
-      host.knownHostsFile as string,
-      '--root',
-      host.root,
-      '--json',
-    ]);
-    expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
-
-    transport = await connectDemoHost(host);
-    const mounted = await transport.exec('sh -s', { stdin: MOUNT_CGROUPS, reject: false });
-    expect(mounted.exitCode, mounted.stderr).toBe(0);
-    const engine = await probeContainerHost(transport);
-    expect(engine).toMatchObject({ engine: 'podman', gpu: 'none', systemd: false });
-
+describe.skipIf(!ready)(
+  `container services through apertus install ${needs.map((n) => n.why).join(' ')}`,
+  () => {
+    let work: string;
+    let registry: TestRegistry;
+    let host: DemoHost;
+    let transport: Transport;
+    const service = `rt-${process.pid}`;
+    const container = containerName(service);
     const port = 18080;
-    // The service as a bundle records a `runtime: container` entry, started the way
-    // release-control.ts starts it (no systemd here: a detached container).
-    const service: ContainerServiceSpec = {
-      name: serviceName,
-      runtime: 'container',
-      image: { component: 'server', reference: `${registry.host}/apertus/runtime:1` },
-      port,
-      containerPort: RUNTIME_IMAGE_PORT,
-      bind: '127.0.0.1',
-      args: [
+    const loadedImages = new Set<string>();
+
+    beforeAll(async () => {
+      work = await mkdtemp(path.join(os.tmpdir(), 'apertus-container-runtime-'));
+      registry = await startRegistry({ dir: path.join(work, 'registry') });
+      host = await createDemoHost({ workDir: path.join(work, 'host'), mode: 'netns' });
+      transport = await connectDemoHost(host);
+    }, 60_000);
+
+    afterAll(async () => {
+      await transport?.close();
+      await host?.teardown();
+      for (const image of loadedImages) await execa('podman', ['rmi', '--force', image], { reject: false });
+      await registry?.stop();
+      if (work) await rm(work, { recursive: true, force: true });
+    });
+
+    /** The recipe of one release: the runtime image serving the tiny model under `modelId`. */
+    async function writeRecipe(version: string, modelId: string, declaredModelId = modelId): Promise<string> {
+      const dir = path.join(work, `recipe-${version}`);
+      await mkdir(path.join(dir, 'model'), { recursive: true });
+      await copyFile('bundles/demo/model/tiny-llama.gguf', path.join(dir, 'model', 'tiny-llama.gguf'));
+      const args = [
         '--model',
         '/models/model/tiny-llama.gguf',
         '--model-id',
-        'apertus-demo-tiny',
+        modelId,
         '--host',
         '0.0.0.0',
         '--port',
@@ -180,51 +98,175 @@ describe.skipIf(!ready)(`the runtime as a container image ${needs.map((n) => n.w
         '1',
         '--context-size',
         '256',
-      ],
-      env: {},
-      modelComponent: 'model',
-      healthPath: '/health',
-    };
-    await startContainerService(transport, {
-      service,
-      releaseDir: path.join(host.root, 'current'),
-      root: host.root,
-      manager: 'supervisor',
-      host: engine,
-      engineArgs: HOST_ENGINE_ARGS,
-    });
+      ];
+      await writeFile(
+        path.join(dir, 'apertus.yaml'),
+        [
+          'apiVersion: apertus.dev/v1',
+          'kind: Bundle',
+          'metadata:',
+          '  name: runtime-image',
+          `  version: ${version}`,
+          'components:',
+          '  - name: server',
+          '    kind: image',
+          `    source: oci:${registry.host}/apertus/runtime:1`,
+          '    insecure: true',
+          '  - name: model',
+          '    kind: model',
+          '    source: file:model',
+          '    license: Apache-2.0',
+          'services:',
+          `  - name: ${service}`,
+          '    runtime: container',
+          '    image: server',
+          '    model: model',
+          `    port: ${port}`,
+          `    containerPort: ${RUNTIME_IMAGE_PORT}`,
+          '    healthPath: /health',
+          `    args: ${JSON.stringify(args)}`,
+          '    openai:',
+          `      modelId: ${declaredModelId}`,
+          '',
+        ].join('\n'),
+      );
+      const bundled = await apertus([
+        'bundle',
+        dir,
+        '-o',
+        path.join(work, 'out'),
+        '--cache-dir',
+        path.join(work, 'cache'),
+        '--json',
+      ]);
+      expect(bundled.exitCode, bundled.stdout + bundled.stderr).toBe(0);
+      return (JSON.parse(bundled.stdout) as { path: string }).path;
+    }
 
-    expect(JSON.parse(await waitForHealth(transport, port, 60_000))).toMatchObject({ status: 'ok' });
-    const chat = await httpRequest(transport, {
-      port,
-      path: '/v1/chat/completions',
-      json: {
-        model: 'apertus-demo-tiny',
-        messages: [{ role: 'user', content: 'Say hello.' }],
-        max_tokens: 4,
-      },
-      timeoutMs: 30_000,
-    });
-    expect(chat.status, chat.body).toBe(200);
-    const answer = JSON.parse(chat.body);
-    expect(answer).toMatchObject({ object: 'chat.completion', model: 'apertus-demo-tiny' });
-    expect(answer.choices).toHaveLength(1);
-    expect(answer.usage.completion_tokens).toBeGreaterThan(0);
-    expect(answer.usage.completion_tokens).toBeLessThanOrEqual(4);
+    function install(bundle: string, extra: string[] = []) {
+      return apertus(['install', bundle, ...hostTargetArgs(host), '--json', ...extra]);
+    }
 
-    // The model mount is read-only inside the container.
-    const write = await transport.exec(
-      `${engine.program} exec ${containerName(serviceName)} /apertus/runtime/bin/node -e "require('fs').writeFileSync('/models/model/x','')"`,
-      { reject: false },
-    );
-    expect(write.exitCode).not.toBe(0);
-    expect(write.stderr).toMatch(/EROFS|read-only/i);
+    /** The model id the running container was started with, from its arguments. */
+    async function runningModelId(): Promise<string | undefined> {
+      const inspected = await transport.exec(
+        `podman inspect --format '{{.State.Status}} {{json .Config.Cmd}}' ${container}`,
+        { reject: false },
+      );
+      expect(inspected.exitCode, inspected.stderr).toBe(0);
+      const [status, ...rest] = inspected.stdout.trim().split(' ');
+      expect(status).toBe('running');
+      const cmd = JSON.parse(rest.join(' ')) as string[];
+      return cmd[cmd.indexOf('--model-id') + 1];
+    }
 
-    const stopped = await transport.exec(containerStopScript(serviceName), { reject: false });
-    expect(stopped.exitCode).toBe(0);
-    const left = await transport.exec(
-      `${engine.program} ps --all --filter name=^${containerName(serviceName)}$ --format '{{.Names}}'`,
-    );
-    expect(left.stdout.trim()).toBe('');
-  }, 300_000);
-});
+    async function containersNamed(): Promise<string[]> {
+      const listed = await transport.exec(
+        `podman ps --all --filter name=^${container}$ --format '{{.Names}} {{.Status}}'`,
+      );
+      return listed.stdout.trim().split('\n').filter(Boolean);
+    }
+
+    it('builds the runtime image deterministically and pushes it to the registry', async () => {
+      const layout = path.join(work, 'layout');
+      const image = await buildRuntimeImage({
+        projectRoot: process.cwd(),
+        layoutDir: layout,
+        tag: 'runtime',
+      });
+      const again = await buildRuntimeImage({
+        projectRoot: process.cwd(),
+        layoutDir: path.join(work, 'layout-again'),
+        tag: 'runtime',
+      });
+      expect(again.manifest.digest).toBe(image.manifest.digest);
+      expect(image.layers).toHaveLength(3);
+      await registry.push(layout, 'runtime', 'apertus/runtime:1');
+    }, 300_000);
+
+    it('install starts the container, verifies it as a model server, with nothing sent out', async () => {
+      const installed = await install(await writeRecipe('1.0.0', 'tiny-v1'), [
+        '--count-egress',
+        host.egressInterface as string,
+      ]);
+      expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+      const report = JSON.parse(installed.stdout) as Report;
+      expect(report.ok).toBe(true);
+      const mine = report.checks.filter((c) => c.service === service);
+      expect(mine.map((c) => [c.id, c.status])).toEqual([
+        ['verify.health', 'ok'],
+        ['verify.models', 'ok'],
+        ['verify.chat', 'ok'],
+      ]);
+      expect(report.offline).toEqual({ interface: host.egressInterface, packets: 0 });
+      const entry = report.services.find((s) => s.name === service);
+      expect(entry).toMatchObject({ port, modelId: 'tiny-v1' });
+      expect(entry?.image).toContain(`${registry.host}/apertus/runtime`);
+      if (entry?.image) loadedImages.add(entry.image);
+
+      expect(await runningModelId()).toBe('tiny-v1');
+      // The model mount is read-only inside the container.
+      const write = await transport.exec(
+        `podman exec ${container} /apertus/runtime/bin/node -e "require('fs').writeFileSync('/models/model/x','')"`,
+        { reject: false },
+      );
+      expect(write.exitCode).not.toBe(0);
+      expect(write.stderr).toMatch(/EROFS|read-only/i);
+    }, 300_000);
+
+    it('a second release replaces the container', async () => {
+      const installed = await install(await writeRecipe('1.0.1', 'tiny-v2'));
+      expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+      const report = JSON.parse(installed.stdout) as Report;
+      expect(report.release.previous).toMatch(/1\.0\.0/);
+      expect(await runningModelId()).toBe('tiny-v2');
+      expect(await containersNamed()).toHaveLength(1);
+      const models = await httpRequest(transport, { port, path: '/v1/models', timeoutMs: 10_000 });
+      expect((JSON.parse(models.body) as { data: Array<{ id: string }> }).data.map((m) => m.id)).toEqual([
+        'tiny-v2',
+      ]);
+    }, 300_000);
+
+    it('a release that fails verification is rolled back to the previous container', async () => {
+      // The recipe says the image serves "tiny-declared", but it serves "tiny-v3": not listed.
+      const installed = await install(await writeRecipe('1.0.2', 'tiny-v3', 'tiny-declared'));
+      expect(installed.exitCode).not.toBe(0);
+      const failure = JSON.parse(installed.stdout) as {
+        error: { code: string; details: { report: Report } };
+      };
+      expect(failure.error.code).toBe('install-verification-failed');
+      const { report } = failure.error.details;
+      expect(report.checks.find((c) => c.id === 'verify.models')).toMatchObject({
+        service,
+        status: 'fail',
+      });
+      expect(report.rollback?.to).toMatch(/1\.0\.1/);
+      expect(report.rollback?.healthy).toBe(true);
+      expect(await runningModelId()).toBe('tiny-v2');
+      expect(await containersNamed()).toHaveLength(1);
+    }, 300_000);
+
+    it('teardown of the host leaves no container behind', async () => {
+      expect(await containersNamed()).toHaveLength(1);
+      // podman mounts the container's network namespace under /run/netns in the sessions'
+      // mount namespace: teardown must remove it there, or a stale file stays behind.
+      const sandbox = await transport.exec(
+        `podman inspect --format '{{.NetworkSettings.SandboxKey}}' ${container}`,
+      );
+      const netnsFile = sandbox.stdout.trim();
+      expect(netnsFile).toMatch(/^\/run\/netns\//);
+      await transport.close();
+      await host.teardown();
+      expect(existsSync(netnsFile)).toBe(false);
+      const left = await execa('podman', [
+        'ps',
+        '--all',
+        '--filter',
+        `name=^${container}$`,
+        '--format',
+        '{{.Names}}',
+      ]);
+      expect(left.stdout.trim()).toBe('');
+    }, 60_000);
+  },
+);

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { digestFromBlobPath } from '../../src/core/layout/names.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');
 const requirement = sshE2eRequirement();
@@ -88,18 +88,7 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
     deltaPath = written.path;
     expect(path.basename(deltaPath)).toBe('demo-0.2.0-since-0.1.0.tar');
     expect(written.omitted.bytes).toBeGreaterThan(273_152); // the model at least
-    target = [
-      '--host',
-      host.address as string,
-      '-i',
-      host.identityFile as string,
-      '--known-hosts',
-      host.knownHostsFile as string,
-      '--root',
-      host.root,
-      '--key',
-      publicKey,
-    ];
+    target = [...hostTargetArgs(host), '--key', publicKey];
   });
 
   afterAll(async () => {

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 import {
   buildTestImages,
   PODMAN_RUN_OFFLINE,
@@ -96,19 +96,7 @@ describe.skipIf(!ready)(`an image through bundle and install ${needs.map((n) => 
     expect(bundled.exitCode, bundled.stdout).toBe(0);
     const bundlePath = JSON.parse(bundled.stdout).path;
 
-    const installed = await runCli([
-      'install',
-      bundlePath,
-      '--host',
-      host.address as string,
-      '-i',
-      host.identityFile as string,
-      '--known-hosts',
-      host.knownHostsFile as string,
-      '--root',
-      host.root,
-      '--json',
-    ]);
+    const installed = await runCli(['install', bundlePath, ...hostTargetArgs(host), '--json']);
     expect(installed.exitCode, installed.stdout).toBe(0);
     expect(JSON.parse(installed.stdout)).toMatchObject({ ok: true, checks: [] });
 

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { shellQuote } from '../../src/core/host/shell-quote.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 import {
   type BuiltWheel,
   buildWheel,
@@ -101,19 +101,7 @@ describe.skipIf(!ready)(
       return recipe;
     }
 
-    const installArgs = (bundlePath: string) => [
-      'install',
-      bundlePath,
-      '--host',
-      host.address as string,
-      '-i',
-      host.identityFile as string,
-      '--known-hosts',
-      host.knownHostsFile as string,
-      '--root',
-      host.root,
-      '--json',
-    ];
+    const installArgs = (bundlePath: string) => ['install', bundlePath, ...hostTargetArgs(host), '--json'];
 
     it('bundles the locked wheels, installs them into a venv over SSH with no index, and imports them there', async () => {
       const recipe = await writeRecipe('wheels-demo', '3.11');

@@ -58,3 +58,17 @@ export async function startHttpServerOnHost(host: DemoHost, port = 0): Promise<H
   });
   return { port: listening, stop: () => child.kill() };
 }
+
+/** The flags that point a command at a demo host over SSH, its key already known, and its install root. */
+export function hostTargetArgs(host: DemoHost): string[] {
+  return [
+    '--host',
+    host.address as string,
+    '-i',
+    host.identityFile as string,
+    '--known-hosts',
+    host.knownHostsFile as string,
+    '--root',
+    host.root,
+  ];
+}

@@ -80,7 +80,9 @@ export async function runSteps<T>(
     })),
     {
       concurrent: false,
-      exitOnError: false,
+      // A failed step ends the list: the steps after it were never run, and saying so for
+      // each one is noise in CI logs.
+      exitOnError: true,
       registerSignalListeners: false,
       renderer: 'default',
       fallbackRenderer: 'simple',

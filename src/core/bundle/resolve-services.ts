@@ -79,7 +79,8 @@ function resolveRagService(
   };
   const chat = find(s.chat);
   const embedder = find(s.embeddings ?? s.chat);
-  const dependsOn = [...new Set([s.chat, s.embeddings ?? s.chat])];
+  const qdrant = s.qdrant ? models.get(s.qdrant.service) : undefined;
+  const dependsOn = [...new Set([s.chat, s.embeddings ?? s.chat, ...(qdrant ? [qdrant.name] : [])])];
   return {
     name: s.name,
     runtime: 'rag',
@@ -91,6 +92,9 @@ function resolveRagService(
     chatModel: chat.modelId,
     dependsOn,
     ...pickDefined(s, 'chunkSize', 'chunkOverlap', 'topK', 'maxContextChars', 'queryPrefix', 'passagePrefix'),
+    ...(s.qdrant && qdrant
+      ? { qdrant: { url: `http://127.0.0.1:${qdrant.port}`, collection: s.qdrant.collection } }
+      : {}),
   };
 }
 

@@ -14,6 +14,12 @@ import { connectSsh } from '../host/ssh-transport.js';
 import type { ExecResult, Transport } from '../host/transport.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import {
+  containersConfSetEnv,
+  removeContainersIn,
+  withCgroupsMounted,
+  writeContainersConf,
+} from './container-support.js';
+import {
   createNetworkNamespace,
   deleteNetworkNamespace,
   type NetworkNamespace,
@@ -65,6 +71,14 @@ export interface DemoHost {
   /** In 'netns' mode: the sink interface every route out leads to (install --count-egress). */
   egressInterface?: string;
   sshdLogFile?: string;
+  /**
+   * In 'netns' mode, SSH sessions run podman containers as on a real host: the cgroup
+   * hierarchies are mounted in sshd's mount namespace, and CONTAINERS_CONF points every
+   * session at this file (runc and the ulimits this machine allows; container-support.ts).
+   * Teardown removes the containers still running there. commandOnHost, spawnOnHost and
+   * runOnHost do not get either: run containers through SSH.
+   */
+  containersConf?: string;
   /** argv that runs `argv` on the host's network (inside the namespace in 'netns' mode). */
   commandOnHost(argv: readonly string[]): string[];
   /** Start a long-running process on the host's network (a test server); teardown kills it. */
@@ -192,17 +206,21 @@ async function createNetnsHost(
   const namespace = await createNetworkNamespace();
   let started: StartedSshd | undefined;
   try {
-    const material = await prepareSsh(dir, namespace.innerAddress, 22, sshdConfig);
+    const containersConf = await writeContainersConf(dir);
+    const material = await prepareSsh(dir, namespace.innerAddress, 22, [
+      ...sshdConfig,
+      containersConfSetEnv(containersConf),
+    ]);
     await ensurePrivsepDir();
     started = await startSshd(
-      netnsCommand(namespace.name, [sshdPath, '-D', '-e', '-f', material.configFile]),
+      netnsCommand(namespace.name, withCgroupsMounted([sshdPath, '-D', '-e', '-f', material.configFile])),
       namespace.innerAddress,
       22,
       material.logFile,
       signal,
     );
     await appendKnownHost(material.knownHostsFile, namespace.innerAddress, 22, material.hostKey);
-    const reason = `network namespace ${namespace.name}: sshd on ${namespace.innerAddress}:22 over a veth link; every route out ends in the packet-counting sink ${namespace.egressInterface} (running as root with ip and sshd)`;
+    const reason = `network namespace ${namespace.name}: sshd on ${namespace.innerAddress}:22 over a veth link, with cgroups and a containers.conf for podman; every route out ends in the packet-counting sink ${namespace.egressInterface} (running as root with ip and sshd)`;
     return makeHost({
       mode: 'netns',
       reason,
@@ -212,6 +230,7 @@ async function createNetnsHost(
       identityFile: material.identityFile,
       knownHostsFile: material.knownHostsFile,
       sshdLogFile: material.logFile,
+      containersConf,
       namespace,
       sshd: started.process,
       wrap: (argv) => netnsCommand(namespace.name, argv),
@@ -326,6 +345,7 @@ interface HostParts {
   identityFile?: string;
   knownHostsFile?: string;
   sshdLogFile?: string;
+  containersConf?: string;
   namespace?: NetworkNamespace;
   sshd?: ChildProcess;
   wrap: (argv: readonly string[]) => string[];
@@ -360,6 +380,8 @@ function makeHost(parts: HostParts): DemoHost {
   const teardown = async () => {
     process.removeListener('exit', onExit);
     for (const child of spawned) await stop(child);
+    if (parts.namespace && parts.containersConf)
+      await removeContainersIn(parts.namespace.name, parts.containersConf);
     if (parts.sshd) await stop(parts.sshd);
     if (parts.namespace) await deleteNetworkNamespace(parts.namespace);
     await rm(parts.dir, { recursive: true, force: true });
@@ -375,6 +397,7 @@ function makeHost(parts: HostParts): DemoHost {
     namespace: parts.namespace?.name,
     egressInterface: parts.namespace?.egressInterface,
     sshdLogFile: parts.sshdLogFile,
+    containersConf: parts.containersConf,
     commandOnHost: parts.wrap,
     spawnOnHost(argv, options = {}) {
       const [command, ...args] = parts.wrap(argv);

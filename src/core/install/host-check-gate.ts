@@ -1,12 +1,15 @@
 import { checkHost } from '../check/check-host.js';
 import { CHECK_IDS, type CheckId, type CheckResult } from '../check/check-result.js';
 import { ApertusError } from '../errors.js';
+import type { GpuInventory } from '../gpu/gpu-inventory.js';
 import type { Transport } from '../host/transport.js';
 
 export interface HostCheckOutcome {
   results: CheckResult[];
   /** Failed checks the operator chose to skip; the install report records them. */
   skipped: Array<{ id: CheckId; detail: string }>;
+  /** The host's GPUs as probed: vLLM services are launched by them (vllm-services.ts). */
+  gpu?: GpuInventory;
 }
 
 /** Validates --skip-check names before anything connects. */
@@ -57,5 +60,6 @@ export async function gateOnHostCheck(
   return {
     results: report.results,
     skipped: failed.map((r) => ({ id: r.id, detail: r.detail })),
+    ...(report.facts?.gpu ? { gpu: report.facts.gpu } : {}),
   };
 }

@@ -2,6 +2,7 @@ import path from 'node:path/posix';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
+import { type VllmLaunchRecord, vllmLaunchRecord } from '../services/vllm-launch.js';
 import type { HostCheckOutcome } from './host-check-gate.js';
 import type { HostLayout } from './host-layout.js';
 import type { InstallPlan } from './install-plan.js';
@@ -41,7 +42,15 @@ export interface InstallReport {
   /** Packets the host sent through its sink interface during verification (`--count-egress`); null when not counted. */
   offline: { interface: string; packets: number } | null;
   rollback: { to: string | null; healthy: boolean } | null;
-  services: Array<{ name: string; port: number; modelId: string }>;
+  services: Array<{
+    name: string;
+    port: number;
+    modelId: string;
+    /** Container services: the image reference the engine ran. */
+    image?: string;
+    /** vLLM services: the launch flags install chose for this host, and where each came from. */
+    vllm?: VllmLaunchRecord;
+  }>;
 }
 
 export interface ReportInput {
@@ -110,7 +119,14 @@ export async function writeInstallReport(
       name: s.name,
       runtime: s.runtime,
       port: s.port,
-      modelId: s.runtime === 'rag' ? s.chatModel : s.runtime === 'container' ? s.image.reference : s.model.id,
+      modelId:
+        s.runtime === 'rag'
+          ? s.chatModel
+          : s.runtime === 'container'
+            ? (s.openai?.modelId ?? s.image.reference)
+            : s.model.id,
+      ...(s.runtime === 'container' || s.runtime === 'vllm' ? { image: s.image.reference } : {}),
+      ...(s.runtime === 'vllm' ? { vllm: vllmLaunchRecord(s) } : {}),
     })),
   };
 

@@ -45,6 +45,7 @@ import {
   verifyService,
   waitForHealth,
 } from './verify-services.js';
+import { launchVllmServices } from './vllm-services.js';
 
 /** Step ids reported through onProgress, in order; the CLI gives them titles. */
 export const INSTALL_STEPS = [
@@ -69,6 +70,18 @@ export const INSTALL_STEPS = [
   'report',
 ] as const;
 export type InstallStep = (typeof INSTALL_STEPS)[number];
+
+/** Why a verification step has no check to run, when the services started. */
+const NOT_APPLICABLE: Record<VerifyCheckId, string> = {
+  'verify.health': 'no services',
+  'verify.models': 'no model services',
+  'verify.chat': 'no model services',
+  'verify.embeddings': 'the recipe verifies no embeddings',
+  'verify.rag-canary': 'no rag service',
+  'verify.golden': 'no golden prompts in the recipe, or an earlier check failed',
+  'verify.audit': 'no rag service, or an earlier check failed',
+  'verify.offline': 'egress not counted (--count-egress IFACE counts it)',
+};
 
 const VERIFY_STEPS = INSTALL_STEPS.filter((step): step is VerifyCheckId => step.startsWith('verify.'));
 
@@ -221,6 +234,13 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     );
     if (options.dryRun) return { dryRun: true, plan, host: summariseHost(facts), check: hostCheck };
 
+    const services = await launchVllmServices(bundle.config.services, {
+      bundlePath: options.bundlePath,
+      reader,
+      components: bundle.components,
+      gpu: hostCheck.gpu,
+      signal,
+    });
     const unlock = await lockHost(
       transport,
       layout,
@@ -232,7 +252,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         layout,
         facts,
         plan,
-        services: bundle.config.services,
+        services,
         verifySpec: bundle.config.verify,
         hostCheck,
         wheels: { venvs, pythons },
@@ -286,7 +306,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       emit('images', 'start', `${plan.images.length} images`);
       const loaded = await loadImages(transport, layout, plan, signal);
       emit('images', 'ok', loaded.join(', '));
-    }
+    } else emit('images', 'skip', 'no image components');
 
     if (ctx.wheels.venvs.length > 0) {
       emit('wheels', 'start', `${ctx.wheels.venvs.length} venvs`);
@@ -297,7 +317,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         },
       );
       emit('wheels', 'ok', made.map((v) => `${v.venvDir}${v.created ? '' : ' (kept)'}`).join(', '));
-    }
+    } else emit('wheels', 'skip', 'no wheels components');
 
     const previous = plan.release.previous
       ? await readRelease(transport, layout, plan.release.previous)
@@ -356,7 +376,8 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     for (const id of VERIFY_STEPS) {
       const mine = checks.filter((c) => c.id === id);
       const failed = mine.find((c) => c.status === 'fail');
-      if (mine.length === 0) emit(id, 'skip', 'not run');
+      if (mine.length === 0)
+        emit(id, 'skip', startError === null ? NOT_APPLICABLE[id] : 'not run: activation failed');
       else emit(id, failed ? 'fail' : 'ok', summariseChecks(mine, failed));
     }
     const ok = startError === null && checks.every((c) => c.status === 'ok');
@@ -386,6 +407,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       );
     }
 
+    if (ok) emit('rollback', 'skip', 'not needed');
     emit('report', 'start');
     const report = await writeInstallReport(transport, layout, {
       ok,

@@ -84,8 +84,14 @@ export async function verifyService(
   spec: VerifySpec,
   signal?: AbortSignal,
 ): Promise<ServiceCheck[]> {
-  // A plain container service (Qdrant, say) has no checks beyond its health path.
-  if (service.runtime === 'container') return [];
+  // A plain container service (Qdrant, say) has no checks beyond its health path; one
+  // that declares the OpenAI API is checked like a model server.
+  if (service.runtime === 'container') {
+    const { openai } = service;
+    if (!openai) return [];
+    const server = { name: service.name, port: service.port, embeddings: openai.embeddings };
+    return verifyModelService(transport, { ...server, model: { id: openai.modelId } }, spec, signal);
+  }
   return service.runtime === 'rag'
     ? verifyRagService(transport, service, signal)
     : verifyModelService(transport, service, spec, signal);
@@ -93,7 +99,7 @@ export async function verifyService(
 
 async function verifyModelService(
   transport: Transport,
-  service: ModelServiceSpec,
+  service: Pick<ModelServiceSpec, 'name' | 'port' | 'embeddings'> & { model: { id: string } },
   spec: VerifySpec,
   signal?: AbortSignal,
 ): Promise<ServiceCheck[]> {
@@ -174,7 +180,7 @@ export async function verifyGoldenPrompts(
             service.runtime === 'rag'
               ? service.chatModel
               : service.runtime === 'container'
-                ? ''
+                ? (service.openai?.modelId ?? '')
                 : service.model.id,
           prompt: prompt.prompt,
           maxTokens: prompt.maxTokens,

@@ -80,11 +80,58 @@ const ragServiceSchema = z.object({
   maxContextChars: positive.optional(),
   queryPrefix: z.string().optional(),
   passagePrefix: z.string().optional(),
+  qdrant: z.object({ url: z.string().url(), collection: z.string().min(1) }).optional(),
+});
+
+const serviceImageSchema = z.object({ component: z.string().min(1), reference: z.string().min(1) });
+const bindSchema = z.enum(['127.0.0.1', '0.0.0.0']);
+const launchSource = z.enum(['recipe', 'fit', 'default']);
+
+const vllmServiceSchema = z.object({
+  name: z.string().min(1),
+  runtime: z.literal('vllm'),
+  image: serviceImageSchema,
+  model: z.object({ component: z.string().min(1), path: z.string(), id: z.string().min(1) }),
+  port,
+  bind: bindSchema,
+  embeddings: z.boolean(),
+  dtype: z.enum(['auto', 'half', 'bfloat16', 'float16']),
+  maxModelLen: positive.optional(),
+  tensorParallelSize: positive.optional(),
+  gpuMemoryUtilization: z.number().gt(0).max(1).optional(),
+  extraArgs: z.array(z.string()),
+  alternativeImages: z.array(serviceImageSchema).optional(),
+  chosen: z
+    .object({
+      tensorParallelSize: launchSource,
+      maxModelLen: launchSource,
+      gpuMemoryUtilization: launchSource,
+      image: z.enum(['recipe', 'driver']),
+      detail: z.string(),
+    })
+    .optional(),
+});
+
+const containerServiceSchema = z.object({
+  name: z.string().min(1),
+  runtime: z.literal('container'),
+  image: serviceImageSchema,
+  port,
+  containerPort: port,
+  bind: bindSchema,
+  args: z.array(z.string()),
+  env: z.record(z.string(), z.string()),
+  modelComponent: z.string().min(1).optional(),
+  dataDir: z.string().min(1).optional(),
+  healthPath: z.string().min(1),
+  openai: z.object({ modelId: z.string().min(1), embeddings: z.boolean() }).optional(),
 });
 
 const serviceSpecSchema: z.ZodType<ServiceSpec> = z.discriminatedUnion('runtime', [
   llamacppServiceSchema,
   ragServiceSchema,
+  vllmServiceSchema,
+  containerServiceSchema,
 ]);
 
 const verifySpecSchema: z.ZodType<VerifySpec> = z.object({

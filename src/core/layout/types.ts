@@ -47,6 +47,8 @@ export interface RagServiceSpec {
   /** Text put before queries and passages before embedding (e5 models want 'query: ' and 'passage: '). */
   queryPrefix?: string;
   passagePrefix?: string;
+  /** Vectors in a Qdrant server instead of the embedded store. */
+  qdrant?: { url: string; collection: string };
 }
 
 /** What a service needs to run; rendered into a command by src/core/services. */
@@ -74,6 +76,21 @@ export interface VllmServiceSpec {
   tensorParallelSize?: number;
   gpuMemoryUtilization?: number;
   extraArgs: string[];
+  /** More vLLM images for other CUDA versions; install runs the one the host driver supports. */
+  alternativeImages?: ServiceImage[];
+  /** Set by install: what it chose for this host and why (src/core/services/vllm-launch.ts). */
+  chosen?: VllmChoice;
+}
+
+/** Where each launch setting of a vLLM service came from, on the host it was installed on. */
+export interface VllmChoice {
+  tensorParallelSize: 'recipe' | 'fit' | 'default';
+  maxModelLen: 'recipe' | 'fit' | 'default';
+  gpuMemoryUtilization: 'recipe' | 'fit' | 'default';
+  /** 'driver': picked among the service's images by the host's NVIDIA driver. */
+  image: 'recipe' | 'driver';
+  /** One line: the GPUs and driver it was judged against, or why there was no fit. */
+  detail: string;
 }
 
 /** Any image component run as a service (Qdrant, say): not a model server. */
@@ -91,6 +108,8 @@ export interface ContainerServiceSpec {
   /** A path inside the container backed by a host directory that outlives releases. */
   dataDir?: string;
   healthPath: string;
+  /** The image serves the OpenAI API under this model id: verified like a model server. */
+  openai?: { modelId: string; embeddings: boolean };
 }
 
 /** A service that serves a model of the bundle (everything but the RAG service in front). */

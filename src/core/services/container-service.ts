@@ -63,6 +63,7 @@ export function resolveContainerService(
       ...(s.model ? { modelComponent: s.model } : {}),
       ...(s.dataDir ? { dataDir: s.dataDir } : {}),
       healthPath: s.healthPath,
+      ...(s.openai ? { openai: s.openai } : {}),
     };
   }
   if (!recipe.components.some((c) => c.name === s.model && c.kind === 'model')) {
@@ -85,6 +86,13 @@ export function resolveContainerService(
     ...(s.tensorParallelSize === undefined ? {} : { tensorParallelSize: s.tensorParallelSize }),
     ...(s.gpuMemoryUtilization === undefined ? {} : { gpuMemoryUtilization: s.gpuMemoryUtilization }),
     extraArgs: s.extraArgs,
+    ...(s.alternativeImages.length > 0
+      ? {
+          alternativeImages: s.alternativeImages.map((component) =>
+            serviceImage(recipe, recipeFile, s.name, component),
+          ),
+        }
+      : {}),
   };
 }
 

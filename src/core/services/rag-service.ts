@@ -102,6 +102,9 @@ export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): 
     ...optional('--chunk-overlap', 'chunkOverlap', spec.chunkOverlap, 0),
     ...optional('--top-k', 'topK', spec.topK, 1),
     ...optional('--max-context-chars', 'maxContextChars', spec.maxContextChars, 100),
+    ...(spec.qdrant
+      ? ['--store', 'qdrant', '--qdrant-url', spec.qdrant.url, '--qdrant-collection', spec.qdrant.collection]
+      : []),
     ...(spec.queryPrefix ? ['--query-prefix', spec.queryPrefix] : []),
     ...(spec.passagePrefix ? ['--passage-prefix', spec.passagePrefix] : []),
   ];

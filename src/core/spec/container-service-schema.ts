@@ -23,6 +23,12 @@ export const vllmRecipeService = z
     name: serviceName,
     runtime: z.literal('vllm').describe('the GPU runtime: the vllm/vllm-openai image of an image component'),
     image: componentName.describe('the image component holding vllm/vllm-openai'),
+    alternativeImages: z
+      .array(componentName)
+      .default([])
+      .describe(
+        'more image components holding vllm/vllm-openai for other CUDA versions (a -cu129 tag, say): install runs the newest one whose CUDA the host driver supports',
+      ),
     model: componentName.describe('the model component (a Hugging Face model directory), served by path'),
     modelId: z.string().min(1).describe('--served-model-name: the id clients use in the OpenAI API'),
     port,
@@ -81,6 +87,16 @@ export const containerRecipeService = z
       .regex(/^\//)
       .default('/')
       .describe('HTTP path that answers 200 once the service is up'),
+    openai: z
+      .object({
+        modelId: z.string().min(1).describe('the model id the image serves in /v1/models'),
+        embeddings: z.boolean().default(false).describe('it also serves /v1/embeddings'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'the image serves the OpenAI API: install verifies it like a model server (model listed, chat, embeddings)',
+      ),
   })
   .strict();
 

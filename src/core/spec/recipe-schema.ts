@@ -164,6 +164,18 @@ const ragService = z
       .string()
       .optional()
       .describe('put before passages before embedding (e5 models: "passage: ")'),
+    qdrant: z
+      .object({
+        service: name.describe('the container service running Qdrant'),
+        collection: z
+          .string()
+          .regex(/^[A-Za-z0-9_-]{1,64}$/, 'letters, digits, _ and -')
+          .default('apertus')
+          .describe('the Qdrant collection'),
+      })
+      .strict()
+      .optional()
+      .describe('keep the vectors in Qdrant instead of the embedded store (for large collections)'),
   })
   .strict();
 
@@ -277,6 +289,15 @@ export const recipeSchema = z
             message: `no image component named "${s.image}" (components: ${[...components].join(', ')})`,
           });
         }
+        (s.runtime === 'vllm' ? s.alternativeImages : []).forEach((image, j) => {
+          if (kindOf(image) !== 'image') {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['services', i, 'alternativeImages', j],
+              message: `no image component named "${image}" (components: ${[...components].join(', ')})`,
+            });
+          }
+        });
         if (
           s.model !== undefined &&
           (s.runtime === 'vllm' ? kindOf(s.model) !== 'model' : !components.has(s.model))
@@ -311,6 +332,13 @@ export const recipeSchema = z
             message: `no model service named "${wanted}" (model services: ${modelServiceNames(recipe.services)})`,
           });
         }
+      }
+      if (s.qdrant && services.get(s.qdrant.service)?.runtime !== 'container') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['services', i, 'qdrant', 'service'],
+          message: `no container service named "${s.qdrant.service}" to keep the vectors in`,
+        });
       }
       const embedder = services.get(s.embeddings ?? s.chat);
       if ((embedder?.runtime === 'llamacpp' || embedder?.runtime === 'vllm') && !embedder.embeddings) {

@@ -211,6 +211,13 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         },
       );
     }
+    if (options.egressInterface !== undefined) {
+      // A wrong interface name fails here, before anything is sent, not after the upload.
+      await readTxPackets(transport, options.egressInterface, signal).catch((error: unknown) => {
+        emit('preflight', 'fail', `no interface ${options.egressInterface} to count egress on`);
+        throw error;
+      });
+    }
     for (const rag of bundle.config.services.filter((s) => s.runtime === 'rag')) {
       await checkRagCollectionLock(
         transport,

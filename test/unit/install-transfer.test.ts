@@ -19,7 +19,7 @@ afterAll(async () => {
 const content = Buffer.from('a blob of the bundle\n'.repeat(5000));
 const digest = `sha256:${createHash('sha256').update(content).digest('hex')}`;
 
-async function transfer(root: string, bytes: Buffer, resumeFrom = 0) {
+async function transfer(root: string, bytes: Buffer, resumeFrom = 0, size = bytes.length) {
   const transport = createLocalTransport();
   const sent: number[] = [];
   try {
@@ -29,7 +29,7 @@ async function transfer(root: string, bytes: Buffer, resumeFrom = 0) {
         transport,
         layout: hostLayout(root),
         hashTool: 'sha256sum',
-        uploads: [{ digest, size: bytes.length, resumeFrom }],
+        uploads: [{ digest, size, resumeFrom }],
         openBlob: (_digest, start) => Readable.from([bytes.subarray(start)]),
         onProgress: (event) => {
           if (event.bytes) sent.push(event.bytes.done);
@@ -69,5 +69,43 @@ describe('blob transfer onto a host (local transport)', () => {
     expect(result.bytes).toBe(content.length - half);
     expect(await readFile(path.join(store, digest.slice(7)))).toEqual(content);
     expect(await readdir(store)).toEqual([digest.slice(7)]);
+  });
+
+  it('keeps what arrived of an upload cut short, and the next transfer resumes from it', async () => {
+    const root = path.join(work, 'cut');
+    const store = path.join(root, 'blobs', 'sha256');
+    const third = Math.floor(content.length / 3);
+    // The stream ends early, as when the connection drops: the host keeps the prefix.
+    await expect(transfer(root, content.subarray(0, third), 0, content.length)).rejects.toMatchObject({
+      code: 'upload-size-mismatch',
+    });
+    expect(await readFile(path.join(store, `.incoming-${digest.slice(7)}`))).toEqual(
+      content.subarray(0, third),
+    );
+    const { result, sent } = await transfer(root, content, third);
+    expect(result.bytes).toBe(content.length - third);
+    expect(sent.at(-1)).toBe(content.length - third);
+    expect(await readFile(path.join(store, digest.slice(7)))).toEqual(content);
+    expect(await readdir(store)).toEqual([digest.slice(7)]);
+  });
+
+  it.each(['openssl', 'shasum'] as const)('verifies with %s as well', async (hashTool) => {
+    const root = path.join(work, hashTool);
+    const transport = createLocalTransport();
+    try {
+      const has = await transport.exec(`command -v ${hashTool}`, { reject: false });
+      if (has.exitCode !== 0) return;
+      await transferBlobs({
+        transport,
+        layout: hostLayout(root),
+        hashTool,
+        uploads: [{ digest, size: content.length, resumeFrom: 0 }],
+        openBlob: (_digest, start) => Readable.from([content.subarray(start)]),
+        onProgress: () => {},
+      });
+      expect(await readFile(path.join(root, 'blobs', 'sha256', digest.slice(7)))).toEqual(content);
+    } finally {
+      await transport.close();
+    }
   });
 });

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
@@ -63,12 +63,18 @@ async function appendUpload(
   onBytes: (done: number) => void,
   signal: AbortSignal | undefined,
 ): Promise<void> {
+  // Counted on the way through, so the transport is the source's only reader (Node warns
+  // against mixing a 'data' listener with another way of consuming the same stream).
   let bytes = 0;
-  source.on('data', (chunk: Buffer) => {
-    bytes += chunk.length;
-    onBytes(bytes);
+  const counted = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      bytes += chunk.length;
+      onBytes(bytes);
+      done(null, chunk);
+    },
   });
-  await transport.exec(`cat >> ${shellQuote([file])}`, { stdin: source, signal });
+  source.once('error', (error) => counted.destroy(error));
+  await transport.exec(`cat >> ${shellQuote([file])}`, { stdin: source.pipe(counted), signal });
 }
 
 /**

@@ -96,7 +96,11 @@ function formatBundleResult(result: BundleResult): string {
       : [
           `  cli        apertus/: apertus ${result.cli.version} on Node ${result.cli.node}, ${result.cli.files} files ${formatBytes(result.cli.bytes)} (--no-cli leaves it out)`,
         ]),
-    `  total      ${formatBytes(plan.totalBytes + (result.cli?.bytes ?? 0))}; needs about that much free disk in ${plan.outPath}`,
+    `  total      ${formatBytes(plan.totalBytes + (result.cli?.bytes ?? 0))}`,
+    ...result.disk.map(
+      (d) =>
+        `  disk       ${d.ok ? 'ok  ' : 'FULL'} needs ${formatBytes(d.neededBytes)}, ${formatBytes(d.freeBytes)} free: ${d.paths.map((p) => `${p.path} (${p.purpose === 'downloads' ? 'downloads, at most' : p.purpose})`).join(', ')}`,
+    ),
   ];
   if (!result.dryRun) {
     lines.push(

@@ -4,6 +4,7 @@ import { readSecretKey } from '../sign/keys.js';
 import { defaultCacheDir } from '../sources/cache-dir.js';
 import { collectCliFiles } from './cli-files.js';
 import { deltaWrite, readDeltaBase } from './delta-bundle.js';
+import { assertDiskRoom, type DiskPlanEntry, planDisk } from './disk-plan.js';
 import type { WrittenSplit } from './part-writer.js';
 import { type BundlePlanSummary, fetchBundle, resolveBundle } from './plan-bundle.js';
 import { writeBundle } from './write-bundle.js';
@@ -40,7 +41,7 @@ export interface CliSummary {
 }
 
 export type BundleResult =
-  | { dryRun: true; plan: BundlePlanSummary; cli: CliSummary | null }
+  | { dryRun: true; plan: BundlePlanSummary; cli: CliSummary | null; disk: DiskPlanEntry[] }
   | {
       dryRun: false;
       plan: BundlePlanSummary;
@@ -56,6 +57,8 @@ export type BundleResult =
       omitted?: { blobs: number; bytes: number };
       /** The CLI carried under apertus/, or null. */
       cli: CliSummary | null;
+      /** What each filesystem needed, checked before the fetch. */
+      disk: DiskPlanEntry[];
     };
 
 /** Plan a recipe, then (unless dry-run) write the bundle: `apertus bundle` in one call. */
@@ -86,7 +89,18 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
   const cliSummary = cli
     ? { files: cli.files.length, bytes: cli.bytes, version: cli.version, node: cli.node }
     : null;
-  if (options.dryRun) return { dryRun: true, plan: resolved.summary, cli: cliSummary };
+  const disk = await planDisk([
+    { purpose: 'bundle', path: options.outDir, bytes: resolved.summary.totalBytes + (cli?.bytes ?? 0) },
+    {
+      purpose: 'downloads',
+      path: planOptions.cacheDir,
+      bytes: resolved.summary.components
+        .filter((c) => c.source.startsWith('hf:') || c.source.startsWith('oci:'))
+        .reduce((sum, c) => sum + c.bytes, 0),
+    },
+  ]);
+  if (options.dryRun) return { dryRun: true, plan: resolved.summary, cli: cliSummary, disk };
+  assertDiskRoom(disk);
 
   options.onProgress?.({ step: 'fetch', status: 'start' });
   const writePlan = await fetchBundle(resolved, planOptions, {
@@ -114,6 +128,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     ...written,
     signed: secretKey !== undefined,
     cli: cliSummary,
+    disk,
     ms: Date.now() - started,
   };
 }

@@ -7,8 +7,10 @@ import { registerDemo } from './commands/demo.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
+import { registerRollback } from './commands/rollback.js';
 import { registerSchema } from './commands/schema.js';
 import { registerSplit } from './commands/split.js';
+import { registerStatus } from './commands/status.js';
 import { registerVerify } from './commands/verify.js';
 import { CommandInterrupted } from './interrupt.js';
 import { type CliIO, processIO } from './io.js';
@@ -36,6 +38,8 @@ export function buildProgram(io: CliIO): Command {
     registerKeys,
     registerCheck,
     registerInstall,
+    registerStatus,
+    registerRollback,
     registerAudit,
     registerDemo,
     registerSchema,

@@ -5,8 +5,8 @@
  * with the same verifier. A record maps onto the format's fields as:
  *
  *   caller          who ran apertus: `<user>@<machine>` of the installing process
- *   method          'INSTALL'
- *   endpoint        `<bundle name>@<version>`
+ *   method          'INSTALL', or 'ROLLBACK' for `apertus rollback`
+ *   endpoint        `<bundle name>@<version>` (for a rollback: the release it went back to)
  *   status          0 when the release went live, 1 when verification failed and it was rolled back
  *   requestSha256   the bundle manifest digest (hex): exactly what was installed
  *   responseSha256  SHA-256 of the install report written under reports/
@@ -70,6 +70,8 @@ export interface InstallAuditEntry {
   reportText: string;
   /** The release `current` points at afterwards; null when none. */
   current: string | null;
+  /** What changed the host; 'INSTALL' when not given. */
+  method?: 'INSTALL' | 'ROLLBACK';
 }
 
 /** Appends one record after `tail` and returns it. */
@@ -84,7 +86,7 @@ export async function appendInstallRecord(
     seq: tail.seq + 1,
     time: new Date().toISOString(),
     caller: `${os.userInfo().username}@${os.hostname()}`,
-    method: 'INSTALL',
+    method: entry.method ?? 'INSTALL',
     endpoint: `${entry.bundle.name}@${entry.bundle.version}`,
     status: entry.ok ? 0 : 1,
     requestSha256: entry.bundle.manifestDigest.replace(/^sha256:/, ''),

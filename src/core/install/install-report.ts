@@ -5,6 +5,7 @@ import type { ServiceSpec } from '../layout/types.js';
 import { type VllmLaunchRecord, vllmLaunchRecord } from '../services/vllm-launch.js';
 import type { HostCheckOutcome } from './host-check-gate.js';
 import type { HostLayout } from './host-layout.js';
+import { writeHostStateScript } from './host-state.js';
 import type { InstallPlan } from './install-plan.js';
 import type { HostFacts } from './preflight.js';
 import type { TransferResult } from './transfer.js';
@@ -137,15 +138,12 @@ export async function writeInstallReport(
     `printf '%s' ${q(installReportText(report))} > ${q(reportPath)}`,
   ];
   if (input.ok) {
-    const state = {
-      current: { ...input.plan.bundle, release: input.plan.release.linkTarget, report: reportPath },
-      previous: input.plan.release.previous,
-      updatedAt: report.finishedAt,
-    };
-    // Written aside and renamed, so a reader never sees half a state file.
     lines.push(
-      `printf '%s\\n' ${q(JSON.stringify(state, null, 2))} > ${q(`${layout.state}.new`)}`,
-      `mv -f ${q(`${layout.state}.new`)} ${q(layout.state)}`,
+      ...writeHostStateScript(layout, {
+        current: { ...input.plan.bundle, release: input.plan.release.linkTarget, report: reportPath },
+        previous: input.plan.release.previous,
+        updatedAt: report.finishedAt,
+      }),
     );
   }
   await transport.exec('sh -s', { stdin: `${lines.join('\n')}\n` });

@@ -1,0 +1,112 @@
+import type { Command } from 'commander';
+import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
+import { type HostStatus, hostStatus } from '../../core/install/host-status.js';
+import type { CliIO } from '../io.js';
+import { formatBytes } from '../output/format.js';
+import { writeJson } from '../output/json-output.js';
+import { ReportedFailure } from '../reported-failure.js';
+import { installTarget } from './install.js';
+
+interface StatusFlags {
+  host?: string;
+  local?: boolean;
+  identity?: string;
+  knownHosts?: string;
+  acceptNewHostKey?: boolean;
+  root?: string;
+  json?: boolean;
+}
+
+export function registerStatus(program: Command, io: CliIO): void {
+  program
+    .command('status')
+    .description(
+      'Show what a host runs: current and previous release, releases on disk, service health, blob store, last audit record, lock',
+    )
+    .option('--host <user@addr[:port]>', 'the host, reached over SSH')
+    .option('--local', 'this machine')
+    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
+    .option(
+      '--known-hosts <file>',
+      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
+    )
+    .option(
+      '--accept-new-host-key',
+      'trust and record the key of a host seen for the first time (never a changed key)',
+    )
+    .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
+    .option('--json', 'print only the JSON status on stdout')
+    .action(async (flags: StatusFlags) => {
+      const result = await hostStatus({ target: installTarget(flags), root: flags.root });
+      if (flags.json) writeJson(io, result);
+      else io.stdout.write(formatHostStatus(result));
+      // A service of the current release that does not answer is a failure scripts must see.
+      if (!result.ok) throw new ReportedFailure();
+    });
+}
+
+export function formatHostStatus(status: HostStatus): string {
+  const where = `${status.root} on ${status.host}`;
+  const lines: string[] = [];
+  if (!status.current) {
+    lines.push(`Nothing installed: no current release under ${where}.`);
+  } else {
+    const c = status.current;
+    lines.push(
+      `${c.name} ${c.version} is current under ${where}`,
+      `  manifest  ${c.manifestDigest}`,
+      `  since     ${c.since ?? `staged ${c.stagedAt}`}`,
+      ...(c.report ? [`  report    ${c.report}`] : []),
+    );
+  }
+  if (status.previous) {
+    lines.push(
+      `  previous  ${status.previous.release}${status.previous.present ? ' (apertus rollback returns to it)' : ' (no longer on disk)'}`,
+    );
+  }
+  if (status.services.length > 0) {
+    lines.push(
+      '',
+      table(
+        ['SERVICE', 'RUNTIME', 'PORT', 'HEALTH', 'DETAIL'],
+        status.services.map((s) => [
+          s.name,
+          s.runtime,
+          String(s.port),
+          s.health === 'ok' ? 'ok' : 'DOWN',
+          s.detail,
+        ]),
+      ),
+    );
+  }
+  if (status.releases.length > 0) {
+    lines.push(
+      '',
+      table(
+        ['RELEASE', 'VERSION', 'DISK', ''],
+        status.releases.map((r) => [r.name, r.version, formatBytes(r.diskBytes), r.current ? 'current' : '']),
+      ),
+    );
+  }
+  lines.push(
+    '',
+    `blobs     ${status.blobs.count} in the store, ${formatBytes(status.blobs.diskBytes)}`,
+    `audit     ${
+      status.lastAudit
+        ? `last record seq ${status.lastAudit.seq}: ${status.lastAudit.method} ${status.lastAudit.endpoint} status ${status.lastAudit.status} at ${status.lastAudit.time}${status.lastAudit.sound ? '' : ' (its hash does NOT match: run apertus audit verify --installs)'}`
+        : 'no install records'
+    }`,
+    `lock      ${status.lock.held ? `HELD by ${status.lock.holder ?? 'an unknown holder'}` : 'free'}`,
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}

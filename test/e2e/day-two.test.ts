@@ -1,0 +1,323 @@
+/**
+ * Day two on a real air-gapped host (sshd in a network namespace with no route out):
+ * `apertus status` and `apertus rollback` on what `apertus install` left there, run as
+ * bin/apertus.js with real bundles, real services and the host's real audit log.
+ */
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { execa } from 'execa';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
+import { httpRequest } from '../../src/core/host/http-over-transport.js';
+import type { HostStatus } from '../../src/core/install/host-status.js';
+import type { RollbackReport } from '../../src/core/install/rollback-release.js';
+import { hostTargetArgs, sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
+
+const BIN = path.resolve('bin/apertus.js');
+const requirement = sshE2eRequirement();
+
+async function apertus(args: string[]) {
+  const result = await execa(process.execPath, [BIN, ...args], { reject: false, env: { CI: 'true' } });
+  return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
+}
+
+function json<T>(stdout: string): T {
+  return JSON.parse(stdout) as T;
+}
+
+interface AuditLine {
+  seq: number;
+  method: string;
+  endpoint: string;
+  status: number;
+  documents: string[];
+}
+
+describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${requirement.why}`, () => {
+  let work: string;
+  let host: DemoHost;
+  let target: string[];
+  let bundle010: string;
+  let bundle020: string;
+
+  async function auditRecords(): Promise<AuditLine[]> {
+    const text = await readFile(path.join(host.root, 'audit.log'), 'utf8');
+    return text
+      .trimEnd()
+      .split('\n')
+      .map((line) => JSON.parse(line) as AuditLine);
+  }
+
+  /** Every path under the root with the bytes of the files a refused rollback must not touch. */
+  async function hostFiles(): Promise<{ paths: string[]; state: string; audit: string; current: string }> {
+    const entries = await readdir(host.root, { recursive: true, withFileTypes: true });
+    return {
+      paths: entries.map((e) => path.join(e.parentPath, e.name)).sort(),
+      state: await readFile(path.join(host.root, 'state.json'), 'utf8'),
+      audit: await readFile(path.join(host.root, 'audit.log'), 'utf8'),
+      current: await readlink(path.join(host.root, 'current')),
+    };
+  }
+
+  async function healthFromHost(ports: number[]): Promise<number[]> {
+    const transport = await connectDemoHost(host);
+    try {
+      const statuses: number[] = [];
+      for (const port of ports) {
+        statuses.push((await httpRequest(transport, { port, path: '/health', timeoutMs: 10_000 })).status);
+      }
+      return statuses;
+    } finally {
+      await transport.close();
+    }
+  }
+
+  beforeAll(async () => {
+    work = await mkdtemp(path.join(os.tmpdir(), 'apertus-day-two-'));
+    host = await createDemoHost({ workDir: path.join(work, 'host'), mode: 'netns' });
+    target = hostTargetArgs(host);
+    bundle010 = await bundleRecipe('bundles/demo', 'out-0.1.0');
+    // 0.2.0: another version, chat prompt and model port, so that a squatter can hold a
+    // port only 0.2.0 uses while 0.1.0 serves.
+    const recipeDir = path.join(work, 'recipe-0.2.0');
+    await cp('bundles/demo', recipeDir, { recursive: true });
+    const recipe = await readFile(path.join(recipeDir, 'apertus.yaml'), 'utf8');
+    const changed = recipe
+      .replace('version: 0.1.0', 'version: 0.2.0')
+      .replace('prompt: Say hello to the air gap.', 'prompt: Greet the operators of day two.')
+      .replace('port: 18080', 'port: 18081');
+    expect(changed.match(/0\.2\.0|day two|18081/g)).toHaveLength(3);
+    await writeFile(path.join(recipeDir, 'apertus.yaml'), changed);
+    bundle020 = await bundleRecipe(recipeDir, 'out-0.2.0');
+  });
+
+  async function bundleRecipe(recipeDir: string, out: string): Promise<string> {
+    await mkdir(path.join(work, out), { recursive: true });
+    const bundled = await apertus(['bundle', recipeDir, '-o', path.join(work, out), '--no-cli', '--json']);
+    expect(bundled.exitCode, bundled.stderr).toBe(0);
+    return json<{ path: string }>(bundled.stdout).path;
+  }
+
+  afterAll(async () => {
+    await host?.teardown();
+    if (work) await rm(work, { recursive: true, force: true });
+  });
+
+  it('status on a fresh host says nothing is installed, exit 0', async () => {
+    const status = await apertus(['status', ...target, '--json']);
+    expect(status.exitCode, status.stderr).toBe(0);
+    expect(json<HostStatus>(status.stdout)).toMatchObject({
+      ok: true,
+      installed: false,
+      current: null,
+      previous: null,
+      releases: [],
+      services: [],
+      blobs: { count: 0 },
+      lastAudit: null,
+      lock: { held: false, holder: null },
+    });
+    const text = await apertus(['status', ...target]);
+    expect(text.exitCode).toBe(0);
+    expect(text.stdout).toContain('Nothing installed');
+
+    const rollback = await apertus(['rollback', ...target, '--json']);
+    expect(rollback.exitCode).toBe(1);
+    expect(json<{ error: { code: string } }>(rollback.stdout).error.code).toBe('nothing-installed');
+  });
+
+  it('after installs of 0.1.0 and 0.2.0, status shows 0.2.0 current with both services answering', async () => {
+    for (const bundle of [bundle010, bundle020]) {
+      const installed = await apertus(['install', bundle, ...target, '--json']);
+      expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+    }
+    const result = await apertus(['status', ...target, '--json']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    const status = json<HostStatus>(result.stdout);
+    expect(status).toMatchObject({
+      ok: true,
+      installed: true,
+      current: {
+        name: 'demo',
+        version: '0.2.0',
+        release: 'releases/demo/0.2.0',
+        manifestDigest: expect.stringMatching(/^sha256:[0-9a-f]{64}$/),
+        report: expect.stringContaining(path.join(host.root, 'reports', 'install-')),
+      },
+      previous: { release: 'releases/demo/0.1.0', version: '0.1.0', present: true },
+      lastAudit: { seq: 2, method: 'INSTALL', endpoint: 'demo@0.2.0', status: 0, sound: true },
+      lock: { held: false, holder: null },
+    });
+    expect(status.services.map((s) => [s.name, s.port, s.health])).toEqual([
+      ['llm', 18081, 'ok'],
+      ['rag', 18090, 'ok'],
+    ]);
+    expect(status.releases.map((r) => [r.version, r.current])).toEqual([
+      ['0.1.0', false],
+      ['0.2.0', true],
+    ]);
+    expect(status.releases.every((r) => r.diskBytes > 0)).toBe(true);
+    const blobs = await readdir(path.join(host.root, 'blobs', 'sha256'));
+    expect(status.blobs.count).toBe(blobs.filter((b) => !b.startsWith('.')).length);
+    expect(status.blobs.diskBytes).toBeGreaterThan(0);
+
+    const text = await apertus(['status', ...target]);
+    expect(text.exitCode).toBe(0);
+    expect(text.stdout).toContain('demo 0.2.0 is current');
+    expect(text.stdout).toMatch(/llm\s+llamacpp\s+18081\s+ok/);
+  });
+
+  it('rollback goes back to 0.1.0, serving, with a report, state.json and a ROLLBACK audit record', async () => {
+    const result = await apertus(['rollback', ...target, '--json']);
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0);
+    const report = json<RollbackReport>(result.stdout);
+    expect(report).toMatchObject({
+      ok: true,
+      from: { version: '0.2.0', release: 'releases/demo/0.2.0' },
+      to: { version: '0.1.0', release: 'releases/demo/0.1.0' },
+      activateError: null,
+      restored: null,
+      current: 'releases/demo/0.1.0',
+    });
+    expect(report.checks.map((c) => [c.id, c.service, c.status])).toEqual([
+      ['verify.health', 'llm', 'ok'],
+      ['verify.models', 'llm', 'ok'],
+      ['verify.health', 'rag', 'ok'],
+      ['verify.models', 'rag', 'ok'],
+    ]);
+    expect(path.basename(report.path)).toMatch(/^rollback-.*-demo-0\.1\.0\.json$/);
+    expect(JSON.parse(await readFile(report.path, 'utf8'))).toEqual(report);
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
+    expect(await healthFromHost([18080, 18090])).toEqual([200, 200]);
+    // 0.2.0's model server is stopped.
+    await expect(healthFromHost([18081])).rejects.toThrow();
+
+    const state = JSON.parse(await readFile(path.join(host.root, 'state.json'), 'utf8'));
+    expect(state).toMatchObject({
+      current: { version: '0.1.0', release: 'releases/demo/0.1.0', report: report.path },
+      previous: 'releases/demo/0.2.0',
+    });
+
+    const status = json<HostStatus>((await apertus(['status', ...target, '--json'])).stdout);
+    expect(status).toMatchObject({
+      ok: true,
+      current: { version: '0.1.0', report: report.path },
+      previous: { version: '0.2.0' },
+      lastAudit: { seq: 3, method: 'ROLLBACK', endpoint: 'demo@0.1.0', status: 0, sound: true },
+    });
+    expect(status.services.map((s) => [s.port, s.health])).toEqual([
+      [18080, 'ok'],
+      [18090, 'ok'],
+    ]);
+
+    const verified = await apertus(['audit', 'verify', '--installs', ...target, '--json']);
+    expect(verified.exitCode, verified.stdout).toBe(0);
+    expect(json<{ ok: boolean; records: number }>(verified.stdout)).toMatchObject({ ok: true, records: 3 });
+    expect((await auditRecords()).at(-1)).toMatchObject({
+      method: 'ROLLBACK',
+      endpoint: 'demo@0.1.0',
+      status: 0,
+      documents: [report.path, 'releases/demo/0.1.0'],
+    });
+  });
+
+  it('refuses --to a version not on the host, and a held lock, leaving the host unchanged', async () => {
+    const before = await hostFiles();
+    const missing = await apertus(['rollback', ...target, '--to', '9.9.9', '--json']);
+    expect(missing.exitCode).toBe(2);
+    const error = json<{ error: { code: string; message: string; hint: string } }>(missing.stdout).error;
+    expect(error.code).toBe('rollback-target-missing');
+    expect(error.message).toContain('9.9.9');
+    expect(error.hint).toContain('0.2.0');
+    expect(await hostFiles()).toEqual(before);
+
+    const lock = path.join(host.root, '.install.lock');
+    await mkdir(lock);
+    await writeFile(path.join(lock, 'holder'), 'apertus install of demo 0.3.0 by ops@bastion\n');
+    try {
+      const busy = await apertus(['rollback', ...target, '--json']);
+      expect(busy.exitCode).toBe(1);
+      expect(json<{ error: { code: string; hint: string } }>(busy.stdout).error).toMatchObject({
+        code: 'host-busy',
+        hint: expect.stringContaining(`rm -r ${lock}`),
+      });
+      const status = json<HostStatus>((await apertus(['status', ...target, '--json'])).stdout);
+      expect(status.lock).toEqual({ held: true, holder: 'apertus install of demo 0.3.0 by ops@bastion' });
+    } finally {
+      await rm(lock, { recursive: true, force: true });
+    }
+    expect(await hostFiles()).toEqual(before);
+    expect(await healthFromHost([18080, 18090])).toEqual([200, 200]);
+  });
+
+  it('when the target does not come up, restores the release that was current, serving', async () => {
+    // Something that is not ours holds 0.2.0's model port: its services cannot start.
+    const squatter = await startHttpServerOnHost(host, 18081);
+    try {
+      const result = await apertus(['rollback', ...target, '--to', '0.2.0', '--json']);
+      expect(result.exitCode).toBe(1);
+      const error = json<{ error: { code: string; message: string; details: { report: RollbackReport } } }>(
+        result.stdout,
+      ).error;
+      expect(error.code).toBe('rollback-verification-failed');
+      expect(error.message).toContain('host-port-in-use');
+      expect(error.message).toContain('Restored releases/demo/0.1.0');
+      expect(error.details.report).toMatchObject({
+        ok: false,
+        restored: { to: 'releases/demo/0.1.0', healthy: true },
+        current: 'releases/demo/0.1.0',
+      });
+    } finally {
+      squatter.stop();
+    }
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
+    expect(await healthFromHost([18080, 18090])).toEqual([200, 200]);
+    const state = JSON.parse(await readFile(path.join(host.root, 'state.json'), 'utf8'));
+    expect(state).toMatchObject({ current: { version: '0.1.0' }, previous: 'releases/demo/0.2.0' });
+
+    const verified = await apertus(['audit', 'verify', '--installs', ...target, '--json']);
+    expect(verified.exitCode, verified.stdout).toBe(0);
+    expect((await auditRecords()).at(-1)).toMatchObject({
+      seq: 4,
+      method: 'ROLLBACK',
+      endpoint: 'demo@0.2.0',
+      status: 1,
+      documents: [expect.stringContaining('rollback-'), 'releases/demo/0.1.0'],
+    });
+  });
+
+  it('rollback --to 0.2.0 in plain text: steps on stderr, the outcome on stdout', async () => {
+    const result = await apertus(['rollback', ...target, '--to', '0.2.0']);
+    expect(result.exitCode, result.stderr).toBe(0);
+    expect(result.stdout).toContain('Rolled back to demo 0.2.0');
+    expect(result.stdout).toContain('(from 0.1.0)');
+    expect(result.stdout).toMatch(/ok\s+verify\.models llm: apertus-demo-tiny listed/);
+    expect(result.stderr).toContain('Stop current services');
+    expect(result.stderr).toContain('current -> releases/demo/0.2.0');
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.2.0');
+    expect(await healthFromHost([18081, 18090])).toEqual([200, 200]);
+  });
+
+  it('status exits 1 when a service of the current release does not answer', async () => {
+    const transport = await connectDemoHost(host);
+    try {
+      // SIGTERM to the supervisor stops the service for good (it restarts only a child that exits).
+      await transport.exec(`kill $(cat ${path.join(host.root, 'run', 'rag.pid')})`);
+    } finally {
+      await transport.close();
+    }
+    const result = await apertus(['status', ...target, '--json']);
+    expect(result.exitCode).toBe(1);
+    const status = json<HostStatus>(result.stdout);
+    expect(status.ok).toBe(false);
+    expect(status.current?.version).toBe('0.2.0');
+    expect(status.services.map((s) => [s.name, s.health])).toEqual([
+      ['llm', 'ok'],
+      ['rag', 'fail'],
+    ]);
+    const text = await apertus(['status', ...target]);
+    expect(text.exitCode).toBe(1);
+    expect(text.stdout).toMatch(/rag\s+rag\s+18090\s+DOWN/);
+  });
+});

@@ -7,7 +7,7 @@ import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { runSteps } from '../output/run-steps.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { installTarget } from './install.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
 
 interface AuditVerifyFlags {
   host?: string;
@@ -25,26 +25,18 @@ export function registerAudit(program: Command, io: CliIO): void {
   const audit = program
     .command('audit')
     .description("Check a host's tamper-evident audit logs: the RAG service's requests, or the installs");
-  audit
-    .command('verify')
-    .description('Verify the hash chain of the audit log on a host; name the first broken record')
-    .option('--host <user@addr[:port]>', 'the host, reached over SSH')
-    .option('--local', 'this machine')
+  withHostTargetOptions(
+    audit
+      .command('verify')
+      .description('Verify the hash chain of the audit log on a host; name the first broken record'),
+    'this machine',
+  )
     .option('--root <dir>', `install root on the host (default ${DEFAULT_HOST_ROOT})`)
     .option('--log <path>', 'the audit log on the host (default <root>/data/rag/audit.log)')
     .option('--installs', 'verify the log of installs, <root>/audit.log, instead of the RAG log')
-    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
-    .option(
-      '--known-hosts <file>',
-      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
-    )
-    .option(
-      '--accept-new-host-key',
-      'trust and record the key of a host seen for the first time (never a changed key)',
-    )
     .option('--json', 'print only the JSON result on stdout')
     .action(async (flags: AuditVerifyFlags) => {
-      const target = installTarget(flags);
+      const target = hostTarget(flags);
       if (flags.installs && flags.log) {
         throw new ApertusError('usage', '--installs and --log exclude each other.', {
           hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',

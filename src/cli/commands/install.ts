@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
-import { ApertusError } from '../../core/errors.js';
 import { parseSkipChecks } from '../../core/install/host-check-gate.js';
 import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
 import { INSTALL_STEPS, type InstallResult, install } from '../../core/install/install.js';
-import type { InstallTarget } from '../../core/install/target.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { runSteps, type StepDefinition } from '../output/run-steps.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
 
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   'verify-bundle': 'Verify bundle',
@@ -52,26 +51,18 @@ interface InstallFlags {
 }
 
 export function registerInstall(program: Command, io: CliIO): void {
-  program
-    .command('install')
-    .description(
-      'Install a bundle onto a host over SSH (or --local), start its services and prove they answer',
-    )
-    .argument(
-      '<bundle>',
-      'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
-    )
-    .option('--host <user@addr[:port]>', 'the target host, reached over SSH')
-    .option('--local', 'install on this machine instead (the operator sits at the GPU host)')
-    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
-    .option(
-      '--known-hosts <file>',
-      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
-    )
-    .option(
-      '--accept-new-host-key',
-      'trust and record the key of a host seen for the first time (never a changed key)',
-    )
+  withHostTargetOptions(
+    program
+      .command('install')
+      .description(
+        'Install a bundle onto a host over SSH (or --local), start its services and prove they answer',
+      )
+      .argument(
+        '<bundle>',
+        'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
+      ),
+    'install on this machine instead (the operator sits at the GPU host)',
+  )
     .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
     .option('--key <file>', 'minisign public key the bundle signature must verify with')
     .option(
@@ -86,7 +77,7 @@ export function registerInstall(program: Command, io: CliIO): void {
     )
     .option('--json', 'print only the JSON report on stdout')
     .action(async (bundlePath: string, flags: InstallFlags) => {
-      const target = installTarget(flags);
+      const target = hostTarget(flags);
       const skipChecks = parseSkipChecks(flags.skipCheck ?? []);
       const mode = chooseRendererMode(io, flags);
       const result = await runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
@@ -104,29 +95,6 @@ export function registerInstall(program: Command, io: CliIO): void {
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatInstallResult(result));
     });
-}
-
-export function installTarget(
-  flags: Pick<InstallFlags, 'host' | 'local' | 'identity' | 'knownHosts' | 'acceptNewHostKey'>,
-): InstallTarget {
-  if (flags.host && flags.local) {
-    throw new ApertusError('usage', '--host and --local exclude each other.', {
-      hint: 'Pass --host USER@ADDR to install over SSH, or --local to install on this machine.',
-    });
-  }
-  if (flags.local) return { kind: 'local' };
-  if (!flags.host) {
-    throw new ApertusError('usage', 'No target host.', {
-      hint: 'Pass --host USER@ADDR[:PORT] (SSH) or --local (this machine).',
-    });
-  }
-  return {
-    kind: 'ssh',
-    address: flags.host,
-    identityFile: flags.identity,
-    knownHostsFile: flags.knownHosts,
-    acceptNewHostKey: flags.acceptNewHostKey,
-  };
 }
 
 export function formatInstallResult(result: InstallResult): string {

@@ -5,7 +5,7 @@ import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { runSteps, type StepDefinition } from '../output/run-steps.js';
-import { installTarget } from './install.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
 
 const TITLES: Record<(typeof ROLLBACK_STEPS)[number], string> = {
   connect: 'Connect',
@@ -32,27 +32,19 @@ interface RollbackFlags {
 }
 
 export function registerRollback(program: Command, io: CliIO): void {
-  program
-    .command('rollback')
-    .description(
-      'Switch a host back to its previous release (or --to VERSION) and prove it answers; put back the current one if it does not',
-    )
-    .option('--host <user@addr[:port]>', 'the host, reached over SSH')
-    .option('--local', 'this machine')
-    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
-    .option(
-      '--known-hosts <file>',
-      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
-    )
-    .option(
-      '--accept-new-host-key',
-      'trust and record the key of a host seen for the first time (never a changed key)',
-    )
+  withHostTargetOptions(
+    program
+      .command('rollback')
+      .description(
+        'Switch a host back to its previous release (or --to VERSION) and prove it answers; put back the current one if it does not',
+      ),
+    'this machine',
+  )
     .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
     .option('--to <version>', 'a release of the same bundle on the host (`apertus status` lists them)')
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: RollbackFlags) => {
-      const target = installTarget(flags);
+      const target = hostTarget(flags);
       const report = await runSteps(io, chooseRendererMode(io, flags), STEPS, (onProgress) =>
         rollbackRelease({ target, root: flags.root, to: flags.to, onProgress }),
       );

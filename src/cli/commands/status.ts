@@ -5,7 +5,7 @@ import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { installTarget } from './install.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
 
 interface StatusFlags {
   host?: string;
@@ -18,26 +18,18 @@ interface StatusFlags {
 }
 
 export function registerStatus(program: Command, io: CliIO): void {
-  program
-    .command('status')
-    .description(
-      'Show what a host runs: current and previous release, releases on disk, service health, blob store, last audit record, lock',
-    )
-    .option('--host <user@addr[:port]>', 'the host, reached over SSH')
-    .option('--local', 'this machine')
-    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
-    .option(
-      '--known-hosts <file>',
-      'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
-    )
-    .option(
-      '--accept-new-host-key',
-      'trust and record the key of a host seen for the first time (never a changed key)',
-    )
+  withHostTargetOptions(
+    program
+      .command('status')
+      .description(
+        'Show what a host runs: current and previous release, releases on disk, service health, blob store, last audit record, lock',
+      ),
+    'this machine',
+  )
     .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
     .option('--json', 'print only the JSON status on stdout')
     .action(async (flags: StatusFlags) => {
-      const result = await hostStatus({ target: installTarget(flags), root: flags.root });
+      const result = await hostStatus({ target: hostTarget(flags), root: flags.root });
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatHostStatus(result));
       // A service of the current release that does not answer is a failure scripts must see.

@@ -88,6 +88,17 @@ export async function rollbackRelease(options: RollbackOptions): Promise<Rollbac
   emit('connect', 'ok', transport.description);
   try {
     emit('lock', 'start');
+    // A root that does not exist holds nothing to roll back to: say so without creating it.
+    const rootExists = await transport.exec(shellQuote(['test', '-d', layout.root]), {
+      reject: false,
+      signal,
+    });
+    if (rootExists.exitCode !== 0) {
+      await chooseTarget(transport, layout, options.to, signal).catch((error: unknown) => {
+        emit('lock', 'fail', isApertusError(error) ? error.code : undefined);
+        throw error;
+      });
+    }
     const unlock = await lockHost(
       transport,
       layout,

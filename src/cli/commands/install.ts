@@ -7,7 +7,7 @@ import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { runSteps, type StepDefinition } from '../output/run-steps.js';
-import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   'verify-bundle': 'Verify bundle',
@@ -36,12 +36,7 @@ export const INSTALL_STEP_DEFINITIONS: StepDefinition[] = INSTALL_STEPS.map((id)
   title: TITLES[id],
 }));
 
-interface InstallFlags {
-  host?: string;
-  local?: boolean;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
+interface InstallFlags extends HostTargetFlags {
   root?: string;
   key?: string;
   skipCheck?: string[];

@@ -5,7 +5,7 @@ import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { runSteps, type StepDefinition } from '../output/run-steps.js';
-import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
 const TITLES: Record<(typeof ROLLBACK_STEPS)[number], string> = {
   connect: 'Connect',
@@ -20,12 +20,7 @@ const TITLES: Record<(typeof ROLLBACK_STEPS)[number], string> = {
 
 const STEPS: StepDefinition[] = ROLLBACK_STEPS.map((id) => ({ id, title: TITLES[id] }));
 
-interface RollbackFlags {
-  host?: string;
-  local?: boolean;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
+interface RollbackFlags extends HostTargetFlags {
   root?: string;
   to?: string;
   json?: boolean;

@@ -5,14 +5,9 @@ import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
-interface StatusFlags {
-  host?: string;
-  local?: boolean;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
+interface StatusFlags extends HostTargetFlags {
   root?: string;
   json?: boolean;
 }

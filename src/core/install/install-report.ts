@@ -69,6 +69,20 @@ export interface ReportInput {
   services: ServiceSpec[];
 }
 
+/** `<root>/reports/<kind>-<UTC stamp>-<name>-<version>.json`: sorted by time, named for what ran. */
+export function reportFilePath(
+  layout: HostLayout,
+  kind: 'install' | 'rollback',
+  at: Date,
+  bundle: { name: string; version: string },
+): string {
+  const stamp = at
+    .toISOString()
+    .replaceAll(':', '')
+    .replace(/\.\d+Z$/, 'Z');
+  return path.join(layout.reports, `${kind}-${stamp}-${bundle.name}-${bundle.version}.json`);
+}
+
 /** The report file's exact bytes (the install audit record holds their hash). */
 export function installReportText(report: InstallReport): string {
   return `${JSON.stringify(report, null, 2)}\n`;
@@ -81,14 +95,7 @@ export async function writeInstallReport(
   input: ReportInput,
 ): Promise<InstallReport> {
   const finishedAt = new Date();
-  const stamp = finishedAt
-    .toISOString()
-    .replaceAll(':', '')
-    .replace(/\.\d+Z$/, 'Z');
-  const reportPath = path.join(
-    layout.reports,
-    `install-${stamp}-${input.plan.bundle.name}-${input.plan.bundle.version}.json`,
-  );
+  const reportPath = reportFilePath(layout, 'install', finishedAt, input.plan.bundle);
   const report: InstallReport = {
     ok: input.ok,
     path: reportPath,

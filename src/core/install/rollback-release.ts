@@ -9,6 +9,7 @@ import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from './host-layout.js
 import { lockHost } from './host-lock.js';
 import { readCurrentLink, readHostState, writeHostStateScript } from './host-state.js';
 import { appendInstallRecord, readAuditTail } from './install-audit.js';
+import { reportFilePath } from './install-report.js';
 import type { ServiceManager } from './preflight.js';
 import {
   assertPortsFree,
@@ -328,14 +329,7 @@ async function applyRollback(
 
   emit('report', 'start');
   const finishedAt = new Date();
-  const stamp = finishedAt
-    .toISOString()
-    .replaceAll(':', '')
-    .replace(/\.\d+Z$/, 'Z');
-  const reportPath = path.join(
-    layout.reports,
-    `rollback-${stamp}-${to.record.name}-${to.record.version}.json`,
-  );
+  const reportPath = reportFilePath(layout, 'rollback', finishedAt, to.record);
   const ref = (r: Located): ReleaseRef => ({
     name: r.record.name,
     version: r.record.version,

@@ -5,9 +5,11 @@
  * Authorization header sent to the Hub's own origin; every text that leaves this module
  * (error messages, hints, details) passes through `redact` first.
  */
+
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApertusError } from '../../errors.js';
+import { getFollowingRedirects } from '../redirected-get.js';
 import { SourceUnavailableError, withRetries } from '../retry.js';
 import type { SourceContext } from '../types.js';
 import { hfHomeDir } from './local-hf-cache.js';
@@ -176,45 +178,36 @@ export async function createHubClient(options: HubClientOptions): Promise<HubCli
     url: string,
     init: { signal?: AbortSignal | undefined; headers?: Record<string, string> },
   ): Promise<{ response: Response; hubHeaders: Headers; fromHub: boolean }> => {
-    let current = new URL(url);
     let hubHeaders: Headers | undefined;
-    for (let hop = 0; ; hop++) {
-      const headers: Record<string, string> = {
-        'user-agent': USER_AGENT,
-        // Byte offsets for Range and sizes must be those of the stored file (§2.2, §2.4).
-        'accept-encoding': 'identity',
-        ...init.headers,
-      };
+    const { response, url: last } = await getFollowingRedirects(url, {
+      origin,
       // §2.2: "If url domain is different => we are downloading from a CDN => url is signed
-      // => don't send auth". Comparing whole origins also keeps it off an http downgrade.
-      if (token && current.origin === origin) headers.authorization = `Bearer ${token}`;
-      let response: Response;
-      try {
-        response = await fetch(current, {
-          method: 'GET',
-          headers,
-          redirect: 'manual',
-          ...(init.signal ? { signal: init.signal } : {}),
-        });
-      } catch (error) {
-        init.signal?.throwIfAborted();
-        throw unreachable(current, error);
-      }
-      if (current.origin === origin) hubHeaders = response.headers;
-      const location = response.headers.get('location');
-      if (response.status >= 300 && response.status < 400 && location !== null) {
-        await response.body?.cancel().catch(() => {});
-        if (hop >= MAX_REDIRECTS) {
-          throw new ApertusError('hf-bad-response', redact(`Too many redirects from ${url}.`), {
+      // => don't send auth". Byte offsets for Range and sizes are those of the stored file (§2.2, §2.4).
+      authorization: token ? `Bearer ${token}` : undefined,
+      userAgent: USER_AGENT,
+      headers: init.headers,
+      signal: init.signal,
+      maxRedirects: MAX_REDIRECTS,
+      unreachable,
+      tooManyRedirects: () =>
+        new ApertusError('hf-bad-response', redact(`Too many redirects from ${url}.`), {
+          kind: 'operation',
+          hint: 'A proxy or mirror in between redirects in a loop; check HF_ENDPOINT and the proxy settings.',
+        }),
+      downgraded: (to) =>
+        new ApertusError(
+          'hf-bad-response',
+          redact(`${url} redirected to the plain-HTTP address ${to.origin}.`),
+          {
             kind: 'operation',
-            hint: 'A proxy or mirror in between redirects in a loop; check HF_ENDPOINT and the proxy settings.',
-          });
-        }
-        current = new URL(location, current);
-        continue;
-      }
-      return { response, hubHeaders: hubHeaders ?? response.headers, fromHub: current.origin === origin };
-    }
+            hint: 'Check HF_ENDPOINT and the proxy configuration; apertus does not downgrade to HTTP.',
+          },
+        ),
+      onResponse: (at, response) => {
+        if (at.origin === origin) hubHeaders = response.headers;
+      },
+    });
+    return { response, hubHeaders: hubHeaders ?? response.headers, fromHub: last.origin === origin };
   };
 
   const fail = async (response: Response, target: HubTarget): Promise<never> => {

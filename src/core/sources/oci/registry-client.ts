@@ -13,8 +13,10 @@
  * Credentials and tokens go only into Authorization headers. Every text that leaves this
  * module (error messages, hints, details) passes through `redact` first.
  */
+
 import { createHash } from 'node:crypto';
 import { ApertusError } from '../../errors.js';
+import { getFollowingRedirects } from '../redirected-get.js';
 import { SourceUnavailableError, withRetries } from '../retry.js';
 import type { SourceContext } from '../types.js';
 import {
@@ -141,53 +143,30 @@ export async function createRegistryClient(options: RegistryClientOptions): Prom
     url: string,
     init: { signal?: AbortSignal | undefined; headers?: Record<string, string> },
   ): Promise<Response> => {
-    let current = new URL(url);
-    for (let hop = 0; ; hop++) {
-      const headers: Record<string, string> = {
-        'user-agent': USER_AGENT,
-        // Byte offsets for Range and digests are those of the stored blob.
-        'accept-encoding': 'identity',
-        ...init.headers,
-      };
-      if (authorization !== undefined && current.origin === origin) headers.authorization = authorization;
-      let response: Response;
-      try {
-        response = await fetch(current, {
-          method: 'GET',
-          headers,
-          redirect: 'manual',
-          ...(init.signal ? { signal: init.signal } : {}),
-        });
-      } catch (error) {
-        init.signal?.throwIfAborted();
-        throw unreachable(current, error);
-      }
-      const location = response.headers.get('location');
-      if (response.status >= 300 && response.status < 400 && location !== null) {
-        await discard(response);
-        if (hop >= MAX_REDIRECTS) {
-          throw new ApertusError('oci-bad-response', redact(`Too many redirects from ${url}.`), {
+    const { response } = await getFollowingRedirects(url, {
+      origin,
+      authorization,
+      userAgent: USER_AGENT,
+      headers: init.headers,
+      signal: init.signal,
+      maxRedirects: MAX_REDIRECTS,
+      unreachable,
+      tooManyRedirects: () =>
+        new ApertusError('oci-bad-response', redact(`Too many redirects from ${url}.`), {
+          kind: 'operation',
+          hint: `A proxy or the registry's storage redirects in a loop; check the proxy settings for ${reference.registry}.`,
+        }),
+      downgraded: () =>
+        new ApertusError(
+          'oci-bad-response',
+          redact(`${reference.registry} redirected ${url} to a plain-HTTP address.`),
+          {
             kind: 'operation',
-            hint: `A proxy or the registry's storage redirects in a loop; check the proxy settings for ${reference.registry}.`,
-          });
-        }
-        const next = new URL(location, current);
-        // An https registry must not send us (or our Range) to plain http.
-        if (current.protocol === 'https:' && next.protocol !== 'https:') {
-          throw new ApertusError(
-            'oci-bad-response',
-            redact(`${reference.registry} redirected ${url} to a plain-HTTP address.`),
-            {
-              kind: 'operation',
-              hint: 'Check the registry and proxy configuration; apertus does not downgrade to HTTP.',
-            },
-          );
-        }
-        current = next;
-        continue;
-      }
-      return response;
-    }
+            hint: 'Check the registry and proxy configuration; apertus does not downgrade to HTTP.',
+          },
+        ),
+    });
+    return response;
   };
 
   const fetchToken = async (challenge: AuthChallenge, signal: AbortSignal | undefined): Promise<string> => {

@@ -8,12 +8,12 @@ import { performance } from 'node:perf_hooks';
 import { type BundleWritePlan, writeBundle } from '../core/bundle/write-bundle.js';
 import { connectSsh } from '../core/host/ssh-transport.js';
 import type { Transport } from '../core/host/transport.js';
-import { hostLayout } from '../core/install/host-layout.js';
-import { probeHost } from '../core/install/preflight.js';
-import { transferBlobs } from '../core/install/transfer.js';
 import { openBundle } from '../core/layout/bundle-reader.js';
 import { blobPath, digestFromBlobPath } from '../core/layout/names.js';
 import { readSecretKey } from '../core/sign/keys.js';
+import { transferBlobs } from '../core/target/blob-store.js';
+import { hostLayout } from '../core/target/layout.js';
+import { probeHost } from '../core/target/preflight.js';
 import { verifyBundle } from '../core/verify/verify-bundle.js';
 
 export type WorkerJob =

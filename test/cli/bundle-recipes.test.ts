@@ -16,8 +16,8 @@ import {
   type ContainerHost,
   renderContainerRun,
   renderContainerUnit,
-} from '../../src/core/services/container.js';
-import { containerRunSpec, resolveContainerService } from '../../src/core/services/container-service.js';
+} from '../../src/core/runtimes/container/engine.js';
+import { containerRunSpec, resolveContainerService } from '../../src/core/runtimes/container/service.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { recipeSchema } from '../../src/core/spec/recipe-schema.js';
 import { apertusLikeRepo, type FakeHub, safetensorsFile, startFakeHub } from '../helpers/fake-hub.js';

@@ -18,7 +18,7 @@ import { canonicalJsonBytes } from '../../src/core/layout/canonical-json.js';
 import { sha256Digest } from '../../src/core/layout/manifests.js';
 import { MEDIA_TYPE } from '../../src/core/layout/media-types.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
-import { collectRuntimeFiles } from '../../src/core/services/runtime-files.js';
+import { collectRuntimeFiles } from '../../src/core/runtimes/runtime-files.js';
 import { verifyBundle } from '../../src/core/verify/verify-bundle.js';
 import { fixtureBytes, makeBundleFixture } from '../helpers/bundle-fixture.js';
 import { apertusLikeRepo, type FakeHub, startFakeHub } from '../helpers/fake-hub.js';

@@ -9,9 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hostLayout } from '../../src/core/install/host-layout.js';
-import { stopCurrentRelease } from '../../src/core/install/release-control.js';
-import { openTarget } from '../../src/core/install/target.js';
+import { openTarget } from '../../src/core/target/connect.js';
+import { hostLayout } from '../../src/core/target/layout.js';
+import { stopCurrentRelease } from '../../src/core/target/releases.js';
 import { runCli, stripAnsi } from '../helpers/run-cli.js';
 
 const PART_SIZE = 16 * 1024 * 1024;

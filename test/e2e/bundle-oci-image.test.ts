@@ -10,14 +10,14 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../src/core/bundle/write-bundle.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
-import { hostLayout } from '../../src/core/install/host-layout.js';
-import { planInstall } from '../../src/core/install/install-plan.js';
-import { loadImages } from '../../src/core/install/load-images.js';
-import type { HostFacts } from '../../src/core/install/preflight.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { loadBundle } from '../../src/core/layout/load-bundle.js';
+import { planInstall } from '../../src/core/operations/install-plan.js';
 import { fetchOciImage } from '../../src/core/sources/oci/fetch-oci.js';
 import { resolveOci } from '../../src/core/sources/oci/resolve-oci.js';
+import { loadImages } from '../../src/core/target/images.js';
+import { hostLayout } from '../../src/core/target/layout.js';
+import type { HostFacts } from '../../src/core/target/preflight.js';
 import { verifyBundle } from '../../src/core/verify/verify-bundle.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
 import {

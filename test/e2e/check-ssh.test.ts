@@ -9,12 +9,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundle } from '../../src/core/bundle/bundle.js';
-import { checkHost, checkHosts } from '../../src/core/check/check-host.js';
 import type { CheckResult } from '../../src/core/check/check-result.js';
-import { type CheckSubject, loadCheckSubject } from '../../src/core/check/check-subject.js';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import type { Transport } from '../../src/core/host/transport.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
+import { checkHost, checkHosts } from '../../src/core/operations/check.js';
+import { type CheckSubject, loadCheckSubject } from '../../src/core/operations/check-subject.js';
 import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
 import { sshE2eRequirement } from '../helpers/demo-host.js';
 

@@ -18,8 +18,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
 import type { Transport } from '../../src/core/host/transport.js';
-import { containerName } from '../../src/core/services/container.js';
-import { buildRuntimeImage, RUNTIME_IMAGE_PORT } from '../../src/core/services/runtime-image.js';
+import { containerName } from '../../src/core/runtimes/container/engine.js';
+import { buildRuntimeImage, RUNTIME_IMAGE_PORT } from '../../src/core/runtimes/runtime-image.js';
 import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 import {
   podmanRequirement,

@@ -10,8 +10,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
-import type { HostStatus } from '../../src/core/install/host-status.js';
-import type { RollbackReport } from '../../src/core/install/rollback-release.js';
+import type { RollbackReport } from '../../src/core/operations/rollback.js';
+import type { HostStatus } from '../../src/core/operations/status.js';
 import { hostTargetArgs, sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');

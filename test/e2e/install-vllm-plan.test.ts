@@ -10,10 +10,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchVllmServices } from '../../src/core/install/vllm-services.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { loadBundle } from '../../src/core/layout/load-bundle.js';
 import type { VllmServiceSpec } from '../../src/core/layout/types.js';
+import { launchVllmServices } from '../../src/core/runtimes/vllm/launch-services.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 import {
   buildTestImages,

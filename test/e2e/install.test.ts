@@ -10,8 +10,8 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
-import { readTxPackets } from '../../src/core/install/egress-counter.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
+import { readTxPackets } from '../../src/core/target/egress-counter.js';
 import { hostTargetArgs, sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');

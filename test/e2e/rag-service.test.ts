@@ -15,7 +15,7 @@ import { auditVerify } from '../../src/core/audit/audit-verify.js';
 import { verifyAuditChain } from '../../src/core/audit/verify-chain.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
-import { runRagCanary } from '../../src/core/services/rag-canary.js';
+import { runRagCanary } from '../../src/core/runtimes/rag/canary.js';
 import { generateTinyModel, TINY_MODEL } from '../../src/core/tiny-model/generate.js';
 import { chunkText, markdownToText } from '../../templates/rag/documents.mjs';
 

@@ -13,13 +13,13 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ServiceSpec } from '../../src/core/layout/types.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
-import { renderLlamacppCommand } from '../../src/core/services/llamacpp.js';
-import { collectRuntimeFiles, RUNTIME_PATHS } from '../../src/core/services/runtime-files.js';
+import { renderLlamacppCommand } from '../../src/core/runtimes/llamacpp/command.js';
+import { collectRuntimeFiles, RUNTIME_PATHS } from '../../src/core/runtimes/runtime-files.js';
 import {
   startUnderSupervisor,
   stopUnderSupervisor,
   supervisorFiles,
-} from '../../src/core/services/supervisor.js';
+} from '../../src/core/runtimes/supervisor.js';
 import { generateTinyModel, TINY_MODEL } from '../../src/core/tiny-model/generate.js';
 
 const execFileAsync = promisify(execFile);

@@ -10,8 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
-import { hostLayout } from '../../src/core/install/host-layout.js';
-import { transferBlobs } from '../../src/core/install/transfer.js';
+import { transferBlobs } from '../../src/core/target/blob-store.js';
+import { hostLayout } from '../../src/core/target/layout.js';
 import { sshE2eRequirement } from '../helpers/demo-host.js';
 
 const requirement = sshE2eRequirement();

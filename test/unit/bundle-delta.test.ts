@@ -13,14 +13,14 @@ import { deltaWrite, parseDigestList, readDeltaBase } from '../../src/core/bundl
 import { inspectBundle } from '../../src/core/bundle/inspect-bundle.js';
 import { splitBundle } from '../../src/core/bundle/split-bundle.js';
 import { type BundleWritePlan, writeBundle } from '../../src/core/bundle/write-bundle.js';
-import { missingBaseBlobs } from '../../src/core/install/delta-base-gate.js';
-import { hostLayout } from '../../src/core/install/host-layout.js';
-import { planInstall } from '../../src/core/install/install-plan.js';
-import type { HostFacts } from '../../src/core/install/preflight.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { loadBundle } from '../../src/core/layout/load-bundle.js';
 import { blobPath, digestFromBlobPath } from '../../src/core/layout/names.js';
+import { missingBaseBlobs } from '../../src/core/operations/delta-base-gate.js';
+import { planInstall } from '../../src/core/operations/install-plan.js';
 import { generateKeyPair, readSecretKey, type SecretKey } from '../../src/core/sign/keys.js';
+import { hostLayout } from '../../src/core/target/layout.js';
+import type { HostFacts } from '../../src/core/target/preflight.js';
 import { verifyBundle } from '../../src/core/verify/verify-bundle.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
 

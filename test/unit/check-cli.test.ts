@@ -7,8 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { registerCheck } from '../../src/cli/commands/check.js';
 import type { CliIO } from '../../src/cli/io.js';
 import { ReportedFailure } from '../../src/cli/reported-failure.js';
-import type { ChecksReport } from '../../src/core/check/check-host.js';
 import { ApertusError } from '../../src/core/errors.js';
+import type { ChecksReport } from '../../src/core/operations/check.js';
 import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
 
 const APERTUS_8B_DIR = path.resolve('test/fixtures/models/apertus-8b-instruct-2509');

@@ -3,12 +3,12 @@ import { createServer, type Server } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkHost, evaluateHost } from '../../src/core/check/check-host.js';
 import type { CheckResult } from '../../src/core/check/check-result.js';
-import { type CheckSubject, loadCheckSubject } from '../../src/core/check/check-subject.js';
-import { type HostProbe, parseProbe, runProbe } from '../../src/core/check/probe.js';
-import { parseTranscript } from '../../src/core/check/transcript.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
+import { checkHost, evaluateHost } from '../../src/core/operations/check.js';
+import { type CheckSubject, loadCheckSubject } from '../../src/core/operations/check-subject.js';
+import { type HostProbe, parseProbe, runProbe } from '../../src/core/target/probe.js';
+import { parseTranscript } from '../../src/core/target/transcript.js';
 import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
 import {
   GPU_FIXTURES,

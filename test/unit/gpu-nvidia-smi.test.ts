@@ -1,7 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseTranscript, transcriptOutputs } from '../../src/core/check/transcript.js';
 import { computeCapabilityFromName } from '../../src/core/gpu/compute-capability.js';
 import { readGpuInventory } from '../../src/core/gpu/gpu-inventory.js';
 import {
@@ -13,6 +12,7 @@ import {
 } from '../../src/core/gpu/nvidia-smi.js';
 import { parseNvidiaSmiXml } from '../../src/core/gpu/nvidia-smi-xml.js';
 import { MIB } from '../../src/core/gpu/units.js';
+import { parseTranscript, transcriptOutputs } from '../../src/core/target/transcript.js';
 import { GPU_FIXTURES, gpuFixture, gpuFixtureSections } from '../fixtures/gpu/gpu-fixture.js';
 
 const H100_DIR = path.join(GPU_FIXTURES, 'h100-80gb-hbm3');

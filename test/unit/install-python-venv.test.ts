@@ -11,9 +11,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApertusError } from '../../src/core/errors.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
-import { checkHostPython, createVenvs, wheelsVenvs } from '../../src/core/install/python-venv.js';
 import type { BundleConfig } from '../../src/core/layout/types.js';
 import { formatRequirementsLock } from '../../src/core/sources/pip/requirements-lock.js';
+import { checkHostPython, createVenvs, wheelsVenvs } from '../../src/core/target/venvs.js';
 import { type BuiltWheel, buildWheel, pythonRequirement } from '../helpers/package-index.js';
 
 const python = await pythonRequirement();

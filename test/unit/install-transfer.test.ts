@@ -5,8 +5,8 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
-import { hostLayout } from '../../src/core/install/host-layout.js';
-import { transferBlobs } from '../../src/core/install/transfer.js';
+import { transferBlobs } from '../../src/core/target/blob-store.js';
+import { hostLayout } from '../../src/core/target/layout.js';
 
 let work: string;
 beforeAll(async () => {

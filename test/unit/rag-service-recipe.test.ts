@@ -7,9 +7,9 @@ import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resolveServices, resolveVerify } from '../../src/core/bundle/resolve-services.js';
 import { isApertusError } from '../../src/core/errors.js';
-import { renderServiceCommand, startOrder } from '../../src/core/services/service-command.js';
+import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-services.js';
+import { renderServiceCommand, startOrder } from '../../src/core/runtimes/service-command.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 
 /** Every model path the recipe names is taken as present: these tests are about services. */

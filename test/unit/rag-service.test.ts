@@ -12,7 +12,7 @@ import {
   type RagServiceSpec,
   ragDataPaths,
   renderRagCommand,
-} from '../../src/core/services/rag-service.js';
+} from '../../src/core/runtimes/rag/rag-service.js';
 
 const spec: RagServiceSpec = {
   name: 'rag',

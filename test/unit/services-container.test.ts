@@ -14,7 +14,7 @@ import {
   probeContainerHost,
   renderContainerRun,
   renderContainerUnit,
-} from '../../src/core/services/container.js';
+} from '../../src/core/runtimes/container/engine.js';
 
 const podmanCdi: ContainerHost = {
   engine: 'podman',

@@ -12,9 +12,9 @@ import type { GpuInventory } from '../../src/core/gpu/gpu-inventory.js';
 import { estimateParameters, kvBytesPerToken, modelShapeFromConfig } from '../../src/core/gpu/model-shape.js';
 import { GIB } from '../../src/core/gpu/units.js';
 import type { VllmServiceSpec } from '../../src/core/layout/types.js';
-import { parseContainerProbe, renderContainerRun } from '../../src/core/services/container.js';
-import { containerRunSpec } from '../../src/core/services/container-service.js';
-import { planVllmLaunch, vllmLaunchRecord } from '../../src/core/services/vllm-launch.js';
+import { parseContainerProbe, renderContainerRun } from '../../src/core/runtimes/container/engine.js';
+import { containerRunSpec } from '../../src/core/runtimes/container/service.js';
+import { planVllmLaunch, vllmLaunchRecord } from '../../src/core/runtimes/vllm/launch.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 
 const MODELS = path.resolve('test/fixtures/models');

@@ -11,14 +11,14 @@ import {
   type ContainerHost,
   renderContainerRun,
   renderContainerUnit,
-} from '../../src/core/services/container.js';
+} from '../../src/core/runtimes/container/engine.js';
 import {
   chooseVllmImageTag,
   embeddingFlags,
   renderVllmContainer,
   selectBundledVllmImage,
   vllmFlagsFromFit,
-} from '../../src/core/services/vllm.js';
+} from '../../src/core/runtimes/vllm/vllm.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 
 const MODELS = path.resolve('test/fixtures/models');

@@ -8,16 +8,16 @@ import { ApertusError } from '../../src/core/errors.js';
 import { quoteArg } from '../../src/core/host/shell-quote.js';
 import type { ServiceSpec } from '../../src/core/layout/types.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
-import { renderLlamacppCommand } from '../../src/core/services/llamacpp.js';
-import { collectRuntimeFiles, RUNTIME_PATHS } from '../../src/core/services/runtime-files.js';
+import { renderLlamacppCommand } from '../../src/core/runtimes/llamacpp/command.js';
+import { collectRuntimeFiles, RUNTIME_PATHS } from '../../src/core/runtimes/runtime-files.js';
 import {
   SUPERVISOR_NOT_RUNNING_EXIT,
   startUnderSupervisor,
   stopUnderSupervisor,
   supervisorFiles,
   supervisorStatusCommand,
-} from '../../src/core/services/supervisor.js';
-import { quoteSystemdArg, renderSystemdUnit, systemdUnitName } from '../../src/core/services/systemd.js';
+} from '../../src/core/runtimes/supervisor.js';
+import { quoteSystemdArg, renderSystemdUnit, systemdUnitName } from '../../src/core/runtimes/systemd.js';
 
 const execFileAsync = promisify(execFile);
 

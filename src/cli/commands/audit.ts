@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { type AuditLogVerification, auditVerify } from '../../core/audit/audit-verify.js';
 import { ApertusError } from '../../core/errors.js';
-import { DEFAULT_HOST_ROOT, hostLayout } from '../../core/install/host-layout.js';
+import { DEFAULT_HOST_ROOT, hostLayout } from '../../core/target/layout.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';

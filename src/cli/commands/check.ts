@@ -1,15 +1,15 @@
 import type { Command } from 'commander';
+import type { CheckResult } from '../../core/check/check-result.js';
+import { inventoryTargets, loadInventory } from '../../core/check/inventory.js';
+import { ApertusError } from '../../core/errors.js';
 import {
   type CheckHostsOptions,
   type ChecksReport,
   type CheckTarget,
   checkHosts,
-} from '../../core/check/check-host.js';
-import type { CheckResult } from '../../core/check/check-result.js';
-import { loadCheckSubject, loadImageCuda } from '../../core/check/check-subject.js';
-import { inventoryTargets, loadInventory } from '../../core/check/inventory.js';
-import { ApertusError } from '../../core/errors.js';
-import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
+} from '../../core/operations/check.js';
+import { loadCheckSubject, loadImageCuda } from '../../core/operations/check-subject.js';
+import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';

@@ -4,7 +4,7 @@
  */
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';
-import type { InstallTarget } from '../../core/install/target.js';
+import type { InstallTarget } from '../../core/target/connect.js';
 
 export interface HostTargetFlags {
   host?: string;

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { parseSkipChecks } from '../../core/install/host-check-gate.js';
-import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
-import { INSTALL_STEPS, type InstallResult, install } from '../../core/install/install.js';
+import { parseSkipChecks } from '../../core/operations/host-check-gate.js';
+import { INSTALL_STEPS, type InstallResult, install } from '../../core/operations/install.js';
+import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';

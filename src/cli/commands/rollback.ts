@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
-import { ROLLBACK_STEPS, type RollbackReport, rollbackRelease } from '../../core/install/rollback-release.js';
+import { ROLLBACK_STEPS, type RollbackReport, rollbackRelease } from '../../core/operations/rollback.js';
+import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { DEFAULT_HOST_ROOT } from '../../core/install/host-layout.js';
-import { type HostStatus, hostStatus } from '../../core/install/host-status.js';
+import { type HostStatus, hostStatus } from '../../core/operations/status.js';
+import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';

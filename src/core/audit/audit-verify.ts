@@ -7,10 +7,10 @@
 import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
-import { DEFAULT_HOST_ROOT } from '../install/host-layout.js';
-import { type InstallTarget, openTarget } from '../install/target.js';
 import type { RunOptions } from '../progress.js';
-import { ragDataPaths } from '../services/rag-service.js';
+import { ragDataPaths } from '../runtimes/rag/rag-service.js';
+import { type InstallTarget, openTarget } from '../target/connect.js';
+import { DEFAULT_HOST_ROOT } from '../target/layout.js';
 import { AuditChainVerifier, type ChainVerification } from './verify-chain.js';
 
 /** dd block size; a slice is SLICE_BLOCKS of them. */

@@ -4,7 +4,8 @@ import { ApertusError } from '../errors.js';
 import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
-import { collectRuntimeFiles } from '../services/runtime-files.js';
+import { resolveServices, resolveVerify } from '../runtimes/resolve-services.js';
+import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
 import { componentContext } from '../sources/component-context.js';
 import { fetchHf } from '../sources/hf/fetch-hf.js';
 import { hfRepoTreeUrl } from '../sources/hf/repo-url.js';
@@ -15,7 +16,6 @@ import { type PipResolvedSource, resolvePip } from '../sources/pip/resolve-pip.j
 import type { SourceContext } from '../sources/types.js';
 import { type LoadedRecipe, loadRecipe } from '../spec/load-recipe.js';
 import type { RecipeComponent } from '../spec/recipe-schema.js';
-import { resolveServices, resolveVerify } from './resolve-services.js';
 import { summariseWheels, wheelsComponent } from './wheels-component.js';
 import type { BundleWritePlan } from './write-bundle.js';
 

@@ -8,8 +8,8 @@ import { compareVersions, type ImageCuda, judgeDriver, newestCudaFor } from '../
 import { DEFAULT_GPU_MEMORY_UTILIZATION, type FitDevice, type FitReport, planFit } from '../gpu/fit.js';
 import type { GpuDevice, GpuInventory } from '../gpu/gpu-inventory.js';
 import { formatGB, MIB } from '../gpu/units.js';
+import type { CheckSubject, ModelWorkload } from '../operations/check-subject.js';
 import type { CheckResult, CheckStatus } from './check-result.js';
-import type { CheckSubject, ModelWorkload } from './check-subject.js';
 
 /**
  * The oldest image that serves Apertus: vLLM 0.10.2, CUDA 12.8.1 (runtime-facts 1.4, 3.1).

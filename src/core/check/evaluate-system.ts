@@ -5,12 +5,12 @@
  */
 import { type CpuFitReport, planCpuFit } from '../gpu/fit.js';
 import { formatGB } from '../gpu/units.js';
-import { hostLayout } from '../install/host-layout.js';
-import { planInstall } from '../install/install-plan.js';
-import type { HostFacts } from '../install/preflight.js';
+import type { CheckSubject } from '../operations/check-subject.js';
+import { planInstall } from '../operations/install-plan.js';
+import { hostLayout } from '../target/layout.js';
+import type { HostFacts } from '../target/preflight.js';
+import type { HostProbe } from '../target/probe.js';
 import type { CheckResult } from './check-result.js';
-import type { CheckSubject } from './check-subject.js';
-import type { HostProbe } from './probe.js';
 
 /**
  * Node's official Linux x64 binaries (Node 18 and later, so the Node 20 the bundle carries)
@@ -55,7 +55,7 @@ export function checkOs(probe: HostProbe): CheckResult {
   return { id: 'os', status: 'ok', detail: `${probe.os.prettyName}, ${kernel}` };
 }
 
-/** The runtime the bundle ships (node + llama.cpp prebuilt) is linux-x64 only (src/core/services/runtime-files.ts). */
+/** The runtime the bundle ships (node + llama.cpp prebuilt) is linux-x64 only (src/core/runtimes/runtime-files.ts). */
 export function checkArch(probe: HostProbe, subject: CheckSubject | undefined): CheckResult {
   const arch = probe.arch ?? 'unknown';
   const needsX64 = subject?.workloads.some((w) => w.runtime === 'llamacpp') ?? false;

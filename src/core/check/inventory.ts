@@ -17,10 +17,10 @@ import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ApertusError } from '../errors.js';
 import { parseHostAddress } from '../host/host-address.js';
-import { DEFAULT_HOST_ROOT } from '../install/host-layout.js';
+import type { CheckTarget } from '../operations/check.js';
 import { locateIssue, type RecipeProblem } from '../spec/load-recipe.js';
 import { RECIPE_API_VERSION } from '../spec/recipe-schema.js';
-import type { CheckTarget } from './check-host.js';
+import { DEFAULT_HOST_ROOT } from '../target/layout.js';
 
 export const INVENTORY_KIND = 'Inventory';
 

@@ -4,14 +4,14 @@ import path from 'node:path';
 import { bundle } from '../bundle/bundle.js';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../demo-host/demo-host.js';
 import { ApertusError } from '../errors.js';
-import { hostLayout } from '../install/host-layout.js';
-import { type InstallResult, install } from '../install/install.js';
-import type { InstallReport } from '../install/install-report.js';
-import { stopCurrentRelease } from '../install/release-control.js';
-import type { InstallTarget } from '../install/target.js';
+import { type InstallResult, install } from '../operations/install.js';
+import type { InstallReport } from '../operations/install-report.js';
 import { noProgress, type ProgressEvent, type RunOptions } from '../progress.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { generateKeyPair } from '../sign/keys.js';
+import type { InstallTarget } from '../target/connect.js';
+import { hostLayout } from '../target/layout.js';
+import { stopCurrentRelease } from '../target/releases.js';
 import { verifyBundle } from '../verify/verify-bundle.js';
 
 /** The demo's own steps, in order; install's steps are reported as 'install.<id>'. */

@@ -51,17 +51,17 @@ export interface RagServiceSpec {
   qdrant?: { url: string; collection: string };
 }
 
-/** What a service needs to run; rendered into a command by src/core/services. */
+/** What a service needs to run; rendered into a command by src/core/runtimes. */
 export type ServiceSpec = LlamacppServiceSpec | RagServiceSpec | VllmServiceSpec | ContainerServiceSpec;
 
 /** An image the bundle carries, as the host's container engine knows it after loading. */
 export interface ServiceImage {
   component: string;
-  /** REGISTRY/NAME:TAG as loaded (src/core/install/load-images.ts). */
+  /** REGISTRY/NAME:TAG as loaded (src/core/target/images.ts). */
   reference: string;
 }
 
-/** A vLLM instance in a container (src/core/services/vllm.ts); flags the recipe leaves out come from the fit plan. */
+/** A vLLM instance in a container (src/core/runtimes/vllm/vllm.ts); flags the recipe leaves out come from the fit plan. */
 export interface VllmServiceSpec {
   name: string;
   runtime: 'vllm';
@@ -78,7 +78,7 @@ export interface VllmServiceSpec {
   extraArgs: string[];
   /** More vLLM images for other CUDA versions; install runs the one the host driver supports. */
   alternativeImages?: ServiceImage[];
-  /** Set by install: what it chose for this host and why (src/core/services/vllm-launch.ts). */
+  /** Set by install: what it chose for this host and why (src/core/runtimes/vllm/launch.ts). */
   chosen?: VllmChoice;
 }
 

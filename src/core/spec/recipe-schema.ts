@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { containerRecipeService, vllmRecipeService } from './container-service-schema.js';
+import { containerRecipeService, vllmRecipeService } from '../runtimes/container/recipe-schema.js';
 
 /**
  * The bundle recipe, v1. One zod schema validates recipe files at the boundary and

@@ -1,0 +1,70 @@
+/**
+ * The llamacpp runtime: our OpenAI-compatible server (templates/runtime/server.mjs) over
+ * node-llama-cpp, run by the Node binary the bundle ships.
+ */
+import { ApertusError } from '../../errors.js';
+import type { ServiceSpec } from '../../layout/types.js';
+
+export interface LlamacppPaths {
+  /** The shipped Node binary on the host. */
+  node: string;
+  /** server.mjs on the host. */
+  server: string;
+  /** The GGUF file on the host. */
+  modelPath: string;
+}
+
+function requireInteger(
+  service: ServiceSpec,
+  field: string,
+  value: number,
+  min: number,
+  max: number,
+): string {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new ApertusError(
+      'service-invalid',
+      `service ${service.name}: ${field} must be an integer from ${min} to ${max}, got ${value}`,
+      {
+        hint: `Fix services[].${field} of "${service.name}" in the recipe.`,
+      },
+    );
+  }
+  return String(value);
+}
+
+/**
+ * The server's argv, program first. Threads are always passed: node-llama-cpp's own
+ * default (at least 4) oversubscribes small hosts and runs hundreds of times slower.
+ * The server listens on loopback unless `host` says otherwise; the RAG service and the
+ * installer's checks reach it there.
+ */
+export function renderLlamacppCommand(
+  service: ServiceSpec,
+  paths: LlamacppPaths,
+  options: { host?: string } = {},
+): string[] {
+  if (service.runtime !== 'llamacpp') {
+    throw new ApertusError(
+      'service-invalid',
+      `service ${service.name} uses runtime ${service.runtime}, not llamacpp`,
+    );
+  }
+  return [
+    paths.node,
+    paths.server,
+    '--model',
+    paths.modelPath,
+    '--model-id',
+    service.model.id,
+    '--host',
+    options.host ?? '127.0.0.1',
+    '--port',
+    requireInteger(service, 'port', service.port, 1, 65535),
+    '--threads',
+    requireInteger(service, 'threads', service.threads, 1, 1024),
+    '--context-size',
+    requireInteger(service, 'contextSize', service.contextSize, 1, 16 * 1024 * 1024),
+    ...(service.embeddings ? ['--embeddings'] : []),
+  ];
+}

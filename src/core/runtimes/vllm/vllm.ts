@@ -1,0 +1,273 @@
+/**
+ * The vLLM adapter: turns a vLLM service and its fit plan into a container service
+ * (src/core/runtimes/container/engine.ts). Facts from runtime-facts 3:
+ * - the image is chosen by the host driver: the image's CUDA needs a minimum driver (4.1);
+ * - the entrypoint is explicit (`vllm` + `serve`): it changed between releases (3.1, 3.3);
+ * - the model is served by path, positional, with HF_HUB_OFFLINE=1 (3.3);
+ * - the flags come from the fit plan: --tensor-parallel-size, --max-model-len,
+ *   --gpu-memory-utilization (3.3, 3.5), and --ipc host with tensor parallelism;
+ * - an embeddings instance is `--runner pooling` from v0.10.1, `--task embed` before (3.6).
+ */
+import path from 'node:path/posix';
+import { ApertusError } from '../../errors.js';
+import { compareVersions, type ImageCuda, imageCudaFromConfig, judgeDriver } from '../../gpu/cuda-driver.js';
+import type { FitReport } from '../../gpu/fit.js';
+import type { ContainerRunSpec, PortBinding, RestartPolicy } from '../container/engine.js';
+
+/** The image repository vLLM publishes on Docker Hub. */
+export const VLLM_IMAGE_REPOSITORY = 'docker.io/vllm/vllm-openai';
+
+/** The port vLLM listens on inside its container (its default). */
+export const VLLM_CONTAINER_PORT = 8000;
+
+/** Where the model directory is mounted, read-only, inside the container. */
+export const VLLM_MODELS_DIR = '/models';
+
+/** The writable cache vLLM, torch.compile and Triton use (runtime-facts 3.3: the model mount is read-only). */
+export const VLLM_CACHE_DIR = '/var/cache/vllm';
+
+/**
+ * vLLM image tags whose CUDA runtime-facts 3.1 names, newest CUDA first. v0.10.2 is the
+ * first release that serves Apertus.
+ */
+export const VLLM_IMAGE_TAGS: ReadonlyArray<{ tag: string; cuda: string; source: string }> = [
+  { tag: 'v0.20.0', cuda: '13.0', source: 'v0.20.0 release notes: image switched to CUDA 13.0' },
+  { tag: 'v0.20.0-cu129', cuda: '12.9.1', source: '-cu129 variant of v0.20.0 (CUDA 12.9.1)' },
+  {
+    tag: 'v0.10.2',
+    cuda: '12.8.1',
+    source: 'Dockerfile ARG CUDA_VERSION=12.8.1 (first release with Apertus)',
+  },
+];
+
+export interface VllmImageChoice {
+  tag: string;
+  image: string;
+  cuda: string;
+  /** Why this one: the driver verdict in words. */
+  detail: string;
+}
+
+/**
+ * The newest vLLM image tag the host driver runs without relying on CUDA minor-version
+ * compatibility. Throws with the driver to install when none fits.
+ */
+export function chooseVllmImageTag(
+  driverVersion: string,
+  candidates: ReadonlyArray<{ tag: string; cuda: string }> = VLLM_IMAGE_TAGS,
+): VllmImageChoice {
+  for (const candidate of candidates) {
+    const verdict = judgeDriver(driverVersion, { version: candidate.cuda, source: 'given' });
+    if (verdict.status === 'ok') {
+      return {
+        tag: candidate.tag,
+        image: `${VLLM_IMAGE_REPOSITORY}:${candidate.tag}`,
+        cuda: candidate.cuda,
+        detail: verdict.detail,
+      };
+    }
+  }
+  const oldest = candidates[candidates.length - 1];
+  const need = oldest
+    ? judgeDriver('0', { version: oldest.cuda, source: 'given' }).requirement?.minDriver
+    : undefined;
+  throw new ApertusError(
+    'vllm-driver-too-old',
+    `NVIDIA driver ${driverVersion} runs none of the vLLM images ${candidates.map((c) => `${c.tag} (CUDA ${c.cuda})`).join(', ')}`,
+    {
+      kind: 'operation',
+      hint: `Install NVIDIA driver ${need ?? 'of a newer branch'} or newer on the host (vLLM ${oldest?.tag ?? ''} is the oldest image that serves Apertus).`,
+    },
+  );
+}
+
+/** A vLLM image in the bundle, with its config (for CUDA_VERSION). */
+export interface BundledVllmImage {
+  /** Reference as loaded on the host. */
+  image: string;
+  config: unknown;
+}
+
+/**
+ * Of the vLLM images a bundle carries (say a CUDA 13 and a -cu129 variant), the one whose
+ * CUDA (read from the image config, runtime-facts 3.1) the host driver runs; newest first.
+ */
+export function selectBundledVllmImage(
+  images: readonly BundledVllmImage[],
+  driverVersion: string,
+): { image: string; cuda: ImageCuda } {
+  const known = images
+    .map((entry) => ({ entry, cuda: imageCudaFromConfig(entry.config) }))
+    .filter((c): c is { entry: BundledVllmImage; cuda: ImageCuda } => c.cuda !== undefined)
+    .sort((a, b) => compareVersions(b.cuda.version, a.cuda.version));
+  for (const { entry, cuda } of known) {
+    if (judgeDriver(driverVersion, cuda).status === 'ok') return { image: entry.image, cuda };
+  }
+  const oldest = known[known.length - 1];
+  const listed = known.map((k) => `${k.entry.image} (CUDA ${k.cuda.version})`).join(', ');
+  throw new ApertusError(
+    'vllm-driver-too-old',
+    `NVIDIA driver ${driverVersion} runs none of the bundle's vLLM images${listed ? `: ${listed}` : ' (none says its CUDA version)'}`,
+    {
+      kind: 'operation',
+      hint:
+        oldest === undefined
+          ? 'Bundle a vllm/vllm-openai image; its config carries CUDA_VERSION.'
+          : judgeDriver(driverVersion, oldest.cuda).hint,
+    },
+  );
+}
+
+/** The serving flags the fit plan decides. */
+export interface VllmFitFlags {
+  tensorParallelSize: number;
+  /** Absent: vLLM derives it from the model config (65,536 for Apertus). */
+  maxModelLen?: number;
+  gpuMemoryUtilization: number;
+}
+
+/**
+ * The flags from a fit report: the smallest TP that fits the requested context, else the
+ * largest context any available TP holds. Throws with the report's hint when nothing fits.
+ */
+export function vllmFlagsFromFit(report: FitReport): VllmFitFlags {
+  const available = report.options.filter((o) => o.available && o.largestContext > 0);
+  const tp = report.requestedTensorParallelSize ?? report.smallestTensorParallelSize;
+  const chosen =
+    tp !== undefined
+      ? available.find((o) => o.tensorParallelSize === tp)
+      : [...available].sort((a, b) => b.largestContext - a.largestContext)[0];
+  if (chosen === undefined) {
+    throw new ApertusError(
+      'vllm-does-not-fit',
+      `the model does not fit the host's GPUs: ${report.verdict.detail}`,
+      {
+        kind: 'operation',
+        hint: report.verdict.hint ?? 'Use a host with more GPU memory, or a quantized variant of the model.',
+      },
+    );
+  }
+  return {
+    tensorParallelSize: chosen.tensorParallelSize,
+    maxModelLen: chosen.fitsRequested ? report.requestedMaxModelLen : chosen.largestContext,
+    gpuMemoryUtilization: report.gpuMemoryUtilization,
+  };
+}
+
+export interface VllmServiceInput {
+  service: string;
+  /** The image reference as loaded on the host. */
+  image: string;
+  /** The model directory on the host (config.json, tokenizer, safetensors). */
+  modelDir: string;
+  /** The name clients use (`--served-model-name`). */
+  servedModelName: string;
+  /** Port on the host. */
+  port: number;
+  bind?: '127.0.0.1' | '0.0.0.0';
+  /** A writable directory on the host for vLLM's compile and kernel caches. */
+  cacheDir: string;
+  fit: VllmFitFlags;
+  /** 'auto' keeps bf16; 'half' for GPUs below compute capability 8.0 (runtime-facts 3.4). */
+  dtype?: 'auto' | 'half' | 'bfloat16' | 'float16';
+  /** Serve /v1/embeddings with a pooling model instead of generation. */
+  embeddings?: boolean;
+  gpus?: 'all' | readonly number[];
+  restart?: RestartPolicy;
+  /** More vLLM flags from the recipe, after ours. */
+  extraArgs?: readonly string[];
+  engineArgs?: readonly string[];
+}
+
+/** `v0.10.0` -> '0.10.0'; undefined for `latest`, digests and other tags. */
+function tagVersion(image: string): string | undefined {
+  const tag = /:(v?\d+\.\d+(?:\.\d+)?)(?:[-+][\w.-]*)?$/.exec(image.split('@')[0] ?? '')?.[1];
+  return tag?.replace(/^v/, '');
+}
+
+/** The flag that makes an instance serve embeddings, by the image's vLLM version (runtime-facts 3.6). */
+export function embeddingFlags(image: string): string[] {
+  const version = tagVersion(image);
+  if (version !== undefined && compareVersions(version, '0.10.0') <= 0) return ['--task', 'embed'];
+  return ['--runner', 'pooling'];
+}
+
+function requireRange(
+  service: string,
+  field: string,
+  value: number,
+  min: number,
+  max: number,
+  integer = true,
+) {
+  if ((integer && !Number.isInteger(value)) || !(value >= min && value <= max)) {
+    throw new ApertusError(
+      'service-invalid',
+      `service ${service}: ${field} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}, got ${value}`,
+      { hint: `Fix ${field} of service "${service}" in the recipe, or let the fit plan choose it.` },
+    );
+  }
+}
+
+/** The container service that runs one vLLM instance. */
+export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
+  const { service, fit } = input;
+  requireRange(service, 'tensorParallelSize', fit.tensorParallelSize, 1, 64);
+  if (fit.maxModelLen !== undefined)
+    requireRange(service, 'maxModelLen', fit.maxModelLen, 1, 16 * 1024 * 1024);
+  requireRange(service, 'gpuMemoryUtilization', fit.gpuMemoryUtilization, 0.05, 1, false);
+  if (input.servedModelName.trim() === '' || input.servedModelName.startsWith('-')) {
+    throw new ApertusError(
+      'service-invalid',
+      `service ${service}: the served model name "${input.servedModelName}" is not usable`,
+    );
+  }
+  const modelMount = path.join(VLLM_MODELS_DIR, path.basename(input.modelDir));
+  const args = [
+    'serve',
+    modelMount,
+    '--served-model-name',
+    input.servedModelName,
+    '--host',
+    '0.0.0.0',
+    '--port',
+    String(VLLM_CONTAINER_PORT),
+    '--tensor-parallel-size',
+    String(fit.tensorParallelSize),
+    ...(fit.maxModelLen === undefined ? [] : ['--max-model-len', String(fit.maxModelLen)]),
+    '--gpu-memory-utilization',
+    String(fit.gpuMemoryUtilization),
+    '--dtype',
+    input.dtype ?? 'auto',
+    ...(input.embeddings ? embeddingFlags(input.image) : []),
+    ...(input.extraArgs ?? []),
+  ];
+  const ports: PortBinding[] = [
+    { hostPort: input.port, containerPort: VLLM_CONTAINER_PORT, bind: input.bind ?? '127.0.0.1' },
+  ];
+  return {
+    service,
+    image: input.image,
+    entrypoint: ['vllm'],
+    args,
+    env: {
+      HF_HUB_OFFLINE: '1',
+      TRANSFORMERS_OFFLINE: '1',
+      VLLM_NO_USAGE_STATS: '1',
+      DO_NOT_TRACK: '1',
+      VLLM_CACHE_ROOT: VLLM_CACHE_DIR,
+      XDG_CACHE_HOME: VLLM_CACHE_DIR,
+      TRITON_CACHE_DIR: path.join(VLLM_CACHE_DIR, 'triton'),
+    },
+    ports,
+    volumes: [
+      { source: input.modelDir, target: modelMount, readOnly: true },
+      { source: input.cacheDir, target: VLLM_CACHE_DIR, readOnly: false },
+    ],
+    gpus: input.gpus ?? 'all',
+    restart: input.restart ?? 'on-failure',
+    // NCCL between tensor-parallel workers uses shared memory (runtime-facts 3.3).
+    ipcHost: fit.tensorParallelSize > 1,
+    ...(input.engineArgs ? { engineArgs: input.engineArgs } : {}),
+  };
+}

@@ -1,0 +1,123 @@
+import path from 'node:path/posix';
+import { ApertusError } from '../errors.js';
+import { shellQuote } from '../host/shell-quote.js';
+import type { Transport } from '../host/transport.js';
+import type { ServiceSpec } from '../layout/types.js';
+import { startServices, stopServices } from '../runtimes/lifecycle.js';
+import type { HostLayout } from './layout.js';
+import type { ServiceManager } from './preflight.js';
+import { parseProcNetTcp } from './probe.js';
+import { RELEASE_FILE, type ReleaseRecord } from './stage.js';
+
+/** A release found on the host: where it is and what it runs. */
+export interface Release {
+  dir: string;
+  record: ReleaseRecord;
+  services: ServiceSpec[];
+}
+
+export async function readRelease(
+  transport: Transport,
+  layout: HostLayout,
+  linkTarget: string,
+): Promise<Release | null> {
+  const dir = path.join(layout.root, linkTarget);
+  const result = await transport.exec(shellQuote(['cat', path.join(dir, RELEASE_FILE)]), { reject: false });
+  if (result.exitCode !== 0) return null;
+  try {
+    const record = JSON.parse(result.stdout) as ReleaseRecord;
+    return { dir, record, services: record.services ?? [] };
+  } catch {
+    return null;
+  }
+}
+
+/** Points `current` at a release by renaming a new link over it: readers see old or new, never none. */
+export async function switchCurrent(
+  transport: Transport,
+  layout: HostLayout,
+  linkTarget: string,
+): Promise<void> {
+  const next = `${layout.current}.next`;
+  await transport.exec(
+    [
+      shellQuote(['rm', '-f', next]),
+      shellQuote(['ln', '-s', linkTarget, next]),
+      // mv -T renames onto the link itself instead of moving into the directory it points at.
+      shellQuote(['mv', '-T', '-f', next, layout.current]),
+    ].join(' && '),
+  );
+}
+
+export async function removeCurrent(transport: Transport, layout: HostLayout): Promise<void> {
+  await transport.exec(shellQuote(['rm', '-f', layout.current]));
+}
+
+/** Removes a release this install created; blobs stay in the store for the next try. */
+export async function removeRelease(
+  transport: Transport,
+  layout: HostLayout,
+  dir: string,
+  created: boolean,
+): Promise<void> {
+  await removeCurrent(transport, layout);
+  if (created) await transport.exec(shellQuote(['rm', '-rf', dir]));
+}
+
+export interface RollBackInput {
+  transport: Transport;
+  layout: HostLayout;
+  failed: { dir: string; linkTarget: string; services: ServiceSpec[]; created: boolean };
+  previous: (Release & { linkTarget: string }) | null;
+  manager: ServiceManager;
+  waitHealthy: (service: ServiceSpec) => Promise<{ status: 'ok' | 'fail' }>;
+}
+
+/**
+ * Puts the host back as it was: the previous release current and serving, or, on a host
+ * that had none, no release at all. Reinstalling the current release keeps it (it was
+ * there before this install), restarted.
+ */
+export async function rollBack(input: RollBackInput): Promise<{ to: string | null; healthy: boolean }> {
+  const { transport, layout, failed, previous } = input;
+  await stopServices(transport, layout, failed.services);
+  if (!previous) {
+    await removeRelease(transport, layout, failed.dir, failed.created);
+    return { to: null, healthy: true };
+  }
+  if (previous.linkTarget !== failed.linkTarget) await switchCurrent(transport, layout, previous.linkTarget);
+  await startServices(transport, layout, previous.dir, previous.services, input.manager);
+  const health = await Promise.all(previous.services.map((s) => input.waitHealthy(s)));
+  return { to: previous.linkTarget, healthy: health.every((h) => h.status === 'ok') };
+}
+
+/**
+ * After the old services stopped, their ports must be free: otherwise a process that is
+ * not ours would answer the health checks in place of the new release.
+ */
+export async function assertPortsFree(transport: Transport, services: ServiceSpec[]): Promise<void> {
+  const result = await transport.exec('cat /proc/net/tcp /proc/net/tcp6 2>/dev/null', { reject: false });
+  if (result.stdout.trim() === '') return; // no procfs (not Linux): the health check is all we have
+  const listening = new Set(parseProcNetTcp(result.stdout));
+  const taken = services.filter((s) => listening.has(s.port));
+  if (taken.length > 0) {
+    throw new ApertusError(
+      'host-port-in-use',
+      `Port ${taken.map((s) => `${s.port} (${s.name})`).join(', ')} is in use on ${transport.description} by a process that is not a service of the current release.`,
+      {
+        kind: 'operation',
+        hint: `Find it with ss -ltnp 'sport = :${taken[0]?.port}' on the host and stop it, or give the service another port in the recipe.`,
+      },
+    );
+  }
+}
+
+/** Stops the services of the release `current` points at; returns their names. */
+export async function stopCurrentRelease(transport: Transport, layout: HostLayout): Promise<string[]> {
+  const link = await transport.exec(shellQuote(['readlink', layout.current]), { reject: false });
+  if (link.exitCode !== 0) return [];
+  const release = await readRelease(transport, layout, link.stdout.trim());
+  if (!release) return [];
+  await stopServices(transport, layout, release.services);
+  return release.services.map((s) => s.name);
+}

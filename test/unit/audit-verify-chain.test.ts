@@ -263,3 +263,38 @@ describe('the service writer and the verifier agree', () => {
     expect(() => AuditLog.open(file)).toThrow(/last line is not an audit record/);
   });
 });
+
+describe('signed records', () => {
+  it('chain with a trailing sig that verifies against the signing key only', async () => {
+    const { createKeyPair } = await import('../../src/core/sign/keys.js');
+    const { recordSigningMessage, signAuditMessage, verifyAuditSignature } = await import(
+      '../../src/core/audit/signatures.js'
+    );
+    const key = createKeyPair();
+    const other = createKeyPair();
+    const [first, second] = chain(2).map((line) => JSON.parse(line) as AuditRecord);
+    const signed = [first, second].map((r) => ({
+      ...(r as AuditRecord),
+      sig: signAuditMessage(key.secretKey, recordSigningMessage((r as AuditRecord).hash)),
+    }));
+    const log = text(signed.map(canonicalAuditLine));
+    expect(verifyAuditChain(log)).toMatchObject({ ok: true, records: 2 });
+    const record = signed[1] as AuditRecord;
+    const message = recordSigningMessage(record.hash);
+    expect(verifyAuditSignature(key.publicKey, message, record.sig as string)).toEqual({ valid: true });
+    expect(verifyAuditSignature(other.publicKey, message, record.sig as string)).toMatchObject({
+      valid: false,
+      reason: expect.stringContaining(key.publicKey.keyId),
+    });
+    expect(verifyAuditSignature(key.publicKey, recordSigningMessage(ZERO), record.sig as string)).toEqual({
+      valid: false,
+      reason: `the signature by key ${key.publicKey.keyId} does not match`,
+    });
+    // A sig that is not of the form KEYID:SIGNATURE breaks the chain where it stands.
+    const garbled = log.replace(/"sig":"[0-9A-F]{16}:/, '"sig":"nothex:');
+    expect(verifyAuditChain(garbled)).toMatchObject({
+      ok: false,
+      firstBroken: { line: 1, reason: 'malformed-record' },
+    });
+  });
+});

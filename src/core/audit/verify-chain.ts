@@ -18,6 +18,10 @@
  *   hash = lowercase hex SHA-256 of the bytes of body
  *   line = ascii(JSON.stringify({ ...the ten fields in that order, hash })) + '\n'
  *   ascii(s) replaces every UTF-16 code unit above U+007E with \uXXXX (4 lowercase hex digits).
+ * A record may end in one more field after `hash`: `sig`, "<KEY ID>:<base64>", an Ed25519
+ * signature over the record's hash by the key named (src/core/audit/signatures.ts). The hash
+ * does not cover it; the signature covers the hash. Install records carry one (signed by the
+ * host's own key), RAG request records do not.
  * Each line must be exactly its record's canonical line, so every changed byte shows: as
  * malformed JSON, a malformed (non-canonical) record, a seq gap, a prev mismatch, or a hash
  * mismatch.
@@ -38,6 +42,8 @@ export interface AuditRecord {
   documents: string[];
   prev: string;
   hash: string;
+  /** `<KEY ID>:<base64 Ed25519 signature>` over the hash (signatures.ts); absent on unsigned records. */
+  sig?: string;
 }
 
 export type ChainBreakReason =
@@ -78,6 +84,7 @@ export interface VerifyChainOptions {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
+const SIGNATURE = /^[0-9A-F]{16}:[A-Za-z0-9+/]{86}==$/;
 const FIELDS = [
   'seq',
   'time',
@@ -120,7 +127,8 @@ export function auditRecordHash(record: Omit<AuditRecord, 'hash'>): string {
 
 /** The line a record is written as, without its '\n'. */
 export function canonicalAuditLine(record: AuditRecord): string {
-  return `${canonicalAuditBody(record).slice(0, -1)},"hash":"${record.hash}"}`;
+  const sig = record.sig === undefined ? '' : `,"sig":"${record.sig}"`;
+  return `${canonicalAuditBody(record).slice(0, -1)},"hash":"${record.hash}"${sig}}`;
 }
 
 /** Why a parsed value is not a well-typed record, or null when it is one. */
@@ -128,8 +136,12 @@ function recordProblem(value: unknown): string | null {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'not a JSON object';
   const r = value as Record<string, unknown>;
   const keys = Object.keys(r);
-  if (keys.length !== FIELDS.length || keys.some((key, i) => key !== FIELDS[i])) {
-    return `fields are [${keys.join(', ')}], expected [${FIELDS.join(', ')}] in that order`;
+  const signed = keys.length === FIELDS.length + 1 && keys.at(-1) === 'sig';
+  if ((keys.length !== FIELDS.length && !signed) || FIELDS.some((key, i) => keys[i] !== key)) {
+    return `fields are [${keys.join(', ')}], expected [${FIELDS.join(', ')}] in that order, then optionally sig`;
+  }
+  if (signed && (typeof r.sig !== 'string' || !SIGNATURE.test(r.sig))) {
+    return 'sig is not "<16 hex digit key id>:<base64 Ed25519 signature>"';
   }
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return 'seq is not a positive integer';
   if (!Number.isSafeInteger(r.status)) return 'status is not an integer';

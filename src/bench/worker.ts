@@ -13,7 +13,8 @@ import { blobPath, digestFromBlobPath } from '../core/layout/names.js';
 import { readSecretKey } from '../core/sign/keys.js';
 import { transferBlobs } from '../core/target/blob-store.js';
 import { hostLayout } from '../core/target/layout.js';
-import { probeHost } from '../core/target/preflight.js';
+import { assertHostUsable } from '../core/target/preflight.js';
+import { runProbe } from '../core/target/probe.js';
 import { verifyBundle } from '../core/verify/verify-bundle.js';
 
 export type WorkerJob =
@@ -152,7 +153,8 @@ async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise
     const connected = performance.now();
     try {
       const probeStarted = performance.now();
-      const facts = await probeHost(transport, layout);
+      const { probe } = await runProbe(transport, { root: layout.root, system: false });
+      const facts = assertHostUsable(probe, layout, transport.description);
       const probeSeconds = (performance.now() - probeStarted) / 1000;
 
       // Times the upload inside transferBlobs, so the host-side hash shows on its own.

@@ -1,3 +1,4 @@
+import { isApertusError } from '../core/errors.js';
 import type { CliIO } from './io.js';
 
 /**
@@ -6,17 +7,21 @@ import type { CliIO } from './io.js';
  */
 export class CommandInterrupted extends Error {
   readonly hint: string;
-  constructor(hint: string) {
-    super('Interrupted.');
+  /** What the command did about it (put the host back, say), as its own error reported it. */
+  readonly details: unknown;
+  constructor(hint: string, message = 'Interrupted.', details: unknown = null) {
+    super(message);
     this.name = 'CommandInterrupted';
     this.hint = hint;
+    this.details = details;
   }
 }
 
 /**
- * Runs `operation` with a signal that Ctrl-C aborts, and turns the abort into a
- * CommandInterrupted that says what rerunning does. The SIGINT listener is there only while
- * the operation runs, and only once: a second Ctrl-C ends the process the default way.
+ * Runs `operation` with a signal that Ctrl-C (SIGINT) or SIGTERM aborts, and turns the abort
+ * into a CommandInterrupted that says what rerunning does (or, when the operation's own
+ * error says what it did about the abort, that). The listeners are there only while the
+ * operation runs, and only once: a second signal ends the process the default way.
  * In-process callers (tests) pass their own `io.signal` instead.
  */
 export async function runInterruptible<T>(
@@ -32,14 +37,24 @@ export async function runInterruptible<T>(
     else io.signal.addEventListener('abort', onOuterAbort, { once: true });
   } else {
     process.once('SIGINT', onSigint);
+    process.once('SIGTERM', onSigint);
   }
   try {
     return await operation(controller.signal);
   } catch (error) {
-    if (controller.signal.aborted) throw new CommandInterrupted(resumeHint);
+    if (controller.signal.aborted) {
+      if (isApertusError(error) && error.kind === 'operation')
+        throw new CommandInterrupted(
+          error.hint ?? resumeHint,
+          `Interrupted. ${error.message}`,
+          error.details ?? null,
+        );
+      throw new CommandInterrupted(resumeHint);
+    }
     throw error;
   } finally {
     io.signal?.removeEventListener('abort', onOuterAbort);
     process.removeListener('SIGINT', onSigint);
+    process.removeListener('SIGTERM', onSigint);
   }
 }

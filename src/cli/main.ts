@@ -11,6 +11,7 @@ import { registerRollback } from './commands/rollback.js';
 import { registerSchema } from './commands/schema.js';
 import { registerSplit } from './commands/split.js';
 import { registerStatus } from './commands/status.js';
+import { registerTrust } from './commands/trust.js';
 import { registerVerify } from './commands/verify.js';
 import { CommandInterrupted } from './interrupt.js';
 import { type CliIO, processIO } from './io.js';
@@ -40,6 +41,7 @@ export function buildProgram(io: CliIO): Command {
     registerInstall,
     registerStatus,
     registerRollback,
+    registerTrust,
     registerAudit,
     registerDemo,
     registerSchema,
@@ -64,7 +66,12 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
 function reportError(io: CliIO, error: unknown, json: boolean): number {
   if (error instanceof ReportedFailure) return EXIT.failed;
   if (error instanceof CommandInterrupted) {
-    const interrupted = { code: 'interrupted', message: error.message, hint: error.hint, details: null };
+    const interrupted = {
+      code: 'interrupted',
+      message: error.message,
+      hint: error.hint,
+      details: error.details,
+    };
     if (json) writeJson(io, { ok: false, error: interrupted });
     else io.stderr.write(`${error.message} ${error.hint}\n`);
     return EXIT.interrupted;

@@ -139,7 +139,7 @@ describe('bundle, verify and inspect in-process', () => {
       '--local',
       '--root',
       root,
-      '--key',
+      '--trust-key',
       pair.publicKeyPath,
       '--dry-run',
       '--json',

@@ -251,7 +251,7 @@ describe('apertus install from parts', () => {
       '--local',
       '--root',
       root,
-      '--key',
+      '--trust-key',
       key.publicKeyPath,
       '--dry-run',
       '--json',
@@ -272,7 +272,7 @@ describe('apertus install from parts', () => {
         '--local',
         '--root',
         root,
-        '--key',
+        '--trust-key',
         key.publicKeyPath,
         '--json',
       ]);

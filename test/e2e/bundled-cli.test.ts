@@ -93,7 +93,7 @@ describe('the CLI a bundle carries under apertus/', () => {
           'install',
           bundlePath,
           ...hostTargetArgs(host),
-          '--key',
+          '--trust-key',
           publicKey,
           '--count-egress',
           'sink0',

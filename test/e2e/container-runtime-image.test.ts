@@ -144,7 +144,7 @@ describe.skipIf(!ready)(
     }
 
     function install(bundle: string, extra: string[] = []) {
-      return apertus(['install', bundle, ...hostTargetArgs(host), '--json', ...extra]);
+      return apertus(['install', bundle, ...hostTargetArgs(host), '--allow-unsigned', '--json', ...extra]);
     }
 
     /** The model id the running container was started with, from its arguments. */

@@ -88,7 +88,7 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
     deltaPath = written.path;
     expect(path.basename(deltaPath)).toBe('demo-0.2.0-since-0.1.0.tar');
     expect(written.omitted.bytes).toBeGreaterThan(273_152); // the model at least
-    target = [...hostTargetArgs(host), '--key', publicKey];
+    target = [...hostTargetArgs(host), '--trust-key', publicKey];
   });
 
   afterAll(async () => {

@@ -96,7 +96,13 @@ describe.skipIf(!ready)(`an image through bundle and install ${needs.map((n) => 
     expect(bundled.exitCode, bundled.stdout).toBe(0);
     const bundlePath = JSON.parse(bundled.stdout).path;
 
-    const installed = await runCli(['install', bundlePath, ...hostTargetArgs(host), '--json']);
+    const installed = await runCli([
+      'install',
+      bundlePath,
+      ...hostTargetArgs(host),
+      '--allow-unsigned',
+      '--json',
+    ]);
     expect(installed.exitCode, installed.stdout).toBe(0);
     expect(JSON.parse(installed.stdout)).toMatchObject({ ok: true, checks: [] });
 

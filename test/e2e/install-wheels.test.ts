@@ -101,7 +101,13 @@ describe.skipIf(!ready)(
       return recipe;
     }
 
-    const installArgs = (bundlePath: string) => ['install', bundlePath, ...hostTargetArgs(host), '--json'];
+    const installArgs = (bundlePath: string) => [
+      'install',
+      bundlePath,
+      ...hostTargetArgs(host),
+      '--allow-unsigned',
+      '--json',
+    ];
 
     it('bundles the locked wheels, installs them into a venv over SSH with no index, and imports them there', async () => {
       const recipe = await writeRecipe('wheels-demo', '3.11');

@@ -96,7 +96,7 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
         "    maxContextChars: 1200\n    queryPrefix: 'query: '\n",
       ),
     );
-    target = [...hostTargetArgs(host), '--key', publicKey];
+    target = [...hostTargetArgs(host), '--trust-key', publicKey];
   });
 
   afterAll(async () => {
@@ -365,12 +365,17 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
           documents: string[];
         },
     );
-    expect(records.every((r) => r.method === 'INSTALL')).toBe(true);
+    // The first install named the key the host trusts from then on: its own record, first.
+    expect(records.map((r) => r.method)).toEqual(['TRUST-ADD', ...records.slice(1).map(() => 'INSTALL')]);
     // The canary test ran last: 0.3.0 failed and the host went back to 0.1.0.
     expect(records.at(-1)).toMatchObject({
       endpoint: 'demo@0.3.0',
       status: 1,
-      documents: [expect.stringContaining('reports/'), 'releases/demo/0.1.0'],
+      documents: [
+        expect.stringContaining('reports/'),
+        'releases/demo/0.1.0',
+        expect.stringMatching(/^signer:[0-9A-F]{16} /),
+      ],
     });
     expect(records.some((r) => r.endpoint === 'demo@0.1.0' && r.status === 0)).toBe(true);
 

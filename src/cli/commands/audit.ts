@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import { type AuditLogVerification, auditVerify } from '../../core/audit/audit-verify.js';
 import { ApertusError } from '../../core/errors.js';
-import { DEFAULT_HOST_ROOT, hostLayout } from '../../core/target/layout.js';
+import { type InstallLogVerification, verifyInstallLog } from '../../core/operations/verify-install-log.js';
+import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
@@ -42,12 +43,23 @@ export function registerAudit(program: Command, io: CliIO): void {
           hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',
         });
       }
-      const logPath = flags.installs ? hostLayout(flags.root ?? DEFAULT_HOST_ROOT).auditLog : flags.log;
+      if (flags.installs) {
+        const result = await runSteps(
+          io,
+          chooseRendererMode(io, flags),
+          [{ id: 'audit.read', title: 'Verify the log of installs' }],
+          (onProgress) => verifyInstallLog({ target, root: flags.root, onProgress }),
+        );
+        if (flags.json) writeJson(io, result);
+        else io.stdout.write(formatInstallLogVerification(result));
+        if (!result.ok) throw new ReportedFailure();
+        return;
+      }
       const result = await runSteps(
         io,
         chooseRendererMode(io, flags),
         [{ id: 'audit.read', title: 'Verify audit log' }],
-        (onProgress) => auditVerify({ target, root: flags.root, logPath, onProgress }),
+        (onProgress) => auditVerify({ target, root: flags.root, logPath: flags.log, onProgress }),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatAuditVerification(result));
@@ -75,4 +87,19 @@ export function formatAuditVerification(result: AuditLogVerification): string {
     `  ${result.records} records before it verify${result.lastSeq === null ? '' : ` (seq 1 to ${result.lastSeq})`}`,
     '',
   ].join('\n');
+}
+
+export function formatInstallLogVerification(result: InstallLogVerification): string {
+  const chain = formatAuditVerification(result);
+  if (!result.ok && result.problems.length === 0) return chain;
+  const lines = [
+    result.ok ? chain.trimEnd() : `BROKEN: ${result.logPath} on ${result.host}`,
+    `  ${result.signed} records signed by the host key, ${result.unsigned} unsigned; ${result.reports.checked} reports checked`,
+    ...(result.anchor
+      ? [`  anchored at seq ${result.anchor.seq} by state.json`]
+      : ['  no anchor in state.json']),
+    ...result.problems.map((p) => `  ${p.kind}: ${p.detail}`),
+  ];
+  if (!result.ok && result.firstBroken) lines.push(chain.trimEnd().split('\n').slice(1).join('\n'));
+  return `${lines.join('\n')}\n`;
 }

@@ -1,7 +1,9 @@
 import type { Command } from 'commander';
+import { ApertusError } from '../../core/errors.js';
 import { parseSkipChecks } from '../../core/operations/host-check-gate.js';
 import { INSTALL_STEPS, type InstallResult, install } from '../../core/operations/install.js';
 import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
@@ -12,6 +14,7 @@ import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   'verify-bundle': 'Verify bundle',
   connect: 'Connect',
+  trust: 'Check the signature against the host trust store',
   check: 'Check host',
   preflight: 'Preflight',
   transfer: 'Upload missing blobs',
@@ -39,6 +42,8 @@ export const INSTALL_STEP_DEFINITIONS: StepDefinition[] = INSTALL_STEPS.map((id)
 interface InstallFlags extends HostTargetFlags {
   root?: string;
   key?: string;
+  trustKey?: string;
+  allowUnsigned?: boolean;
   skipCheck?: string[];
   dryRun?: boolean;
   countEgress?: string;
@@ -59,7 +64,15 @@ export function registerInstall(program: Command, io: CliIO): void {
     'install on this machine instead (the operator sits at the GPU host)',
   )
     .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
-    .option('--key <file>', 'minisign public key the bundle signature must verify with')
+    .option(
+      '--trust-key <file>',
+      "the minisign public key a new host (one that trusts no key yet) is to trust; the bundle must be signed with it (recorded in the host's audit log)",
+    )
+    .option(
+      '--allow-unsigned',
+      'install on a host that trusts no key without checking the signature (labs only; recorded, and warned about by every `apertus status`)',
+    )
+    .option('--key <file>', 'no longer used by install: the host trust store decides (see --trust-key)')
     .option(
       '--skip-check <id>',
       'accept a failed preflight check (repeatable; ids as `apertus check` prints them); the report records it',
@@ -72,20 +85,37 @@ export function registerInstall(program: Command, io: CliIO): void {
     )
     .option('--json', 'print only the JSON report on stdout')
     .action(async (bundlePath: string, flags: InstallFlags) => {
+      if (flags.key !== undefined) {
+        throw new ApertusError(
+          'usage',
+          'install no longer takes --key: the host decides which signing keys it trusts.',
+          {
+            hint: 'On a host that trusts no key yet, pass --trust-key KEY.pub; afterwards the host checks the signature itself (`apertus trust list` shows its keys). `apertus verify --key` still checks a bundle on your side.',
+          },
+        );
+      }
       const target = hostTarget(flags);
       const skipChecks = parseSkipChecks(flags.skipCheck ?? []);
       const mode = chooseRendererMode(io, flags);
-      const result = await runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
-        install({
-          bundlePath,
-          target,
-          root: flags.root,
-          publicKeyPath: flags.key,
-          skipChecks,
-          dryRun: flags.dryRun,
-          egressInterface: flags.countEgress,
-          onProgress,
-        }),
+      // Ctrl-C or SIGTERM: before the switch the install stops (uploads resume next time);
+      // after it, the host is put back on its previous release first.
+      const resumeHint =
+        'Run the same install again: what was uploaded stays, and the host runs what it ran before.';
+      const result = await runInterruptible(io, resumeHint, (signal) =>
+        runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
+          install({
+            bundlePath,
+            target,
+            root: flags.root,
+            trustKeyPath: flags.trustKey,
+            allowUnsigned: flags.allowUnsigned,
+            skipChecks,
+            dryRun: flags.dryRun,
+            egressInterface: flags.countEgress,
+            signal,
+            onProgress,
+          }),
+        ),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatInstallResult(result));

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { ROLLBACK_STEPS, type RollbackReport, rollbackRelease } from '../../core/operations/rollback.js';
 import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
@@ -40,8 +41,11 @@ export function registerRollback(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: RollbackFlags) => {
       const target = hostTarget(flags);
-      const report = await runSteps(io, chooseRendererMode(io, flags), STEPS, (onProgress) =>
-        rollbackRelease({ target, root: flags.root, to: flags.to, onProgress }),
+      const resumeHint = 'Run `apertus status` to see what the host runs, then the rollback again.';
+      const report = await runInterruptible(io, resumeHint, (signal) =>
+        runSteps(io, chooseRendererMode(io, flags), STEPS, (onProgress) =>
+          rollbackRelease({ target, root: flags.root, to: flags.to, signal, onProgress }),
+        ),
       );
       if (flags.json) writeJson(io, report);
       else io.stdout.write(formatRollbackReport(report));

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { type HostStatus, hostStatus } from '../../core/operations/status.js';
 import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import { describeHolder } from '../../core/target/lock.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
@@ -40,8 +41,9 @@ export function formatHostStatus(status: HostStatus): string {
   } else {
     const c = status.current;
     lines.push(
-      `${c.name} ${c.version} is current under ${where}`,
+      `${c.name} ${c.version} is current under ${where}${c.verified ? '' : ' (NOT VERIFIED)'}`,
       `  manifest  ${c.manifestDigest}`,
+      `  signed    ${c.signer ? `by key ${c.signer.keyId} (${c.signer.trustedComment})` : 'not known to be signed'}`,
       `  since     ${c.since ?? `staged ${c.stagedAt}`}`,
       ...(c.report ? [`  report    ${c.report}`] : []),
     );
@@ -83,7 +85,9 @@ export function formatHostStatus(status: HostStatus): string {
         ? `last record seq ${status.lastAudit.seq}: ${status.lastAudit.method} ${status.lastAudit.endpoint} status ${status.lastAudit.status} at ${status.lastAudit.time}${status.lastAudit.sound ? '' : ' (its hash does NOT match: run apertus audit verify --installs)'}`
         : 'no install records'
     }`,
-    `lock      ${status.lock.held ? `HELD by ${status.lock.holder ?? 'an unknown holder'}` : 'free'}`,
+    `trust     ${status.trust.mode === 'keys' ? `bundles signed by ${status.trust.keys.join(', ')}` : status.trust.mode === 'unsigned' ? 'UNSIGNED bundles (--allow-unsigned)' : 'no key yet (the first install names one with --trust-key)'}`,
+    `lock      ${status.lock.held ? `${status.lock.stale ? 'STALE, ' : 'HELD by '}${status.lock.holder ? describeHolder(status.lock.holder) : 'an unknown holder'}` : 'free'}`,
+    ...status.warnings.map((w) => `WARNING   ${w}`),
   );
   return `${lines.join('\n')}\n`;
 }

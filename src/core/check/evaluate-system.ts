@@ -8,8 +8,8 @@ import { formatGB } from '../gpu/units.js';
 import type { CheckSubject } from '../operations/check-subject.js';
 import { planInstall } from '../operations/install-plan.js';
 import { hostLayout } from '../target/layout.js';
-import type { HostFacts } from '../target/preflight.js';
 import type { HostProbe } from '../target/probe.js';
+import { judgeRoot } from '../target/root-safety.js';
 import type { CheckResult } from './check-result.js';
 
 /**
@@ -145,12 +145,21 @@ export function checkClock(probe: HostProbe, sentAtMs: number, receivedAtMs: num
 
 export function checkInstallRoot(probe: HostProbe): CheckResult {
   const { root } = probe;
+  const problems = judgeRoot(root.entries, hostLayout(root.path), probe.uid);
+  if (problems.length > 0) {
+    return {
+      id: 'install-root',
+      status: 'fail',
+      detail: `${root.path} is not safe to install into: ${problems.map((p) => `${p.path} ${p.problem}`).join('; ')}`,
+      hint: `Run as root on the host, after checking who made these entries: ${problems.map((p) => p.fix).join('; ')}`,
+    };
+  }
   if (root.writable) {
     return {
       id: 'install-root',
       status: 'ok',
       detail: root.exists
-        ? `${root.path} is writable by ${probe.user ?? 'the login user'}${root.current ? `; current release ${root.current}` : ''}`
+        ? `${root.path} is writable by ${probe.user ?? 'the login user'} and nobody else${root.current ? `; current release ${root.current}` : ''}`
         : `${root.path} does not exist yet; ${root.existingDir ?? 'its parent'} is writable by ${probe.user ?? 'the login user'}`,
     };
   }
@@ -178,20 +187,8 @@ export function diskNeeds(
   if (!disk) return undefined;
   if (disk.kind === 'estimate')
     return { byPath: [{ path: probe.root.path, bytes: disk.bytes, detail: disk.detail }] };
-  // planInstall takes the install preflight's facts; the check's probe knows the same store contents.
-  const facts: HostFacts = {
-    os: probe.kernel ?? 'unknown',
-    arch: probe.arch ?? 'unknown',
-    user: probe.user ?? 'unknown',
-    hashTool: 'sha256sum',
-    serviceManager: 'supervisor',
-    diskAvailableBytes: probe.disks[0]?.availableBytes ?? 0,
-    blobs: probe.root.blobs,
-    partial: probe.root.partial,
-    current: probe.root.current,
-  };
   try {
-    const plan = planInstall(disk.plan, facts, hostLayout(probe.root.path));
+    const plan = planInstall(disk.plan, probe, hostLayout(probe.root.path));
     return {
       byPath: [
         {
@@ -256,7 +253,7 @@ export function checkDisks(probe: HostProbe, subject: CheckSubject | undefined):
         id: 'disk',
         subject: subjectName,
         status: 'fail',
-        detail: `${free}; ${needed}`,
+        detail: `No space left on ${fs.mount} for ${fs.paths.join(', ')}: needs ${formatGB(fs.bytes)}, has ${formatGB(fs.available)} (${fs.details.join('; ')})`,
         hint: `Free ${formatGB(fs.bytes - fs.available)} on ${fs.mount}, or set root: in the inventory (--root) to a larger filesystem.`,
       };
     }

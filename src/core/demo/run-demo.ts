@@ -111,7 +111,7 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
         bundlePath: written.path,
         target,
         root: host?.root,
-        publicKeyPath: keys.publicKeyPath,
+        trustKeyPath: keys.publicKeyPath,
         egressInterface: host?.egressInterface,
         signal,
         onProgress: (event) => record({ ...event, step: `${step}.${event.step}` }),

@@ -33,6 +33,10 @@ export function createLocalTransport(options: LocalTransportOptions = {}): Trans
         encoding: 'utf8',
         stripFinalNewline: false,
       });
+      if (execOptions.onStdout)
+        running.stdout?.on('data', (chunk: Buffer | string) => {
+          execOptions.onStdout?.(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+        });
       const abort = () => {
         if (running.pid !== undefined) {
           try {

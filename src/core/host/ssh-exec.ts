@@ -15,6 +15,7 @@ export interface RemoteCommandOptions {
   signal?: AbortSignal;
   /** Called with the total of stdin bytes sent so far. */
   onBytes?: (done: number) => void;
+  onStdout?: ((chunk: Buffer) => void) | undefined;
 }
 
 /** Transport.exec over SSH: run `command`, and reject on a non-zero exit unless `reject: false`. */
@@ -26,6 +27,7 @@ export async function execOverSsh(
   const { result } = await runRemoteCommand(connection, command, {
     stdin: options.stdin,
     signal: options.signal,
+    onStdout: options.onStdout,
   });
   if (result.failed && options.reject !== false) throw commandFailedError(result, connection.description);
   return result;
@@ -38,7 +40,7 @@ export async function execOverSsh(
 export async function runRemoteCommand(
   connection: SshConnection,
   command: string,
-  { stdin, signal, onBytes }: RemoteCommandOptions,
+  { stdin, signal, onBytes, onStdout }: RemoteCommandOptions,
 ): Promise<{ result: ExecResult; stdinBytes: number }> {
   signal?.throwIfAborted();
   const channel = await openExec(connection, command);
@@ -50,7 +52,10 @@ export async function runRemoteCommand(
   let sourceError: unknown;
   let remotePid: number | undefined;
   let killWhenPidKnown = false;
-  channel.on('data', (chunk: Buffer) => stdout.push(chunk));
+  channel.on('data', (chunk: Buffer) => {
+    stdout.push(chunk);
+    onStdout?.(chunk);
+  });
   channel.stderr.on('data', (chunk: Buffer) => {
     stderr.push(chunk);
     if (remotePid !== undefined) return;

@@ -18,6 +18,8 @@ export interface ExecOptions {
   signal?: AbortSignal;
   /** Reject with ApertusError('remote-command-failed') when the exit code is not 0. Default true. */
   reject?: boolean;
+  /** Sees stdout as it arrives (it is still collected for the result): for commands that report before they end. */
+  onStdout?: (chunk: Buffer) => void;
 }
 
 export interface UploadOptions {

@@ -1,8 +1,9 @@
-import { CHECK_IDS, type CheckId, type CheckResult } from '../check/check-result.js';
+import { CHECK_IDS, type CheckId, type CheckResult, worstStatus } from '../check/check-result.js';
 import { ApertusError } from '../errors.js';
 import type { GpuInventory } from '../gpu/gpu-inventory.js';
-import type { Transport } from '../host/transport.js';
-import { checkHost } from './check.js';
+import type { HostProbe } from '../target/probe.js';
+import { evaluateHost } from './check.js';
+import type { CheckSubject } from './check-subject.js';
 
 export interface HostCheckOutcome {
   results: CheckResult[];
@@ -28,20 +29,26 @@ export function parseSkipChecks(names: readonly string[]): CheckId[] {
 }
 
 /**
- * The preflight of install is `apertus check` of this host for this bundle: a failing
- * check refuses the install before a byte is uploaded, unless the operator skips it.
+ * The preflight of install is `apertus check` of this host for this bundle, judged from
+ * the session's one probe: a failing check refuses the install before a byte is
+ * uploaded, unless the operator skips it.
  */
-export async function gateOnHostCheck(
-  transport: Transport,
-  options: { bundlePath: string; root: string; skip: readonly CheckId[]; signal?: AbortSignal | undefined },
-): Promise<HostCheckOutcome> {
-  const report = await checkHost(transport, {
-    bundle: options.bundlePath,
-    root: options.root,
-    signal: options.signal,
-  });
+export function gateOnHostCheck(input: {
+  probe: HostProbe;
+  probedAt: { sentAtMs: number; receivedAtMs: number };
+  subject: CheckSubject;
+  skip: readonly CheckId[];
+  host: string;
+}): HostCheckOutcome {
+  const evaluation = evaluateHost(input.probe, { subject: input.subject, ...input.probedAt });
+  const report = {
+    host: input.host,
+    transport: input.host,
+    status: worstStatus(evaluation.results),
+    ...evaluation,
+  };
   const failed = report.results.filter((r) => r.status === 'fail');
-  const blocking = failed.filter((r) => !options.skip.includes(r.id));
+  const blocking = failed.filter((r) => !input.skip.includes(r.id));
   if (blocking.length > 0) {
     const lines = blocking.map(
       (r) =>
@@ -49,7 +56,7 @@ export async function gateOnHostCheck(
     );
     throw new ApertusError(
       'host-check-failed',
-      `${transport.description} failed the preflight check; nothing was changed:\n${lines.join('\n')}`,
+      `${input.host} failed the preflight check; nothing was changed:\n${lines.join('\n')}`,
       {
         kind: 'operation',
         hint: `Fix the host as the hints say, or skip a check you accept with --skip-check ${[...new Set(blocking.map((r) => r.id))].join(' --skip-check ')} (the report records it).`,
@@ -60,6 +67,6 @@ export async function gateOnHostCheck(
   return {
     results: report.results,
     skipped: failed.map((r) => ({ id: r.id, detail: r.detail })),
-    ...(report.facts?.gpu ? { gpu: report.facts.gpu } : {}),
+    ...(input.probe.gpu ? { gpu: input.probe.gpu } : {}),
   };
 }

@@ -4,7 +4,7 @@ import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
 import type { BundleConfig, ComponentLayers, Descriptor } from '../layout/types.js';
 import { parseOciReference, repoTag } from '../sources/oci/parse-oci-reference.js';
 import type { HostLayout } from '../target/layout.js';
-import type { HostFacts } from '../target/preflight.js';
+import type { HostProbe } from '../target/probe.js';
 
 export interface BlobTransfer {
   digest: string;
@@ -35,6 +35,8 @@ export interface InstallPlan {
   release: { dir: string; linkTarget: string; previous: string | null; reinstall: boolean };
   blobs: { total: number; totalBytes: number; present: number };
   uploads: BlobTransfer[];
+  /** Blobs in the host's store with another size than the bundle's: uploaded again. */
+  wrongSize: Array<{ digest: string; size: number; found: number }>;
   uploadBytes: number;
   materialise: Materialisation[];
   images: ImageLoad[];
@@ -50,15 +52,27 @@ export interface PlanInput {
   blobs: Map<string, number>;
 }
 
-export function planInstall(input: PlanInput, facts: HostFacts, layout: HostLayout): InstallPlan {
+/**
+ * What the host's store holds decides what travels: a blob counts as present only when
+ * its size matches (its hash is checked when a release first uses it, stage.ts); one of
+ * the wrong size is uploaded again and named.
+ */
+export function planInstall(
+  input: PlanInput,
+  host: Pick<HostProbe, 'root' | 'disks'>,
+  layout: HostLayout,
+): InstallPlan {
   const { config } = input;
   const hex = (digest: string) => digest.replace(/^sha256:/, '');
   const uploads: BlobTransfer[] = [];
+  const wrongSize: InstallPlan['wrongSize'] = [];
   let totalBytes = 0;
   for (const [digest, size] of [...input.blobs].sort(([a], [b]) => a.localeCompare(b))) {
     totalBytes += size;
-    if (facts.blobs.has(hex(digest))) continue;
-    const partial = facts.partial.get(hex(digest)) ?? 0;
+    const held = host.root.blobs.get(hex(digest));
+    if (held === size) continue;
+    if (held !== undefined) wrongSize.push({ digest, size, found: held });
+    const partial = host.root.partial.get(hex(digest)) ?? 0;
     uploads.push({ digest, size, resumeFrom: partial > 0 && partial < size ? partial : 0 });
   }
   const uploadBytes = uploads.reduce((sum, u) => sum + u.size - u.resumeFrom, 0);
@@ -111,11 +125,12 @@ export function planInstall(input: PlanInput, facts: HostFacts, layout: HostLayo
     release: {
       dir: releaseDir,
       linkTarget: layout.releaseLinkTarget(config.name, config.version),
-      previous: facts.current,
-      reinstall: facts.current === layout.releaseLinkTarget(config.name, config.version),
+      previous: host.root.current,
+      reinstall: host.root.current === layout.releaseLinkTarget(config.name, config.version),
     },
     blobs: { total: input.blobs.size, totalBytes, present: input.blobs.size - uploads.length },
     uploads,
+    wrongSize,
     uploadBytes,
     materialise,
     images,
@@ -125,7 +140,7 @@ export function planInstall(input: PlanInput, facts: HostFacts, layout: HostLayo
       materialise
         .filter((m) => m.type === 'extract')
         .reduce((sum, m) => sum + (input.blobs.get(m.digest) ?? 0), 0),
-    diskAvailableBytes: facts.diskAvailableBytes,
+    diskAvailableBytes: host.disks[0]?.availableBytes ?? Number.NaN,
   };
 }
 

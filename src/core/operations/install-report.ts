@@ -1,24 +1,27 @@
-import path from 'node:path/posix';
-import { shellQuote } from '../host/shell-quote.js';
-import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import type { ServiceCheck } from '../runtimes/verify-services.js';
 import { type VllmLaunchRecord, vllmLaunchRecord } from '../runtimes/vllm/launch.js';
 import type { TransferResult } from '../target/blob-store.js';
-import type { HostLayout } from '../target/layout.js';
-import type { HostFacts } from '../target/preflight.js';
-import { writeHostStateScript } from '../target/state.js';
+import type { LockHolder } from '../target/lock.js';
+import type { HostTools } from '../target/preflight.js';
+import type { Signer } from '../target/state.js';
 import type { HostCheckOutcome } from './host-check-gate.js';
 import type { InstallPlan } from './install-plan.js';
 
 /** The install report: written on the host, printed with --json. Field names are a contract. */
 export interface InstallReport {
   ok: boolean;
-  /** Where the report was written on the host. */
+  /** Where the report was written on the host: reports/<audit seq>-install-<UTC stamp>.json. */
   path: string;
+  /** The audit record that holds this report's hash. */
+  record: { seq: number };
   startedAt: string;
   finishedAt: string;
   bundle: InstallPlan['bundle'];
+  /** Who signed the bundle, as the host's trust store verified it; null with --allow-unsigned. */
+  signer: Signer | null;
+  /** How the host decided trust: its trusted keys, a key this install added (--trust-key), or none (--allow-unsigned). */
+  trust: { mode: 'keys' | 'unsigned'; added: string | null; trusted: string[] };
   host: {
     transport: string;
     os: string;
@@ -27,6 +30,8 @@ export interface InstallReport {
     hashTool: string;
     serviceManager: string;
   };
+  /** A lock left by a command that died (its process gone), which this install took over. */
+  tookOverLock: LockHolder | null;
   release: { dir: string; previous: string | null };
   transfer: {
     blobsTotal: number;
@@ -34,12 +39,16 @@ export interface InstallReport {
     bytesTotal: number;
     bytesUploaded: number;
     ms: number;
+    /** Blobs the host held damaged (another size, or another hash on first use), uploaded again. */
+    replaced: Array<{ digest: string; reason: string }>;
   };
   checks: ServiceCheck[];
   /** The host check that gated the install, and the failed checks the operator skipped. */
   preflight: HostCheckOutcome;
   /** Why the services could not be started at all, when that is what failed. */
   activateError: string | null;
+  /** The install was stopped (Ctrl-C, SIGTERM) while it changed the host, and put the host back. */
+  interrupted: boolean;
   /** Packets the host sent through its sink interface during verification (`--count-egress`); null when not counted. */
   offline: { interface: string; packets: number } | null;
   rollback: { to: string | null; healthy: boolean } | null;
@@ -58,58 +67,40 @@ export interface ReportInput {
   ok: boolean;
   startedAt: Date;
   plan: InstallPlan;
-  facts: HostFacts;
-  transport: string;
+  host: { transport: string; os: string; arch: string; user: string; tools: HostTools };
+  signer: Signer | null;
+  trust: InstallReport['trust'];
+  tookOverLock: LockHolder | null;
   transfer: TransferResult;
+  replaced: InstallReport['transfer']['replaced'];
   checks: ServiceCheck[];
   preflight: HostCheckOutcome;
   activateError: string | null;
+  interrupted: boolean;
   offline: InstallReport['offline'];
   rollback: InstallReport['rollback'];
   services: ServiceSpec[];
 }
 
-/** `<root>/reports/<kind>-<UTC stamp>-<name>-<version>.json`: sorted by time, named for what ran. */
-export function reportFilePath(
-  layout: HostLayout,
-  kind: 'install' | 'rollback',
-  at: Date,
-  bundle: { name: string; version: string },
-): string {
-  const stamp = at
-    .toISOString()
-    .replaceAll(':', '')
-    .replace(/\.\d+Z$/, 'Z');
-  return path.join(layout.reports, `${kind}-${stamp}-${bundle.name}-${bundle.version}.json`);
-}
-
-/** The report file's exact bytes (the install audit record holds their hash). */
-export function installReportText(report: InstallReport): string {
-  return `${JSON.stringify(report, null, 2)}\n`;
-}
-
-/** Writes the report under `reports/` and, when the install stands, `state.json`. */
-export async function writeInstallReport(
-  transport: Transport,
-  layout: HostLayout,
-  input: ReportInput,
-): Promise<InstallReport> {
-  const finishedAt = new Date();
-  const reportPath = reportFilePath(layout, 'install', finishedAt, input.plan.bundle);
-  const report: InstallReport = {
+export function buildInstallReport(input: ReportInput, where: { path: string; seq: number }): InstallReport {
+  return {
     ok: input.ok,
-    path: reportPath,
+    path: where.path,
+    record: { seq: where.seq },
     startedAt: input.startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
     bundle: input.plan.bundle,
+    signer: input.signer,
+    trust: input.trust,
     host: {
-      transport: input.transport,
-      os: input.facts.os,
-      arch: input.facts.arch,
-      user: input.facts.user,
-      hashTool: input.facts.hashTool,
-      serviceManager: input.facts.serviceManager,
+      transport: input.host.transport,
+      os: input.host.os,
+      arch: input.host.arch,
+      user: input.host.user,
+      hashTool: input.host.tools.hashTool,
+      serviceManager: input.host.tools.serviceManager,
     },
+    tookOverLock: input.tookOverLock,
     release: { dir: input.plan.release.dir, previous: input.plan.release.previous },
     transfer: {
       blobsTotal: input.plan.blobs.total,
@@ -117,10 +108,12 @@ export async function writeInstallReport(
       bytesTotal: input.plan.blobs.totalBytes,
       bytesUploaded: input.transfer.bytes,
       ms: input.transfer.ms,
+      replaced: input.replaced,
     },
     checks: input.checks,
     preflight: input.preflight,
     activateError: input.activateError,
+    interrupted: input.interrupted,
     offline: input.offline,
     rollback: input.rollback,
     services: input.services.map((s) => ({
@@ -137,22 +130,4 @@ export async function writeInstallReport(
       ...(s.runtime === 'vllm' ? { vllm: vllmLaunchRecord(s) } : {}),
     })),
   };
-
-  const q = (value: string) => shellQuote([value]);
-  const lines = [
-    'set -eu',
-    `mkdir -p ${q(layout.reports)}`,
-    `printf '%s' ${q(installReportText(report))} > ${q(reportPath)}`,
-  ];
-  if (input.ok) {
-    lines.push(
-      ...writeHostStateScript(layout, {
-        current: { ...input.plan.bundle, release: input.plan.release.linkTarget, report: reportPath },
-        previous: input.plan.release.previous,
-        updatedAt: report.finishedAt,
-      }),
-    );
-  }
-  await transport.exec('sh -s', { stdin: `${lines.join('\n')}\n` });
-  return report;
 }

@@ -1,27 +1,24 @@
-import os from 'node:os';
 import path from 'node:path/posix';
 import { ApertusError, isApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
-import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { startServices, stopServices } from '../runtimes/lifecycle.js';
 import { checkReleaseServices } from '../runtimes/release-health.js';
 import type { ServiceCheck } from '../runtimes/verify-services.js';
-import { appendInstallRecord, readAuditTail } from '../target/audit-log.js';
-import { type InstallTarget, openTarget } from '../target/connect.js';
-import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from '../target/layout.js';
-import { lockHost } from '../target/lock.js';
-import type { ServiceManager } from '../target/preflight.js';
+import type { InstallTarget } from '../target/connect.js';
+import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
+import type { LockHolder } from '../target/lock.js';
+import { assertHostUsable, type ServiceManager } from '../target/preflight.js';
 import {
   assertPortsFree,
-  type Release,
+  type LocatedRelease,
+  putBack,
   readRelease,
-  removeCurrent,
   switchCurrent,
 } from '../target/releases.js';
-import { readCurrentLink, readHostState, writeHostStateScript } from '../target/state.js';
-import { reportFilePath } from './install-report.js';
+import { type HostSession, withHostSession } from '../target/session.js';
+import type { HostState, ReleaseState } from '../target/state.js';
 
 /** Step ids reported through onProgress, in order; the CLI gives them titles. */
 export const ROLLBACK_STEPS = [
@@ -51,9 +48,13 @@ type ReleaseRef = { name: string; version: string; manifestDigest: string; relea
 export interface RollbackReport {
   ok: boolean;
   path: string;
+  /** The audit record that holds this report's hash. */
+  record: { seq: number };
   startedAt: string;
   finishedAt: string;
   host: { transport: string; user: string; serviceManager: ServiceManager };
+  /** A lock left by a command that died (its process gone), which this rollback took over. */
+  tookOverLock: LockHolder | null;
   /** The release that was current before. */
   from: ReleaseRef | null;
   /** The release asked for. */
@@ -61,6 +62,8 @@ export interface RollbackReport {
   checks: ServiceCheck[];
   /** Why the target's services could not be started at all, when that is what failed. */
   activateError: string | null;
+  /** The rollback was stopped (Ctrl-C, SIGTERM) and put back what ran before. */
+  interrupted: boolean;
   /** When the target failed: the release put back, and whether it answers again. */
   restored: { to: string | null; healthy: boolean } | null;
   /** The release `current` points at afterwards. */
@@ -69,126 +72,70 @@ export interface RollbackReport {
 }
 
 /**
- * Switches a host back to an earlier release under the host lock: stops the current
- * services, points `current` at the target, starts its services (release.json lists them)
- * and checks they answer with their models listed. When the target does not come up, the
- * release that was current is put back and started again. Writes a report, updates
- * state.json (on success) and appends a ROLLBACK record to the install audit log.
+ * Switches a host back to an earlier release in a host session: stops the current
+ * services, records the switch in state.json, points `current` at the target, starts its
+ * services (release.json lists them) and checks they answer with their models listed.
+ * When the target does not come up, or the caller aborts, the release that was current is
+ * put back and started again. Records a ROLLBACK in the audit log and writes a report.
  */
 export async function rollbackRelease(options: RollbackOptions): Promise<RollbackReport> {
   const onProgress = options.onProgress ?? noProgress;
-  const { signal } = options;
-  const startedAt = new Date();
   const emit = (step: RollbackStep, status: 'start' | 'ok' | 'fail' | 'skip', detail?: string) =>
     onProgress({ step, status, detail });
-  const layout = hostLayout(options.root ?? DEFAULT_HOST_ROOT);
-
-  emit('connect', 'start');
-  const transport = await openTarget(options.target, { signal, onProgress });
-  emit('connect', 'ok', transport.description);
-  try {
-    emit('lock', 'start');
-    // A root that does not exist holds nothing to roll back to: say so without creating it.
-    const rootExists = await transport.exec(shellQuote(['test', '-d', layout.root]), {
-      reject: false,
-      signal,
-    });
-    if (rootExists.exitCode !== 0) {
-      await chooseTarget(transport, layout, options.to, signal).catch((error: unknown) => {
+  const root = parseHostRoot(options.root ?? DEFAULT_HOST_ROOT);
+  const startedAt = new Date();
+  return withHostSession(
+    {
+      target: options.target,
+      root,
+      command: `rollback${options.to ? ` to ${options.to}` : ''}`,
+      lock: 'existing',
+      probe: { system: false },
+      signal: options.signal,
+      onProgress: (event) => {
+        // The session's lock and probe come before the first step of ours.
+        if (event.step === 'connect' && event.status === 'ok') emit('lock', 'start');
+        onProgress(event);
+      },
+    },
+    async (session) => {
+      const chosen = await chooseTarget(session, options.to).catch((error: unknown) => {
         emit('lock', 'fail', isApertusError(error) ? error.code : undefined);
         throw error;
       });
-    }
-    const unlock = await lockHost(
-      transport,
-      layout,
-      `apertus rollback${options.to ? ` to ${options.to}` : ''} by ${rollbackHolder()} since ${startedAt.toISOString()}`,
-    ).catch((error: unknown) => {
-      emit('lock', 'fail', 'another install or rollback holds the lock');
-      throw error;
-    });
-    try {
-      const chosen = await chooseTarget(transport, layout, options.to, signal).catch((error: unknown) => {
-        emit('lock', 'fail', isApertusError(error) ? error.code : undefined);
-        throw error;
-      });
-      // Under the lock and before any change: a damaged audit log stops the rollback here.
-      const auditTail = await readAuditTail(transport, layout, signal);
       emit('lock', 'ok', `${chosen.from ? chosen.from.linkTarget : 'nothing'} -> ${chosen.to.linkTarget}`);
-      const report = await applyRollback(transport, layout, chosen, options, startedAt, emit, signal);
-      const audit = await appendInstallRecord(
-        transport,
-        layout,
-        auditTail,
-        {
-          bundle: chosen.to.record,
-          ok: report.ok,
-          reportPath: report.path,
-          reportText: rollbackReportText(report),
-          current: report.current,
-          method: 'ROLLBACK',
-        },
-        signal,
-      );
-      emit('report', 'ok', `${report.path}; audit record ${audit.seq} in ${layout.auditLog}`);
-      if (!report.ok) {
-        const failures = [
-          ...(report.activateError ? [`activate: ${report.activateError}`] : []),
-          ...report.checks
-            .filter((c) => c.status === 'fail')
-            .map((c) => `${c.id} (${c.service}): ${c.detail}`),
-        ];
-        const restored = report.restored?.to
-          ? `Restored ${report.restored.to}${report.restored.healthy ? ', which answers again' : ', which does NOT answer'}.`
-          : 'No release was running before; none is current now.';
-        throw new ApertusError(
-          'rollback-verification-failed',
-          `${chosen.to.linkTarget} did not come up on ${transport.description}: ${failures.join('; ')}. ${restored}`,
-          {
-            kind: 'operation',
-            hint: `Read the service logs under ${layout.logs} on the host, and the report ${report.path}.`,
-            details: { report },
-          },
-        );
-      }
-      return report;
-    } finally {
-      await unlock();
-    }
-  } finally {
-    await transport.close();
-  }
+      return applyRollback(session, chosen, options, startedAt, emit);
+    },
+  ).catch((error: unknown) => {
+    // A root that does not exist holds nothing to roll back to; it stays absent.
+    if (isApertusError(error) && error.code === 'host-root-missing')
+      throw nothingInstalled(root, error.message);
+    throw error;
+  });
 }
 
-type Located = Release & { linkTarget: string };
+function nothingInstalled(root: string, where: string): ApertusError {
+  return new ApertusError('nothing-installed', `Nothing is installed under ${root}: ${where}`, {
+    kind: 'operation',
+    hint: 'Install a bundle with `apertus install`; `apertus status` shows what a host has.',
+  });
+}
+
+type Located = LocatedRelease;
 
 interface Chosen {
   from: Located | null;
   to: Located;
 }
 
-async function chooseTarget(
-  transport: Transport,
-  layout: HostLayout,
-  to: string | undefined,
-  signal?: AbortSignal,
-): Promise<Chosen> {
-  const state = await readHostState(transport, layout, signal);
-  const link = await readCurrentLink(transport, layout, signal);
+async function chooseTarget(session: HostSession, to: string | undefined): Promise<Chosen> {
+  const { transport, layout, state, probe } = session;
+  const link = probe.root.current;
   const current = link ? await readRelease(transport, layout, link) : null;
   const from = current && link ? { ...current, linkTarget: link } : null;
   const name = current?.record.name ?? state.current?.name;
-  if (!name) {
-    throw new ApertusError(
-      'nothing-installed',
-      `Nothing is installed under ${layout.root} on ${transport.description}.`,
-      {
-        kind: 'operation',
-        hint: 'Install a bundle with `apertus install`; `apertus status` shows what a host has.',
-      },
-    );
-  }
-  const present = await releaseVersions(transport, layout, name, signal);
+  if (!name) throw nothingInstalled(layout.root, `no current release on ${transport.description}.`);
+  const present = await releaseVersions(session, name);
   const others = present.filter((v) => layout.releaseLinkTarget(name, v) !== link);
   const choices =
     others.length > 0
@@ -197,23 +144,19 @@ async function chooseTarget(
 
   let linkTarget: string;
   if (to !== undefined) {
-    linkTarget = layout.releaseLinkTarget(name, to);
-    if (path.basename(linkTarget) !== to || !present.includes(to)) {
+    if (!present.includes(to)) {
       throw new ApertusError(
         'rollback-target-missing',
-        `${name} ${to} is not on ${transport.description} (no ${layout.release(name, to)}).`,
-        {
-          hint: `${choices} Pass one of them to --to, or install ${name} ${to} with \`apertus install\`.`,
-        },
+        `${name} ${to} is not on ${transport.description} (no complete release under ${layout.releases}/${name}).`,
+        { hint: `${choices} Pass one of them to --to, or install ${name} ${to} with \`apertus install\`.` },
       );
     }
+    linkTarget = layout.releaseLinkTarget(name, to);
     if (linkTarget === link) {
       throw new ApertusError(
         'rollback-target-current',
         `${name} ${to} is already the current release on ${transport.description}.`,
-        {
-          hint: `${choices} Pass another version to --to; \`apertus status\` shows the host.`,
-        },
+        { hint: `${choices} Pass another version to --to; \`apertus status\` shows the host.` },
       );
     }
   } else {
@@ -246,37 +189,43 @@ async function chooseTarget(
   return { from, to: { ...release, linkTarget } };
 }
 
-async function releaseVersions(
-  transport: Transport,
-  layout: HostLayout,
-  name: string,
-  signal?: AbortSignal,
-): Promise<string[]> {
-  const dir = path.join(layout.releases, name);
-  // Complete releases only: staging leftovers start with a dot and have no release.json.
-  const result = await transport.exec(
-    `cd ${shellQuote([dir])} 2>/dev/null && for d in *; do [ -f "$d/release.json" ] && printf '%s\\n' "$d"; done; true`,
-    { reject: false, signal },
+/** Versions of `name` on the host with a release.json: complete releases only. */
+async function releaseVersions(session: HostSession, name: string): Promise<string[]> {
+  const dir = path.join(session.layout.releases, name);
+  const result = await session.transport.exec(
+    `cd ${shellQuote([dir])} 2>/dev/null && for d in *; do [ -f "$d/release.json" ] && [ ! -L "$d" ] && printf '%s\\n' "$d"; done; true`,
+    { reject: false, ...(session.signal ? { signal: session.signal } : {}) },
   );
   return result.stdout.split('\n').filter((v) => v !== '');
 }
 
 async function applyRollback(
-  transport: Transport,
-  layout: HostLayout,
+  session: HostSession,
   chosen: Chosen,
   options: RollbackOptions,
   startedAt: Date,
   emit: (step: RollbackStep, status: 'start' | 'ok' | 'fail' | 'skip', detail?: string) => void,
-  signal?: AbortSignal,
 ): Promise<RollbackReport> {
+  const { transport, layout, probe, state } = session;
   const { from, to } = chosen;
-  const manager: ServiceManager =
-    (await transport.exec('[ -d /run/systemd/system ]', { reject: false })).exitCode === 0
-      ? 'systemd'
-      : 'supervisor';
-  const user = (await transport.exec('id -un', { reject: false })).stdout.trim() || 'unknown';
+  const signal = options.signal;
+  const { serviceManager: manager } = assertHostUsable(probe, layout, transport.description);
   const healthTimeoutMs = options.healthTimeoutMs ?? 60_000;
+  const target = releaseState(to, state);
+
+  // Written before anything stops: a kill from here on leaves state.json naming what to go back to.
+  await session.writeState({
+    ...state,
+    current: { ...target, verified: false },
+    previous: from ? from.linkTarget : state.previous,
+    pending: {
+      command: `rollback to ${to.record.version}`,
+      release: to.linkTarget,
+      previous: from?.linkTarget ?? null,
+      since: new Date().toISOString(),
+    },
+    updatedAt: new Date().toISOString(),
+  });
 
   emit('stop', 'start');
   await stopServices(transport, layout, from ? from.services : to.services);
@@ -294,13 +243,29 @@ async function applyRollback(
     emit('activate', 'fail', activateError);
   }
 
-  const checks =
-    activateError === null ? await checkReleaseServices(transport, to.services, healthTimeoutMs, signal) : [];
+  let checks: ServiceCheck[] = [];
+  if (activateError === null) {
+    checks = await checkReleaseServices(transport, to.services, healthTimeoutMs, signal).catch(
+      (error: unknown) => {
+        if (!signal?.aborted) throw error;
+        return [];
+      },
+    );
+  }
+  const interrupted = signal?.aborted === true;
   for (const id of ['verify.health', 'verify.models'] as const) {
     const mine = checks.filter((c) => c.id === id);
     const failed = mine.find((c) => c.status === 'fail');
     if (mine.length === 0)
-      emit(id, 'skip', activateError ? 'not run: activation failed' : 'no such services');
+      emit(
+        id,
+        'skip',
+        interrupted
+          ? 'not run: interrupted'
+          : activateError
+            ? 'not run: activation failed'
+            : 'no such services',
+      );
     else
       emit(
         id,
@@ -310,13 +275,21 @@ async function applyRollback(
           : mine.map((c) => `${c.service}: ${c.detail}`).join('; '),
       );
   }
-  const ok = activateError === null && checks.every((c) => c.status === 'ok');
+  const ok = activateError === null && !interrupted && checks.every((c) => c.status === 'ok');
 
   let restored: RollbackReport['restored'] = null;
   if (ok) emit('restore', 'skip', 'not needed');
   else {
-    emit('restore', 'start');
-    restored = await restoreFrom(transport, layout, chosen, manager, healthTimeoutMs, signal);
+    emit('restore', 'start', interrupted ? 'interrupted: putting back what ran before' : undefined);
+    await session.lock?.releaseBallast();
+    restored = await putBack({
+      transport,
+      layout,
+      leaving: { linkTarget: to.linkTarget, services: to.services },
+      back: from,
+      manager,
+      healthTimeoutMs,
+    });
     emit(
       'restore',
       restored.healthy ? 'ok' : 'fail',
@@ -327,82 +300,93 @@ async function applyRollback(
   }
 
   emit('report', 'start');
-  const finishedAt = new Date();
-  const reportPath = reportFilePath(layout, 'rollback', finishedAt, to.record);
   const ref = (r: Located): ReleaseRef => ({
     name: r.record.name,
     version: r.record.version,
     manifestDigest: r.record.manifestDigest,
     release: r.linkTarget,
   });
-  const report: RollbackReport = {
+  const current = ok ? to.linkTarget : (restored?.to ?? null);
+  const recorded = await session.record({
+    kind: 'rollback',
+    method: 'ROLLBACK',
+    endpoint: `${to.record.name}@${to.record.version}`,
     ok,
-    path: reportPath,
-    startedAt: startedAt.toISOString(),
-    finishedAt: finishedAt.toISOString(),
-    host: { transport: transport.description, user, serviceManager: manager },
-    from: from ? ref(from) : null,
-    to: ref(to),
-    checks,
-    activateError,
-    restored,
-    current: ok ? to.linkTarget : (restored?.to ?? null),
-    services: to.services.map((s) => ({ name: s.name, port: s.port })),
-  };
-  const q = (value: string) => shellQuote([value]);
-  const lines = [
-    'set -eu',
-    `mkdir -p ${q(layout.reports)}`,
-    `printf '%s' ${q(rollbackReportText(report))} > ${q(reportPath)}`,
-  ];
-  if (ok) {
-    lines.push(
-      ...writeHostStateScript(layout, {
-        current: { ...ref(to), report: reportPath },
-        previous: from ? from.linkTarget : null,
-        updatedAt: report.finishedAt,
-      }),
+    subjectSha256: to.record.manifestDigest.replace(/^sha256:/, ''),
+    current,
+    state: (reportPath): HostState =>
+      ok
+        ? {
+            ...state,
+            current: { ...target, verified: true, report: reportPath },
+            previous: from ? from.linkTarget : null,
+            pending: null,
+            updatedAt: new Date().toISOString(),
+          }
+        : { ...state, pending: null, updatedAt: new Date().toISOString() },
+    report: ({ path: reportPath, seq }): RollbackReport => ({
+      ok,
+      path: reportPath,
+      record: { seq },
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      host: { transport: transport.description, user: probe.user ?? 'unknown', serviceManager: manager },
+      tookOverLock: session.lock?.tookOver ?? null,
+      from: from ? ref(from) : null,
+      to: ref(to),
+      checks,
+      activateError,
+      interrupted,
+      restored,
+      current,
+      services: to.services.map((s) => ({ name: s.name, port: s.port })),
+    }),
+  });
+  const report = recorded.report;
+  emit(
+    'report',
+    recorded.reportError ? 'fail' : 'ok',
+    recorded.reportError ??
+      `${recorded.reportPath}; audit record ${recorded.record.seq} in ${layout.auditLog}`,
+  );
+  if (!ok) {
+    const failures = [
+      ...(interrupted ? ['interrupted'] : []),
+      ...(activateError ? [`activate: ${activateError}`] : []),
+      ...checks.filter((c) => c.status === 'fail').map((c) => `${c.id} (${c.service}): ${c.detail}`),
+    ];
+    const back = restored?.to
+      ? `Restored ${restored.to}${restored.healthy ? ', which answers again' : ', which does NOT answer'}.`
+      : 'No release was running before; none is current now.';
+    throw new ApertusError(
+      interrupted ? 'rollback-interrupted' : 'rollback-verification-failed',
+      `${to.linkTarget} did not come up on ${transport.description}: ${failures.join('; ')}. ${back}`,
+      {
+        kind: 'operation',
+        hint: `Read the service logs under ${layout.logs} on the host, and the report ${recorded.reportPath}.`,
+        details: { report },
+      },
     );
   }
-  await transport.exec('sh -s', { stdin: `${lines.join('\n')}\n`, signal });
   return report;
 }
 
-/** Puts back what ran before: the release that was current, started and answering; or nothing. */
-async function restoreFrom(
-  transport: Transport,
-  layout: HostLayout,
-  chosen: Chosen,
-  manager: ServiceManager,
-  healthTimeoutMs: number,
-  signal?: AbortSignal,
-): Promise<{ to: string | null; healthy: boolean }> {
-  const { from, to } = chosen;
-  await stopServices(transport, layout, to.services);
-  if (!from) {
-    await removeCurrent(transport, layout);
-    return { to: null, healthy: true };
-  }
-  await switchCurrent(transport, layout, from.linkTarget);
-  try {
-    await startServices(transport, layout, from.dir, from.services, manager);
-  } catch {
-    return { to: from.linkTarget, healthy: false };
-  }
-  const checks = await checkReleaseServices(transport, from.services, healthTimeoutMs, signal);
-  return { to: from.linkTarget, healthy: checks.every((c) => c.status === 'ok') };
-}
-
-/** The report file's exact bytes (the audit record holds their hash). */
-export function rollbackReportText(report: RollbackReport): string {
-  return `${JSON.stringify(report, null, 2)}\n`;
+/** state.json's entry for a release being made current: what state.json knew of it, else its release.json. */
+function releaseState(release: Located, state: HostState): ReleaseState {
+  const known = [state.current].find((r) => r?.release === release.linkTarget);
+  return (
+    known ?? {
+      name: release.record.name,
+      version: release.record.version,
+      manifestDigest: release.record.manifestDigest,
+      release: release.linkTarget,
+      report: null,
+      verified: true,
+      signer: null,
+    }
+  );
 }
 
 function names(services: ServiceSpec[]): string {
   return services.length > 0 ? services.map((s) => s.name).join(', ') : 'no services';
-}
-
-/** Who runs the rollback, for the lock's note. */
-function rollbackHolder(): string {
-  return `${os.userInfo().username}@${os.hostname()}`;
 }

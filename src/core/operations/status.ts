@@ -1,18 +1,27 @@
 import path from 'node:path/posix';
 import { type AuditRecord, auditRecordHash } from '../audit/verify-chain.js';
-import { shellQuote } from '../host/shell-quote.js';
-import type { Transport } from '../host/transport.js';
+import { isApertusError } from '../errors.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { serviceModelId } from '../runtimes/release-health.js';
 import { waitForHealth } from '../runtimes/verify-services.js';
-import { type InstallTarget, openTarget } from '../target/connect.js';
-import { DEFAULT_HOST_ROOT, type HostLayout, hostLayout } from '../target/layout.js';
+import { verifiedAuditTail } from '../target/audit-log.js';
+import type { InstallTarget } from '../target/connect.js';
+import { hostPublicKey } from '../target/host-key.js';
+import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
+import { describeHolder, type LockHolder, readLockState } from '../target/lock.js';
 import { readRelease } from '../target/releases.js';
-import { readCurrentLink, readHostState } from '../target/state.js';
+import { judgeRoot, type RootProblem } from '../target/root-safety.js';
+import { withHostSession } from '../target/session.js';
+import type { Signer } from '../target/state.js';
+import { trustedKeys } from '../target/trust-store.js';
 
 /** What `apertus status` shows: one read-only look at a host. Field names are a contract. */
 export interface HostStatus {
-  /** Every service of the current release answers /health (true when nothing is installed). */
+  /**
+   * Every service of the current release answers /health, the current release was
+   * verified (or a live command is verifying it), the root is safe and the audit log
+   * reaches its anchors. True when nothing is installed and nothing is wrong.
+   */
   ok: boolean;
   host: string;
   root: string;
@@ -29,9 +38,15 @@ export interface HostStatus {
     /** When the release became current (state.json), if the state file names it. */
     since: string | null;
     report: string | null;
+    /** Its services passed verification; false after a command was killed between the switch and the end of verification. */
+    verified: boolean;
+    /** Who signed the bundle it came from, as the host's trust store verified it; null when not known or unsigned. */
+    signer: Signer | null;
   } | null;
   /** The release state.json names as previous: what `apertus rollback` goes back to. */
   previous: { release: string; version: string; present: boolean } | null;
+  /** A command that was changing `current` and did not finish (killed), from state.json. */
+  interrupted: { command: string; release: string; previous: string | null; since: string } | null;
   releases: Array<{
     name: string;
     version: string;
@@ -49,6 +64,8 @@ export interface HostStatus {
     detail: string;
   }>;
   blobs: { count: number; diskBytes: number };
+  /** How the host decides what it installs: its trusted keys, or unsigned (--allow-unsigned, warned). */
+  trust: { mode: 'keys' | 'unsigned' | 'none'; keys: string[] };
   lastAudit: {
     seq: number;
     time: string;
@@ -58,7 +75,17 @@ export interface HostStatus {
     /** Whether the record's own hash matches (the whole chain: `apertus audit verify --installs`). */
     sound: boolean;
   } | null;
-  lock: { held: boolean; holder: string | null };
+  /** Why the audit log does not reach its anchors (records gone, log replaced); null when it does. */
+  auditProblem: string | null;
+  rootProblems: RootProblem[];
+  lock: {
+    held: boolean;
+    holder: LockHolder | null;
+    /** Its holder's process is gone: the next command takes it over. */
+    stale: boolean | null;
+  };
+  /** Everything above an operator should act on, one line each. */
+  warnings: string[];
 }
 
 export interface HostStatusOptions extends RunOptions {
@@ -70,135 +97,151 @@ export interface HostStatusOptions extends RunOptions {
 
 export const STATUS_STEPS = ['connect', 'status.read', 'status.health'] as const;
 
-/** Reads the host's releases, blob store, audit tail and lock, and asks each current service for /health. Changes nothing. */
+/** Reads the host's releases, blob store, audit log, trust and lock, and asks each current service for /health. Changes nothing. */
 export async function hostStatus(options: HostStatusOptions): Promise<HostStatus> {
   const onProgress = options.onProgress ?? noProgress;
-  const { signal } = options;
-  const layout = hostLayout(options.root ?? DEFAULT_HOST_ROOT);
-  onProgress({ step: 'connect', status: 'start' });
-  const transport = await openTarget(options.target, { signal, onProgress });
-  onProgress({ step: 'connect', status: 'ok', detail: transport.description });
-  try {
-    onProgress({ step: 'status.read', status: 'start' });
-    const state = await readHostState(transport, layout, signal);
-    const link = await readCurrentLink(transport, layout, signal);
-    const release = link ? await readRelease(transport, layout, link) : null;
-    const facts = await readStoreFacts(transport, layout, signal);
-    const releases = facts.releases.map((r) => ({ ...r, current: r.release === link }));
-    const current: HostStatus['current'] = release
-      ? {
-          name: release.record.name,
-          version: release.record.version,
-          manifestDigest: release.record.manifestDigest,
-          release: link as string,
-          dir: release.dir,
-          stagedAt: release.record.stagedAt,
-          since: state.current?.release === link ? state.updatedAt : null,
-          report: state.current?.release === link ? state.current.report : null,
-        }
-      : null;
-    const previous = state.previous
-      ? {
-          release: state.previous,
-          version: path.basename(state.previous),
-          present: releases.some((r) => r.release === state.previous),
-        }
-      : null;
-    onProgress({
-      step: 'status.read',
-      status: 'ok',
-      detail: current ? `current ${current.name} ${current.version}` : 'nothing installed',
-    });
-
-    const services: HostStatus['services'] = [];
-    if (release && release.services.length > 0) {
-      onProgress({ step: 'status.health', status: 'start' });
-      for (const service of release.services) {
-        const health = await waitForHealth(transport, service, options.healthTimeoutMs ?? 3_000, signal);
-        services.push({
-          name: service.name,
-          runtime: service.runtime,
-          port: service.port,
-          modelId: serviceModelId(service),
-          health: health.status,
-          detail: health.detail,
-        });
-      }
-      const down = services.filter((s) => s.health !== 'ok');
-      onProgress({
-        step: 'status.health',
-        status: down.length === 0 ? 'ok' : 'fail',
-        detail:
-          down.length === 0
-            ? `${services.length} services answer`
-            : `not answering: ${down.map((s) => s.name).join(', ')}`,
+  const root = parseHostRoot(options.root ?? DEFAULT_HOST_ROOT);
+  return withHostSession(
+    {
+      target: options.target,
+      root,
+      command: 'status',
+      lock: false,
+      probe: { system: false, sizes: true },
+      signal: options.signal,
+      onProgress,
+    },
+    async (session) => {
+      const { transport, layout, probe, state, signal } = session;
+      onProgress({ step: 'status.read', status: 'start' });
+      const link = probe.root.current;
+      const release = link ? await readRelease(transport, layout, link) : null;
+      const named = state.current?.release === link ? state.current : null;
+      const current: HostStatus['current'] =
+        release && link
+          ? {
+              name: release.record.name,
+              version: release.record.version,
+              manifestDigest: release.record.manifestDigest,
+              release: link,
+              dir: release.dir,
+              stagedAt: release.record.stagedAt,
+              since: named ? state.updatedAt : null,
+              report: named?.report ?? null,
+              verified: named?.verified ?? true,
+              signer: named?.signer ?? null,
+            }
+          : null;
+      const releases = (probe.root.releases ?? []).map((r) => {
+        const [, name = '', version = ''] = r.release.split('/');
+        return { name, version, release: r.release, current: r.release === link, diskBytes: r.diskBytes };
       });
-    } else onProgress({ step: 'status.health', status: 'skip', detail: 'no current release' });
+      const previous = state.previous
+        ? {
+            release: state.previous,
+            version: path.basename(state.previous),
+            present: releases.some((r) => r.release === state.previous),
+          }
+        : null;
+      const lock = await readLockState(transport, layout, signal);
+      const rootProblems = judgeRoot(probe.root.entries, layout, probe.uid);
+      let auditProblem: string | null = null;
+      try {
+        await verifiedAuditTail(transport, layout, probe, state, hostPublicKey(probe, layout), signal);
+      } catch (error) {
+        if (!isApertusError(error)) throw error;
+        auditProblem = error.message;
+      }
+      let keys: string[] = [];
+      try {
+        keys = trustedKeys(probe, layout, transport.description).map((k) => k.keyId);
+      } catch (error) {
+        if (!isApertusError(error)) throw error;
+        rootProblems.push({ path: layout.trust, problem: error.message, fix: error.hint ?? '' });
+      }
+      const trust: HostStatus['trust'] = {
+        mode: keys.length > 0 ? 'keys' : state.trust?.mode === 'unsigned' ? 'unsigned' : 'none',
+        keys,
+      };
+      onProgress({
+        step: 'status.read',
+        status: 'ok',
+        detail: current ? `current ${current.name} ${current.version}` : 'nothing installed',
+      });
 
-    return {
-      ok: services.every((s) => s.health === 'ok'),
-      host: transport.description,
-      root: layout.root,
-      installed: current !== null,
-      current,
-      previous,
-      releases,
-      services,
-      blobs: facts.blobs,
-      lastAudit: facts.lastAudit,
-      lock: facts.lock,
-    };
-  } finally {
-    await transport.close();
-  }
-}
+      const services: HostStatus['services'] = [];
+      if (release && release.services.length > 0) {
+        onProgress({ step: 'status.health', status: 'start' });
+        for (const service of release.services) {
+          const health = await waitForHealth(transport, service, options.healthTimeoutMs ?? 3_000, signal);
+          services.push({
+            name: service.name,
+            runtime: service.runtime,
+            port: service.port,
+            modelId: serviceModelId(service),
+            health: health.status,
+            detail: health.detail,
+          });
+        }
+        const down = services.filter((s) => s.health !== 'ok');
+        onProgress({
+          step: 'status.health',
+          status: down.length === 0 ? 'ok' : 'fail',
+          detail:
+            down.length === 0
+              ? `${services.length} services answer`
+              : `not answering: ${down.map((s) => s.name).join(', ')}`,
+        });
+      } else onProgress({ step: 'status.health', status: 'skip', detail: 'no current release' });
 
-interface StoreFacts {
-  releases: Array<{ name: string; version: string; release: string; diskBytes: number }>;
-  blobs: HostStatus['blobs'];
-  lastAudit: HostStatus['lastAudit'];
-  lock: HostStatus['lock'];
-}
-
-/** One script for everything on disk: tagged lines, so a missing piece is just absent. */
-async function readStoreFacts(
-  transport: Transport,
-  layout: HostLayout,
-  signal?: AbortSignal,
-): Promise<StoreFacts> {
-  const q = (value: string) => shellQuote([value]);
-  const script = [
-    `if [ -d ${q(layout.releases)} ]; then cd ${q(layout.releases)} && for d in */*; do`,
-    '  [ -d "$d" ] || continue',
-    '  printf \'release=%s %s\\n\' "$(du -sk "$d" | cut -f1)" "$d"',
-    'done; fi',
-    `if [ -d ${q(layout.blobDir)} ]; then`,
-    `  printf 'blobs=%s %s\\n' "$(find ${q(layout.blobDir)} -type f ! -name '.*' | wc -l | tr -d ' ')" "$(du -sk ${q(layout.blobDir)} | cut -f1)"`,
-    'fi',
-    `if [ -s ${q(layout.auditLog)} ]; then printf 'audit=%s\\n' "$(tail -n 1 ${q(layout.auditLog)})"; fi`,
-    `if [ -d ${q(layout.lock)} ]; then printf 'lock=%s\\n' "$(cat ${q(`${layout.lock}/holder`)} 2>/dev/null | head -n 1)"; fi`,
-  ].join('\n');
-  const result = await transport.exec('sh -s', { stdin: `${script}\n`, reject: false, signal });
-  const lines = result.stdout.split('\n');
-  const values = (key: string) =>
-    lines.filter((line) => line.startsWith(`${key}=`)).map((line) => line.slice(key.length + 1));
-
-  const releases = values('release').flatMap((entry) => {
-    const [kib, dir] = [entry.slice(0, entry.indexOf(' ')), entry.slice(entry.indexOf(' ') + 1)];
-    const [name, version] = dir.split('/');
-    if (!name || !version) return [];
-    return [
-      { name, version, release: layout.releaseLinkTarget(name, version), diskBytes: Number(kib) * 1024 },
-    ];
-  });
-  const [count, kib] = (values('blobs')[0] ?? '0 0').split(' ');
-  const lock = values('lock');
-  return {
-    releases,
-    blobs: { count: Number(count), diskBytes: Number(kib) * 1024 },
-    lastAudit: parseAuditLine(values('audit')[0]),
-    lock: { held: lock.length > 0, holder: lock[0] || null },
-  };
+      const busy = lock.held && lock.stale === false;
+      const interrupted = state.pending && !busy ? state.pending : null;
+      const warnings = [
+        ...(trust.mode === 'unsigned'
+          ? [
+              'this host installs unsigned bundles (--allow-unsigned): trust a key with `apertus trust add KEY.pub`',
+            ]
+          : []),
+        ...(current && !current.verified && !busy
+          ? [
+              `the current release ${current.release} was never verified: ${interrupted?.command ?? 'a command'} was stopped after switching to it; \`apertus rollback\` returns to ${state.previous ?? 'nothing'}`,
+            ]
+          : []),
+        ...(lock.held && lock.stale
+          ? [
+              `a stale lock of ${lock.holder ? describeHolder(lock.holder) : 'an unknown command'} remains; the next command takes it over`,
+            ]
+          : []),
+        ...(lock.held && lock.stale === null
+          ? [`${layout.lock} names no holder: remove it if no apertus command is running`]
+          : []),
+        ...rootProblems.map((p) => `${p.path} ${p.problem} (fix: ${p.fix})`),
+        ...(auditProblem ? [auditProblem] : []),
+      ];
+      return {
+        ok:
+          services.every((s) => s.health === 'ok') &&
+          (current === null || current.verified || busy) &&
+          rootProblems.length === 0 &&
+          auditProblem === null,
+        host: transport.description,
+        root: layout.root,
+        installed: current !== null,
+        current,
+        previous,
+        interrupted,
+        releases,
+        services,
+        blobs: { count: probe.root.blobs.size, diskBytes: probe.root.storeBytes ?? 0 },
+        trust,
+        lastAudit: parseAuditLine(probe.root.auditHead?.last),
+        auditProblem,
+        rootProblems,
+        lock,
+        warnings,
+      };
+    },
+  );
 }
 
 function parseAuditLine(line: string | undefined): HostStatus['lastAudit'] {

@@ -1,32 +1,40 @@
 /**
- * The host's install audit log (DESIGN.md section 3, `<root>/audit.log`): one record per
- * install that changed the host, hash-chained like the RAG service's request log and in
- * the same canonical format, so `apertus audit verify --log <root>/audit.log` checks it
- * with the same verifier. A record maps onto the format's fields as:
+ * The host's log of the commands that changed it (DESIGN.md section 3, `<root>/audit.log`):
+ * one record per install, rollback or trust change, hash-chained like the RAG service's
+ * request log and in the same canonical format, and signed by the host's own key
+ * (host-key.ts). A record maps onto the format's fields as:
  *
- *   caller          who ran apertus: `<user>@<machine>` of the installing process
- *   method          'INSTALL', or 'ROLLBACK' for `apertus rollback`
- *   endpoint        `<bundle name>@<version>` (for a rollback: the release it went back to)
- *   status          0 when the release went live, 1 when verification failed and it was rolled back
- *   requestSha256   the bundle manifest digest (hex): exactly what was installed
- *   responseSha256  SHA-256 of the install report written under reports/
- *   documents       [the report's path, the release the host runs afterwards or '']
+ *   caller          who ran apertus: `<user>@<machine>` of the operator's process
+ *   method          INSTALL, ROLLBACK, TRUST-ADD or TRUST-REMOVE
+ *   endpoint        `<bundle name>@<version>` (a rollback: the release it went back to;
+ *                   a trust change: the key id)
+ *   status          0 when the command did what it set out to, 1 when it failed and put the host back
+ *   requestSha256   what it acted on: the bundle manifest digest (hex), or the key's sha256
+ *   responseSha256  SHA-256 of the command's report under reports/
+ *   documents       [the report's path, the release current afterwards or '', and for an
+ *                   install `signer:<KEY ID> <trusted comment>` or `signer:none`]
+ *   sig             the host key's signature over the hash (audit/signatures.ts)
  *
- * Appends happen under the host lock, so installs never interleave records.
+ * Anchors: state.json keeps the seq and hash of the last record, and reports are named by
+ * their record's seq. A log that lost its tail, was emptied, deleted or replaced by a
+ * shorter chain no longer reaches them, and nothing is chained onto it.
  */
 import { createHash } from 'node:crypto';
 import os from 'node:os';
+import { recordSigningMessage, signAuditMessage, verifyAuditSignature } from '../audit/signatures.js';
 import {
   type AuditRecord,
   auditRecordHash,
   canonicalAuditLine,
   GENESIS_PREV,
-  verifyAuditChain,
 } from '../audit/verify-chain.js';
 import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
+import type { PublicKey, SecretKey } from '../sign/keys.js';
 import type { HostLayout } from './layout.js';
+import type { HostProbe } from './probe.js';
+import type { HostState } from './state.js';
 
 /** Where a new record chains on: the last record's seq and hash. */
 export interface AuditTail {
@@ -34,79 +42,156 @@ export interface AuditTail {
   hash: string;
 }
 
-/** Reads the last record of the log; refuses a log whose last line is not a sound record. */
-export async function readAuditTail(
-  transport: Transport,
-  layout: HostLayout,
-  signal?: AbortSignal,
-): Promise<AuditTail> {
-  const file = shellQuote([layout.auditLog]);
-  const result = await transport.exec(`if [ -s ${file} ]; then tail -n 1 ${file}; else exit 3; fi`, {
-    reject: false,
-    signal,
-  });
-  if (result.exitCode === 3) return { seq: 0, hash: GENESIS_PREV };
-  const line = result.stdout.trim();
-  // The last record alone: a chain of one, which the verifier accepts only when seq is 1,
-  // so check its form and hash here and leave the whole chain to `audit verify`.
-  const record = parseRecord(line);
-  if (result.exitCode !== 0 || record === null || auditRecordHash(record) !== record.hash) {
-    throw new ApertusError(
-      'install-audit-damaged',
-      `The last line of ${layout.auditLog} on ${transport.description} is not a sound audit record; apertus will not chain a new record onto it.`,
-      {
-        kind: 'operation',
-        hint: `Run \`apertus audit verify --log ${layout.auditLog}\` against the host to find the first broken record, and keep the damaged log as evidence before moving it aside.`,
-      },
-    );
-  }
-  return { seq: record.seq, hash: record.hash };
-}
+export type AuditMethod = 'INSTALL' | 'ROLLBACK' | 'TRUST-ADD' | 'TRUST-REMOVE';
 
-export interface InstallAuditEntry {
-  bundle: { name: string; version: string; manifestDigest: string };
+export interface AuditEntry {
+  method: AuditMethod;
+  endpoint: string;
   ok: boolean;
+  /** Hex SHA-256 of what the command acted on. */
+  subjectSha256: string;
   reportPath: string;
   reportText: string;
   /** The release `current` points at afterwards; null when none. */
   current: string | null;
-  /** What changed the host; 'INSTALL' when not given. */
-  method?: 'INSTALL' | 'ROLLBACK';
+  /** More documents after the report and the release (an install's signer). */
+  extra?: string[];
 }
 
-/** Appends one record after `tail` and returns it. */
-export async function appendInstallRecord(
+/** Reports named by their record: `reports/000042-install-....json`. */
+const SEQ_REPORT = /^(\d{6,})-[a-z-]+-\d{8}T\d{6}Z\.json$/;
+
+/**
+ * The tail a new record chains onto, after checking the log against its anchors: its last
+ * record is sound (and, where signed, signed by this host), and the log still reaches the
+ * record state.json anchors and every report on disk. Throws, changing nothing, otherwise.
+ */
+export async function verifiedAuditTail(
   transport: Transport,
   layout: HostLayout,
-  tail: AuditTail,
-  entry: InstallAuditEntry,
+  probe: HostProbe,
+  state: HostState,
+  hostKey: PublicKey | null,
   signal?: AbortSignal,
-): Promise<AuditRecord> {
-  const body: Omit<AuditRecord, 'hash'> = {
+): Promise<AuditTail> {
+  const head = probe.root.auditHead;
+  const where = `${layout.auditLog} on ${transport.description}`;
+  const reportSeq = Math.max(0, ...probe.root.reports.map((name) => Number(SEQ_REPORT.exec(name)?.[1] ?? 0)));
+  const anchored = Math.max(state.audit?.seq ?? 0, reportSeq);
+  if (head === undefined || head.bytes === 0) {
+    if (anchored > 0) {
+      throw gone(
+        `${where} is ${head === undefined ? 'missing' : 'empty'}, but ${anchorName(state, reportSeq)} record ${anchored}: the log was ${head === undefined ? 'deleted' : 'emptied'}.`,
+        layout,
+      );
+    }
+    return { seq: 0, hash: GENESIS_PREV };
+  }
+  const record = parseRecord(head.last);
+  if (record === null || auditRecordHash(record) !== record.hash || head.lines !== record.seq) {
+    throw new ApertusError(
+      'install-audit-damaged',
+      `The last line of ${where} is not a sound audit record${record && head.lines !== record.seq ? ` (it says seq ${record.seq} on line ${head.lines})` : ''}; apertus will not chain a new record onto it.`,
+      {
+        kind: 'operation',
+        hint: `Run \`apertus audit verify --installs\` against the host to find the first broken record, and keep the damaged log as evidence.`,
+      },
+    );
+  }
+  if (record.sig !== undefined && hostKey !== null) {
+    const verdict = verifyAuditSignature(hostKey, recordSigningMessage(record.hash), record.sig);
+    if (!verdict.valid)
+      throw new ApertusError(
+        'install-audit-damaged',
+        `The last record of ${where} is not signed by this host's key: ${verdict.reason}.`,
+        {
+          kind: 'operation',
+          hint: 'Run `apertus audit verify --installs` against the host, and keep the log as evidence.',
+        },
+      );
+  }
+  if (record.seq < anchored) {
+    throw gone(
+      `Records after seq ${record.seq} of ${where} are gone: ${anchorName(state, reportSeq)} record ${anchored}.`,
+      layout,
+    );
+  }
+  const anchor = state.audit;
+  if (anchor && anchor.seq > 0) {
+    // Killed between the record and the state write, the log may be one record ahead.
+    const anchoredHash =
+      anchor.seq === record.seq ? record.hash : await recordHashAt(transport, layout, anchor.seq, signal);
+    if (anchoredHash !== anchor.hash) {
+      throw gone(
+        `Record ${anchor.seq} of ${where} has hash ${anchoredHash ?? '(none)'}, but state.json anchors ${anchor.hash}: the log was replaced.`,
+        layout,
+      );
+    }
+  }
+  return { seq: record.seq, hash: record.hash };
+}
+
+function anchorName(state: HostState, reportSeq: number): string {
+  return (state.audit?.seq ?? 0) >= reportSeq ? 'state.json anchors' : `reports/ holds the report of`;
+}
+
+function gone(message: string, layout: HostLayout): ApertusError {
+  return new ApertusError('install-audit-truncated', message, {
+    kind: 'operation',
+    hint: `Restore ${layout.auditLog} from a backup. If it is lost for good, keep what is left as evidence (mv ${layout.auditLog} ${layout.auditLog}.damaged) and clear the anchor (set "audit" to null in ${layout.state}) to start a new chain; \`apertus audit verify --installs\` shows what is missing.`,
+  });
+}
+
+async function recordHashAt(
+  transport: Transport,
+  layout: HostLayout,
+  seq: number,
+  signal?: AbortSignal,
+): Promise<string | null> {
+  const result = await transport.exec(`sed -n ${seq}p ${shellQuote([layout.auditLog])}`, {
+    reject: false,
+    ...(signal ? { signal } : {}),
+  });
+  const record = parseRecord(result.stdout.trim());
+  return record !== null && record.seq === seq && auditRecordHash(record) === record.hash
+    ? record.hash
+    : null;
+}
+
+/** The next record after `tail`, signed by the host key, and the line it is written as. */
+export function buildAuditRecord(
+  tail: AuditTail,
+  entry: AuditEntry,
+  hostKey: SecretKey,
+): { record: AuditRecord; line: string } {
+  const body: Omit<AuditRecord, 'hash' | 'sig'> = {
     seq: tail.seq + 1,
     time: new Date().toISOString(),
     caller: `${os.userInfo().username}@${os.hostname()}`,
-    method: entry.method ?? 'INSTALL',
-    endpoint: `${entry.bundle.name}@${entry.bundle.version}`,
+    method: entry.method,
+    endpoint: entry.endpoint,
     status: entry.ok ? 0 : 1,
-    requestSha256: entry.bundle.manifestDigest.replace(/^sha256:/, ''),
+    requestSha256: entry.subjectSha256,
     responseSha256: createHash('sha256').update(entry.reportText).digest('hex'),
-    documents: [entry.reportPath, entry.current ?? ''],
+    documents: [entry.reportPath, entry.current ?? '', ...(entry.extra ?? [])],
     prev: tail.hash,
   };
-  const record: AuditRecord = { ...body, hash: auditRecordHash(body) };
+  const hash = auditRecordHash(body);
+  const record: AuditRecord = { ...body, hash, sig: signAuditMessage(hostKey, recordSigningMessage(hash)) };
   const line = canonicalAuditLine(record);
   // The writer and the verifier must agree: never append what `audit verify` would refuse.
-  if (record.seq === 1 && !verifyAuditChain(`${line}\n`).ok)
+  if (parseRecord(line)?.hash !== auditRecordHash(body))
     throw new Error('install audit record is not canonical');
-  await transport.exec(
-    `umask 027 && printf '%s\\n' ${shellQuote([line])} >> ${shellQuote([layout.auditLog])} && { sync ${shellQuote([layout.auditLog])} 2>/dev/null || true; }`,
-    { signal },
-  );
-  return record;
+  return { record, line };
 }
 
-function parseRecord(line: string): AuditRecord | null {
+/** Shell lines that append one record line, durably (the host lock keeps appends in order). */
+export function appendRecordScript(layout: HostLayout, line: string): string {
+  const log = shellQuote([layout.auditLog]);
+  return `( umask 027 && printf '%s\\n' ${shellQuote([line])} >> ${log} ) && { sync ${log} 2>/dev/null || true; }`;
+}
+
+export function parseRecord(line: string): AuditRecord | null {
   try {
     const value = JSON.parse(line) as AuditRecord;
     return canonicalAuditLine(value) === line ? value : null;

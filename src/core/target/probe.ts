@@ -1,14 +1,19 @@
 /**
- * Everything `apertus check` learns about a host, in one round trip: a POSIX sh script
- * sent on stdin (`sh -s`) that runs read-only commands and prints a transcript
+ * Everything a host command learns about a host before it acts, in one round trip: a POSIX
+ * sh script sent on stdin (`sh -s`) that runs read-only commands and prints a transcript
  * (src/core/target/transcript.ts), parsed here into plain facts. Nothing is written on
  * the host. Commands that can hang on a wedged driver or daemon run under `timeout`.
+ * `apertus check` and install read the whole host; rollback, status and trust only the
+ * install root (`system: false`). The install root's part is the same for all: the store,
+ * state.json, the audit log's head, the reports, and every entry that could make the root
+ * unsafe (root-safety.ts judges them).
  */
 import path from 'node:path/posix';
 import { type GpuInventory, readGpuInventory } from '../gpu/gpu-inventory.js';
 import { NVIDIA_SMI_COMMANDS } from '../gpu/nvidia-smi.js';
 import { quoteArg } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
+import { hostLayout } from './layout.js';
 import { parseTranscript, type TranscriptSection, transcriptOutputs } from './transcript.js';
 
 export interface ProbeOptions {
@@ -16,7 +21,16 @@ export interface ProbeOptions {
   root: string;
   /** Further directories the install writes (container storage); each gets a `df`. */
   diskPaths?: readonly string[];
+  /** The machine itself: OS, CPUs, memory, GPUs, container engines, ports. Default true. */
+  system?: boolean;
+  /** Each release's disk use and the store's size (status). Default false. */
+  sizes?: boolean;
 }
+
+/** Tools install needs on every host (DESIGN.md section 3), then SHA-256 tools, fastest first. */
+export const REQUIRED_TOOLS = ['sh', 'tar', 'mkdir', 'ln', 'mv', 'df', 'cat', 'wc', 'sed', 'find'] as const;
+export const HASH_TOOLS = ['openssl', 'sha256sum', 'shasum'] as const;
+export type HashTool = (typeof HASH_TOOLS)[number];
 
 /** Seconds a possibly hanging command (nvidia-smi, docker) may take. */
 const COMMAND_TIMEOUT_S = 20;
@@ -27,6 +41,9 @@ export const PROBE_COMMANDS = {
   arch: 'uname -m',
   kernel: 'uname -sr',
   user: 'id -un',
+  uid: 'id -u',
+  hostTools: `for t in ${[...REQUIRED_TOOLS, ...HASH_TOOLS].join(' ')}; do command -v "$t"; done; true`,
+  systemd: 'test -d /run/systemd/system',
   osRelease: 'cat /etc/os-release',
   glibc: 'getconf GNU_LIBC_VERSION',
   ldd: 'ldd --version',
@@ -44,6 +61,13 @@ export const PROBE_COMMANDS = {
   tcp6: 'cat /proc/net/tcp6',
   rootStatus: (root: string) => `root_status ${quoteArg(root)}`,
   store: (root: string) => `store_listing ${quoteArg(path.join(root, 'blobs', 'sha256'))}`,
+  rootSafety: (root: string) => `root_safety ${quoteArg(root)}`,
+  state: (root: string) => `cat ${quoteArg(path.join(root, 'state.json'))}`,
+  auditHead: (root: string) => `audit_head ${quoteArg(path.join(root, 'audit.log'))}`,
+  reports: (root: string) => `ls ${quoteArg(path.join(root, 'reports'))}`,
+  releases: (root: string) => `release_sizes ${quoteArg(path.join(root, 'releases'))}`,
+  storeSize: (root: string) => `du -sk ${quoteArg(path.join(root, 'blobs', 'sha256'))}`,
+  keys: (root: string) => `public_keys ${quoteArg(root)}`,
   df: (dir: string) => `df -Pk "$(existing_dir ${quoteArg(dir)})"`,
 } as const;
 
@@ -57,6 +81,56 @@ export function probeScript(options: ProbeOptions): string {
   const q = (command: string) => quoteArg(command);
   const diskPaths = [options.root, ...(options.diskPaths ?? [])];
   const n = NVIDIA_SMI_COMMANDS;
+  const system = options.system ?? true;
+  const lines = [
+    `run ${q(c.clock)}`,
+    `run ${q(c.user)}`,
+    `run ${q(c.uid)}`,
+    `run ${q(c.hostTools)}`,
+    `run ${q(c.systemd)}`,
+    `run ${q(c.rootStatus(options.root))}`,
+    `run ${q(c.rootSafety(options.root))}`,
+    `run ${q(c.store(options.root))}`,
+    `run ${q(c.state(options.root))}`,
+    `run ${q(c.auditHead(options.root))}`,
+    `run ${q(c.reports(options.root))}`,
+    `run ${q(c.keys(options.root))}`,
+    ...diskPaths.map((dir) => `run ${q(c.df(dir))}`),
+    ...(options.sizes ? [`run ${q(c.releases(options.root))}`, `run ${q(c.storeSize(options.root))}`] : []),
+  ];
+  if (system) {
+    lines.push(
+      `run ${q(c.arch)}`,
+      `run ${q(c.kernel)}`,
+      `run ${q(c.osRelease)}`,
+      `run ${q(c.glibc)} || run ${q(c.ldd)}`,
+      `run ${q(c.cpus)}`,
+      `run ${q(c.memory)}`,
+      `run ${q(c.tcp)}`,
+      `run ${q(c.tcp6)}`,
+      `timed ${q(n.query)}`,
+      `if [ "$LAST_RC" != 127 ]; then
+  QUERY_RC=$LAST_RC; QUERY_OUT=$LAST_OUT
+  if [ "$QUERY_RC" != 0 ]; then
+    case $QUERY_OUT in *compute_cap*) timed ${q(n.queryWithoutComputeCap)};; esac
+  fi
+  timed ${q(n.list)}
+  timed ${q(n.version)}
+  # The XML only when the query fell short: it failed, printed a field as [N/A], or MIG is on.
+  case "$QUERY_RC $QUERY_OUT" in
+    0*\\[*|0*Enabled*) timed ${q(n.xml)};;
+    0*) ;;
+    *) timed ${q(n.xml)};;
+  esac
+fi`,
+      `run ${q(n.driverVersionFile)}`,
+      `run ${q(c.tools)}`,
+      `has podman && run ${q(c.podmanVersion)}`,
+      `has docker && run ${q(c.dockerVersion)} && timed ${q(c.dockerRuntimes)}`,
+      `has nvidia-ctk && run ${q(c.nvidiaCtkVersion)}`,
+      `run ${q(c.cdiSpecs)}`,
+    );
+  }
   return `LC_ALL=C; export LC_ALL
 TO=""; command -v timeout >/dev/null 2>&1 && TO="timeout ${COMMAND_TIMEOUT_S}"
 section() { printf '=== $ %s\\n' "$1"; [ -n "$LAST_OUT" ] && printf '%s\\n' "$LAST_OUT"; printf '# exit %s\\n' "$LAST_RC"; }
@@ -71,50 +145,70 @@ root_status() {
   [ -L "$1/current" ] && echo "current=$(readlink "$1/current")"
   return 0
 }
-store_listing() {
+${STORE_LISTING}
+${rootSafetyFunction(options.root)}
+audit_head() {
+  [ -e "$1" ] || return 0
+  printf 'lines=%s\\n' "$(wc -l < "$1" | tr -d ' ')"
+  printf 'bytes=%s\\n' "$(wc -c < "$1" | tr -d ' ')"
+  printf 'last=%s\\n' "$(tail -n 1 "$1")"
+}
+public_keys() {
+  for f in "$1"/trust/*.pub "$1"/keys/host.pub; do
+    [ -f "$f" ] && [ ! -L "$f" ] || continue
+    printf '%s %s\\n' "\${f#"$1"/}" "$(sed -n 2p "$f")"
+  done
+  return 0
+}
+release_sizes() {
   [ -d "$1" ] || return 0
-  for f in "$1"/* "$1"/.incoming-*; do
-    [ -f "$f" ] || continue
-    b=\${f##*/}
-    case $b in .incoming-*) echo "partial \${b#.incoming-} $(wc -c < "$f")";; *) echo "blob $b";; esac
+  for d in "$1"/*/*; do
+    [ -d "$d" ] && [ ! -L "$d" ] || continue
+    printf '%s %s\\n' "$(du -sk "$d" | cut -f1)" "\${d#"$1"/}"
   done
 }
-run ${q(c.clock)}
-run ${q(c.arch)}
-run ${q(c.kernel)}
-run ${q(c.user)}
-run ${q(c.osRelease)}
-run ${q(c.glibc)} || run ${q(c.ldd)}
-run ${q(c.cpus)}
-run ${q(c.memory)}
-run ${q(c.rootStatus(options.root))}
-run ${q(c.store(options.root))}
-${diskPaths.map((dir) => `run ${q(c.df(dir))}`).join('\n')}
-run ${q(c.tcp)}
-run ${q(c.tcp6)}
-timed ${q(n.query)}
-if [ "$LAST_RC" != 127 ]; then
-  QUERY_RC=$LAST_RC; QUERY_OUT=$LAST_OUT
-  if [ "$QUERY_RC" != 0 ]; then
-    case $QUERY_OUT in *compute_cap*) timed ${q(n.queryWithoutComputeCap)};; esac
-  fi
-  timed ${q(n.list)}
-  timed ${q(n.version)}
-  # The XML only when the query fell short: it failed, printed a field as [N/A], or MIG is on.
-  case "$QUERY_RC $QUERY_OUT" in
-    0*\\[*|0*Enabled*) timed ${q(n.xml)};;
-    0*) ;;
-    *) timed ${q(n.xml)};;
-  esac
-fi
-run ${q(n.driverVersionFile)}
-run ${q(c.tools)}
-has podman && run ${q(c.podmanVersion)}
-has docker && run ${q(c.dockerVersion)} && timed ${q(c.dockerRuntimes)}
-has nvidia-ctk && run ${q(c.nvidiaCtkVersion)}
-run ${q(c.cdiSpecs)}
+${lines.join('\n')}
 exit 0
 `;
+}
+
+/** Blobs with their sizes and partial uploads, from one `ls`: thousands of blobs cost one process. */
+const STORE_LISTING = `store_listing() {
+  [ -d "$1" ] || return 0
+  ls -lnA "$1" | while read -r mode links owner group size rest; do
+    name=\${rest##* }
+    case $mode in -*) ;; *) continue ;; esac
+    case $name in .incoming-*) echo "partial \${name#.incoming-} $size" ;; .*) ;; *) echo "blob $name $size" ;; esac
+  done
+}`;
+
+/**
+ * sh function `root_safety ROOT`: `named` and an `ls -ldn` line for every entry the layout
+ * names that exists, `offender` and its `ls -ldn` line for every other link, and every
+ * directory or file writable by group or others or owned by neither the login user nor
+ * root. Release trees, image archives and service data are the services' own below
+ * their top directory and are not walked.
+ */
+function rootSafetyFunction(root: string): string {
+  const layout = hostLayout(root);
+  const relative = (p: string) => p.slice(root.length + 1);
+  const named = layout.expected
+    .filter((e) => e.path !== root)
+    .map((e) => `"$1"/${relative(e.path)}`)
+    .join(' ');
+  return `root_safety() {
+  [ -e "$1" ] || [ -L "$1" ] || return 0
+  u=$(id -u)
+  printf 'named '; ls -ldn "$1"
+  for p in ${named}; do
+    [ -e "$p" ] || [ -L "$p" ] || continue
+    printf 'named '; ls -ldn "$p"
+  done
+  find "$1" \\( -path "$1/releases/*/*/?*" -o -path "$1/images/*/?*" -o -path "$1/data/?*" \\) -prune -o \\
+    \\( -type l ! -path "$1/current" -o \\( -type d -o -type f \\) \\( -perm -0002 -o -perm -0020 -o \\( ! -user "$u" ! -user 0 \\) \\) \\) \\
+    -exec sh -c 'for f; do printf "offender "; ls -ldn "$f"; done' sh {} +
+  return 0
+}`;
 }
 
 export interface DiskFacts {
@@ -141,12 +235,30 @@ export interface ContainerFacts {
   cdiSpecs: string[];
 }
 
+/** One entry under the install root as `ls -ldn` showed it. */
+export interface RootEntry {
+  path: string;
+  type: 'dir' | 'file' | 'link' | 'other';
+  /** Permission bits as ls prints them, e.g. 'rwxr-xr-x'. */
+  mode: string;
+  uid: number;
+  /** Where a link points. */
+  target?: string;
+  /** Listed by the find for links, writable-by-others and foreign owners, not as a layout path. */
+  flagged: boolean;
+}
+
 export interface HostProbe {
   /** The host's clock when the probe started (seconds since the epoch). */
   clockSeconds?: number;
   arch?: string;
   kernel?: string;
   user?: string;
+  uid?: number;
+  /** Of REQUIRED_TOOLS and HASH_TOOLS, the ones the host has. */
+  hostTools: Set<string>;
+  /** systemd is PID 1 (/run/systemd/system exists). */
+  systemd: boolean;
   os?: { id?: string; versionId?: string; prettyName?: string };
   libc?: { family: 'glibc' | 'musl'; version?: string };
   cpus?: number;
@@ -158,8 +270,26 @@ export interface HostProbe {
     existingDir?: string;
     writable: boolean;
     current: string | null;
-    blobs: Set<string>;
+    /** Blobs in the store (hex digest -> bytes). */
+    blobs: Map<string, number>;
+    /** Partly uploaded blobs from an interrupted upload (hex digest -> bytes so far). */
     partial: Map<string, number>;
+    /** The layout's entries that exist, and every suspicious one (root-safety.ts judges them). */
+    entries: RootEntry[];
+    /** state.json's text; undefined when there is none. */
+    stateText?: string;
+    /** audit.log: its line and byte count and last line; undefined when there is none. */
+    auditHead?: { lines: number; bytes: number; last: string };
+    /** File names under reports/. */
+    reports: string[];
+    /** The minisign public keys under trust/ (file name -> base64 key line). */
+    trustedKeys: Map<string, string>;
+    /** keys/host.pub's base64 key line, when the host has made its key. */
+    hostPublicKey?: string;
+    /** With `sizes`: each release directory (releases/NAME/VERSION) and its disk use. */
+    releases?: Array<{ release: string; diskBytes: number }>;
+    /** With `sizes`: the blob store's disk use. */
+    storeBytes?: number;
   };
   disks: DiskFacts[];
   /** TCP ports in LISTEN state (IPv4 and IPv6); undefined when /proc/net/tcp was unreadable. */
@@ -214,13 +344,18 @@ export function parseProbe(sections: TranscriptSection[], options: ProbeOptions)
   };
   const c = PROBE_COMMANDS;
   const probe: HostProbe = {
+    hostTools: new Set(),
+    systemd: get(c.systemd)?.exitCode === 0,
     root: {
       path: options.root,
       exists: false,
       writable: false,
       current: null,
-      blobs: new Set(),
+      blobs: new Map(),
       partial: new Map(),
+      entries: [],
+      reports: [],
+      trustedKeys: new Map(),
     },
     disks: [],
     gpu: readGpuInventory(lookup),
@@ -236,6 +371,12 @@ export function parseProbe(sections: TranscriptSection[], options: ProbeOptions)
   if (kernel) probe.kernel = kernel;
   const user = ok(c.user);
   if (user) probe.user = user;
+  const uid = Number(ok(c.uid));
+  if (Number.isInteger(uid) && uid >= 0) probe.uid = uid;
+  for (const line of (get(c.hostTools)?.output ?? '').split('\n')) {
+    const name = path.basename(line.trim());
+    if (name) probe.hostTools.add(name);
+  }
 
   const osRelease = ok(c.osRelease);
   if (osRelease !== undefined) {
@@ -284,10 +425,40 @@ export function parseProbe(sections: TranscriptSection[], options: ProbeOptions)
   probe.root.current = statusValue('current') ?? null;
   for (const line of (get(c.store(options.root))?.output ?? '').split('\n')) {
     const [kind, hex, size] = line.split(' ');
-    if (!hex || !/^[0-9a-f]{64}$/.test(hex)) continue;
-    if (kind === 'blob') probe.root.blobs.add(hex);
-    if (kind === 'partial' && size !== undefined) probe.root.partial.set(hex, Number(size));
+    const bytes = Number(size);
+    if (!hex || !/^[0-9a-f]{64}$/.test(hex) || !Number.isSafeInteger(bytes)) continue;
+    if (kind === 'blob') probe.root.blobs.set(hex, bytes);
+    if (kind === 'partial') probe.root.partial.set(hex, bytes);
   }
+  probe.root.entries = parseRootEntries(get(c.rootSafety(options.root))?.output ?? '', options.root);
+  const state = get(c.state(options.root));
+  if (state?.exitCode === 0) probe.root.stateText = state.output;
+  const audit = get(c.auditHead(options.root))?.output ?? '';
+  const auditValue = (key: string) => new RegExp(`^${key}=(.*)$`, 'm').exec(audit)?.[1];
+  if (auditValue('bytes') !== undefined) {
+    probe.root.auditHead = {
+      lines: Number(auditValue('lines') ?? 0),
+      bytes: Number(auditValue('bytes')),
+      last: auditValue('last') ?? '',
+    };
+  }
+  const reports = get(c.reports(options.root));
+  if (reports?.exitCode === 0) probe.root.reports = reports.output.split('\n').filter((l) => l.trim() !== '');
+  for (const line of (get(c.keys(options.root))?.output ?? '').split('\n')) {
+    const [file, key] = line.trim().split(' ');
+    if (!file || !key) continue;
+    if (file === 'keys/host.pub') probe.root.hostPublicKey = key;
+    else if (/^trust\/[^/]+\.pub$/.test(file)) probe.root.trustedKeys.set(file.slice('trust/'.length), key);
+  }
+  const releases = get(c.releases(options.root));
+  if (releases) {
+    probe.root.releases = releases.output.split('\n').flatMap((line) => {
+      const match = /^(\d+) (releases\/)?(\S+\/\S+)$/.exec(line.trim());
+      return match ? [{ release: `releases/${match[3]}`, diskBytes: Number(match[1]) * 1024 }] : [];
+    });
+  }
+  const storeSize = get(c.storeSize(options.root));
+  if (storeSize?.exitCode === 0) probe.root.storeBytes = Number(storeSize.output.split(/\s/)[0]) * 1024;
 
   for (const dir of [options.root, ...(options.diskPaths ?? [])]) {
     const section = get(c.df(dir));
@@ -345,6 +516,39 @@ export function parseProbe(sections: TranscriptSection[], options: ProbeOptions)
     .map((l) => l.trim())
     .filter((l) => l.startsWith('/'));
   return probe;
+}
+
+const LS_LINE = /^([-dlcbps])([-rwxsStT]{9})[.+@]?\s+\d+\s+(\d+)\s+\d+\s+/;
+
+/** `named`/`offender` lines of ls -ldn output under `root`. */
+export function parseRootEntries(output: string, root: string): RootEntry[] {
+  const entries = new Map<string, RootEntry>();
+  for (const line of output.split('\n')) {
+    const flagged = line.startsWith('offender ');
+    if (!flagged && !line.startsWith('named ')) continue;
+    const listing = line.slice(line.indexOf(' ') + 1);
+    const fields = LS_LINE.exec(listing);
+    const at = listing.indexOf(` ${root}`);
+    if (!fields || at === -1) continue;
+    const type =
+      fields[1] === 'd' ? 'dir' : fields[1] === '-' ? 'file' : fields[1] === 'l' ? 'link' : 'other';
+    let name = listing.slice(at + 1);
+    let target: string | undefined;
+    if (type === 'link') {
+      const arrow = name.indexOf(' -> ');
+      if (arrow !== -1) [name, target] = [name.slice(0, arrow), name.slice(arrow + 4)];
+    }
+    const known = entries.get(name);
+    entries.set(name, {
+      path: name,
+      type,
+      mode: fields[2] as string,
+      uid: Number(fields[3]),
+      ...(target === undefined ? {} : { target }),
+      flagged: flagged || (known?.flagged ?? false),
+    });
+  }
+  return [...entries.values()];
 }
 
 export interface ProbeRun {

@@ -4,6 +4,7 @@ import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { startServices, stopServices } from '../runtimes/lifecycle.js';
+import { checkReleaseServices } from '../runtimes/release-health.js';
 import type { HostLayout } from './layout.js';
 import type { ServiceManager } from './preflight.js';
 import { parseProcNetTcp } from './probe.js';
@@ -53,42 +54,42 @@ export async function removeCurrent(transport: Transport, layout: HostLayout): P
   await transport.exec(shellQuote(['rm', '-f', layout.current]));
 }
 
-/** Removes a release this install created; blobs stay in the store for the next try. */
-export async function removeRelease(
-  transport: Transport,
-  layout: HostLayout,
-  dir: string,
-  created: boolean,
-): Promise<void> {
-  await removeCurrent(transport, layout);
-  if (created) await transport.exec(shellQuote(['rm', '-rf', dir]));
-}
+/** A release found on the host, with the link target that names it. */
+export type LocatedRelease = Release & { linkTarget: string };
 
-export interface RollBackInput {
+export interface PutBackInput {
   transport: Transport;
   layout: HostLayout;
-  failed: { dir: string; linkTarget: string; services: ServiceSpec[]; created: boolean };
-  previous: (Release & { linkTarget: string }) | null;
+  /** What is being left: its services are stopped; `removeDir` is removed when nothing goes back (a release this command created). */
+  leaving: { linkTarget: string; services: ServiceSpec[]; removeDir?: string | undefined };
+  /** The release that ran before, or null: then no release is current afterwards. */
+  back: LocatedRelease | null;
   manager: ServiceManager;
-  waitHealthy: (service: ServiceSpec) => Promise<{ status: 'ok' | 'fail' }>;
+  healthTimeoutMs: number;
 }
 
 /**
- * Puts the host back as it was: the previous release current and serving, or, on a host
- * that had none, no release at all. Reinstalling the current release keeps it (it was
- * there before this install), restarted.
+ * Puts the host back as it was, for a failed or interrupted install or rollback: the
+ * release that ran before current again, started, answering /health with its models
+ * listed; or, on a host that had none, no release at all. It takes no abort signal: the
+ * host is put back even after Ctrl-C.
  */
-export async function rollBack(input: RollBackInput): Promise<{ to: string | null; healthy: boolean }> {
-  const { transport, layout, failed, previous } = input;
-  await stopServices(transport, layout, failed.services);
-  if (!previous) {
-    await removeRelease(transport, layout, failed.dir, failed.created);
+export async function putBack(input: PutBackInput): Promise<{ to: string | null; healthy: boolean }> {
+  const { transport, layout, leaving, back } = input;
+  await stopServices(transport, layout, leaving.services);
+  if (!back) {
+    await removeCurrent(transport, layout);
+    if (leaving.removeDir) await transport.exec(shellQuote(['rm', '-rf', leaving.removeDir]));
     return { to: null, healthy: true };
   }
-  if (previous.linkTarget !== failed.linkTarget) await switchCurrent(transport, layout, previous.linkTarget);
-  await startServices(transport, layout, previous.dir, previous.services, input.manager);
-  const health = await Promise.all(previous.services.map((s) => input.waitHealthy(s)));
-  return { to: previous.linkTarget, healthy: health.every((h) => h.status === 'ok') };
+  if (back.linkTarget !== leaving.linkTarget) await switchCurrent(transport, layout, back.linkTarget);
+  try {
+    await startServices(transport, layout, back.dir, back.services, input.manager);
+  } catch {
+    return { to: back.linkTarget, healthy: false };
+  }
+  const checks = await checkReleaseServices(transport, back.services, input.healthTimeoutMs);
+  return { to: back.linkTarget, healthy: checks.every((c) => c.status === 'ok') };
 }
 
 /**

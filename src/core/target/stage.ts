@@ -1,9 +1,13 @@
 import path from 'node:path/posix';
+import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import type { InstallPlan } from '../operations/install-plan.js';
+import { isNoSpace, noSpaceError } from './disk.js';
 import type { HostLayout } from './layout.js';
+import { type HashTool, hashCommand } from './preflight.js';
+import { writeFileScript } from './safe-write.js';
 
 /** Written into every release; a release without it is incomplete and is rebuilt. */
 export const RELEASE_FILE = 'release.json';
@@ -17,19 +21,29 @@ export interface ReleaseRecord {
   services: ServiceSpec[];
 }
 
+/** Exit status of the stage script when a blob in the store does not hash to its name. */
+const CORRUPT_EXIT = 87;
+
+export type StageOutcome =
+  | { created: boolean; corrupt: [] }
+  /** Blobs whose content does not match their name: nothing was staged; upload them again. */
+  | { created: false; corrupt: Array<{ digest: string; actual: string }> };
+
 /**
  * Materialises the release from the host's blob store: hard links for file layers (no
  * data is copied), extraction for tar layers, all in a staging directory that is renamed
- * into place at the end. A complete release of the same bundle is kept as it is.
- * Returns whether a new release directory was created.
+ * into place at the end. A complete release of the same bundle is kept as it is. Before a
+ * new release links a blob it did not upload in this run, the blob's hash is checked:
+ * a store another process could have altered is never linked into a release unchecked.
  */
 export async function stageRelease(
   transport: Transport,
   layout: HostLayout,
   plan: InstallPlan,
   services: ServiceSpec[],
-  signal?: AbortSignal,
-): Promise<{ created: boolean }> {
+  options: { hashTool: HashTool; check: readonly string[]; signal?: AbortSignal | undefined },
+): Promise<StageOutcome> {
+  const { signal } = options;
   const q = (value: string) => shellQuote([value]);
   const { dir } = plan.release;
   const staging = path.join(path.dirname(dir), `.staging-${path.basename(dir)}`);
@@ -45,6 +59,13 @@ export async function stageRelease(
     `if [ -f ${q(path.join(dir, RELEASE_FILE))} ] && grep -q ${q(plan.bundle.manifestDigest)} ${q(path.join(dir, RELEASE_FILE))}; then echo kept; exit 0; fi`,
     // A release dir without its record (or of another bundle) is a leftover: it is rebuilt.
     `if [ -e ${q(dir)} ] && [ ${q(plan.release.linkTarget)} = "$(readlink ${q(layout.current)} 2>/dev/null)" ]; then echo "release dir in use but incomplete" >&2; exit 3; fi`,
+    // Each blob this release uses that this run did not upload: its hash, before anything is made.
+    'corrupt=0',
+    ...options.check.map((digest) => {
+      const hex = digest.replace(/^sha256:/, '');
+      return `actual=$(${hashCommand(options.hashTool, layout.blob(digest))} | cut -d' ' -f1); [ "$actual" = ${q(hex)} ] || { echo "corrupt ${hex} $actual"; corrupt=1; }`;
+    }),
+    `[ "$corrupt" = 0 ] || exit ${CORRUPT_EXIT}`,
     `rm -rf ${q(staging)} ${q(dir)}`,
     `mkdir -p ${q(staging)}`,
   ];
@@ -62,10 +83,32 @@ export async function stageRelease(
     }
   }
   lines.push(
-    `printf '%s\\n' ${q(JSON.stringify(record))} > ${q(path.join(staging, RELEASE_FILE))}`,
+    writeFileScript(path.join(staging, RELEASE_FILE), `${JSON.stringify(record)}\n`, '0644'),
     `mv ${q(staging)} ${q(dir)}`,
     'echo created',
   );
-  const result = await transport.exec('sh -s', { stdin: `${lines.join('\n')}\n`, signal });
-  return { created: result.stdout.trim().endsWith('created') };
+  const result = await transport.exec('sh -s', {
+    stdin: `${lines.join('\n')}\n`,
+    reject: false,
+    ...(signal ? { signal } : {}),
+  });
+  if (result.exitCode === CORRUPT_EXIT) {
+    const corrupt = result.stdout
+      .split('\n')
+      .map((line) => /^corrupt ([0-9a-f]{64}) (\S*)$/.exec(line))
+      .flatMap((m) => (m ? [{ digest: `sha256:${m[1]}`, actual: m[2] ?? '' }] : []));
+    return { created: false, corrupt };
+  }
+  if (result.exitCode !== 0) {
+    if (isNoSpace(result)) throw await noSpaceError(transport, layout.root, `staging ${dir}`);
+    throw new ApertusError(
+      'stage-failed',
+      `Staging ${dir} on ${transport.description} failed: ${result.stderr.trim().slice(-500)}`,
+      {
+        kind: 'operation',
+        hint: 'Nothing was switched; the host still runs what it ran. Fix what the error says and install again.',
+      },
+    );
+  }
+  return { created: result.stdout.trim().endsWith('created'), corrupt: [] };
 }

@@ -106,16 +106,43 @@ export async function verifyBundle(
   path: string,
   options: VerifyBundleOptions = {},
 ): Promise<BundleVerification> {
+  const verified = await verifyAndOpen(path, options, false);
+  return verified.verification;
+}
+
+/** What a verified bundle that is kept open offers its one reader: install reads everything through it. */
+export interface OpenedBundle {
+  reader: BundleReader;
+  /** The manifest graph, when it could be read (always, when the verification is ok). */
+  bundle: LoadedBundle | undefined;
+  /** SHA256SUMS and its signature as read (null when absent): the host judges the signer itself. */
+  sums: Buffer | null;
+  signatureText: string | null;
+}
+
+/**
+ * Verifies a bundle and keeps it open: one open and one pass over every byte for
+ * everything a command does with the bundle afterwards. The caller closes `reader`.
+ * `opened` is null when the bundle could not be opened at all (a bad part, a broken tar).
+ */
+export async function verifyBundleKeepOpen(
+  path: string,
+  options: VerifyBundleOptions = {},
+): Promise<{ verification: BundleVerification; opened: OpenedBundle | null }> {
+  return verifyAndOpen(path, options, true);
+}
+
+async function verifyAndOpen(
+  path: string,
+  options: VerifyBundleOptions,
+  keepOpen: boolean,
+): Promise<{ verification: BundleVerification; opened: OpenedBundle | null }> {
   const { signal } = options;
   const onProgress = options.onProgress ?? noProgress;
   const publicKey = await resolvePublicKey(options);
-  const failed = (results: VerifyResult[], split: SplitVerification | null = null): BundleVerification => ({
-    ok: false,
-    signed: false,
-    keyId: null,
-    manifestDigest: null,
-    results,
-    split,
+  const failed = (results: VerifyResult[], split: SplitVerification | null = null) => ({
+    verification: { ok: false, signed: false, keyId: null, manifestDigest: null, results, split },
+    opened: null,
   });
 
   const indexPath = await findSplitIndex(path);
@@ -146,11 +173,16 @@ export async function verifyBundle(
     }
     throw error;
   }
+  let keep = false;
   try {
-    const verification = await verifyOpened(reader, publicKey, signal, onProgress);
-    return { ...verification, results: [...partResults, ...verification.results], split };
+    const { extras, ...verification } = await verifyOpened(reader, publicKey, signal, onProgress);
+    keep = keepOpen;
+    return {
+      verification: { ...verification, results: [...partResults, ...verification.results], split },
+      opened: keepOpen ? { reader, ...extras } : null,
+    };
   } finally {
-    await reader.close();
+    if (!keep) await reader.close();
   }
 }
 
@@ -159,7 +191,7 @@ async function verifyOpened(
   publicKey: PublicKey | undefined,
   signal: AbortSignal | undefined,
   onProgress: NonNullable<RunOptions['onProgress']>,
-): Promise<Omit<BundleVerification, 'split'>> {
+): Promise<Omit<BundleVerification, 'split'> & { extras: Omit<OpenedBundle, 'reader'> }> {
   const results = new Map<string, VerifyResult>();
   /** One result per subject: the first problem found sets the status, later ones add detail. */
   const report = (subject: string, status: VerifyStatus, detail: string): void => {
@@ -250,6 +282,11 @@ async function verifyOpened(
     keyId: signature.keyId,
     manifestDigest: graph.bundle?.manifestDigest ?? null,
     results: all,
+    extras: {
+      bundle: graph.bundle,
+      sums: sumsBytes ?? null,
+      signatureText: signatureBytes?.toString('utf8') ?? null,
+    },
   };
 }
 

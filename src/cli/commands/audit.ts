@@ -28,7 +28,9 @@ export function registerAudit(program: Command, io: CliIO): void {
   withHostTargetOptions(
     audit
       .command('verify')
-      .description('Verify the hash chain of the audit log on a host; name the first broken record'),
+      .description(
+        "Verify the hash chain of an audit log on a host, and the RAG log's signed checkpoints; name the first broken record or the records gone",
+      ),
     'this machine',
   )
     .option('--root <dir>', `install root on the host (default ${DEFAULT_HOST_ROOT})`)

@@ -66,15 +66,15 @@ export async function auditVerify(options: AuditVerifyOptions): Promise<AuditLog
   const root = options.root ?? DEFAULT_HOST_ROOT;
   const logPath = options.logPath ?? defaultAuditLogPath(root);
   const hostPublicKeyPath = options.hostPublicKeyPath ?? defaultHostPublicKeyPath(root);
-  for (const [flag, file] of [
-    ['--log', logPath],
-    ['--root', hostPublicKeyPath],
-  ] as const) {
-    if (!file.startsWith('/')) {
-      throw new ApertusError('usage', `The path ${file} on the host is not absolute.`, {
-        hint: `Pass ${flag} with an absolute path on the host, e.g. ${flag === '--log' ? '/var/lib/apertus/data/rag/audit.log' : '/var/lib/apertus'}.`,
-      });
-    }
+  if (!logPath.startsWith('/')) {
+    throw new ApertusError('usage', `The audit log path ${logPath} is not absolute.`, {
+      hint: 'Pass --log with an absolute path on the host, e.g. /var/lib/apertus/data/rag/audit.log.',
+    });
+  }
+  if (!hostPublicKeyPath.startsWith('/')) {
+    throw new ApertusError('usage', `The install root ${root} is not absolute.`, {
+      hint: 'Pass --root with an absolute path on the host, e.g. /var/lib/apertus.',
+    });
   }
   const transport = await openTarget(options.target, { signal, onProgress });
   try {

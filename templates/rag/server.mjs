@@ -11,6 +11,7 @@
 //                   [--top-k 4] [--max-context-chars 4000] [--embed-batch 16]
 //                   [--runtime-timeout 300] [--query-prefix S] [--passage-prefix S] [--reindex]
 //                   [--store file|qdrant] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
+//                   [--checkpoint-key FILE [--checkpoint-every 100]]
 //
 // Stores: 'file' (default) is the embedded store in --data-dir (vector-store.mjs); 'qdrant'
 // keeps the vectors in a Qdrant server (qdrant-store.mjs; API key from QDRANT_API_KEY),
@@ -41,17 +42,22 @@
 // Audit: every request but /health and /metrics, including refused and unknown ones, gets
 // one record (see audit-log.mjs) written and fsync'd before its response is sent; the
 // response carries the record's number in `x-apertus-audit-seq`. A request whose record
-// cannot be written gets 503 and no record.
+// cannot be written gets 503 and no record. With --checkpoint-key (an unencrypted minisign
+// secret key: the host's key), the log's head is anchored in signed checkpoints in
+// `<audit log>.checkpoints`: every --checkpoint-every records, at shutdown and at start, so
+// records cut from the log while the service is stopped are found (see audit-log.mjs). A
+// log that lost checkpointed records is refused at start, key or not.
 //
-// Exit status: 0 after SIGTERM/SIGINT, 2 for bad arguments or a collection locked to another
-// embedding model (see --reindex), 1 for other start failures.
+// Exit status: 0 after SIGTERM/SIGINT, 2 for bad arguments (an unusable --checkpoint-key
+// included) or a collection locked to another embedding model (see --reindex), 1 for other
+// start failures (an audit log that lost records included).
 
 import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AuditLog, AuditLogError, sha256Hex } from './audit-log.mjs';
+import { AuditLog, AuditLogError, readCheckpointKey, sha256Hex } from './audit-log.mjs';
 import { chunkText, detectFormat, extractText, FORMATS } from './documents.mjs';
 import { createMetrics } from './metrics.mjs';
 import { QdrantVectorStore } from './qdrant-store.mjs';
@@ -117,6 +123,8 @@ function readOptions() {
         store: { type: 'string', default: 'file' },
         'qdrant-url': { type: 'string', default: 'http://127.0.0.1:6333' },
         'qdrant-collection': { type: 'string', default: 'apertus' },
+        'checkpoint-key': { type: 'string' },
+        'checkpoint-every': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -160,7 +168,12 @@ function readOptions() {
     store: values.store,
     qdrantUrl: values['qdrant-url'],
     qdrantCollection: values['qdrant-collection'],
+    checkpointKey: values['checkpoint-key'] === undefined ? null : resolve(values['checkpoint-key']),
+    checkpointEvery: values['checkpoint-every'] === undefined ? 100 : integer('checkpoint-every'),
   };
+  if (options.checkpointKey === null && values['checkpoint-every'] !== undefined) {
+    fail(2, '--checkpoint-every needs --checkpoint-key: checkpoints are signed');
+  }
   if (options.store !== 'file' && options.store !== 'qdrant')
     fail(2, `--store must be file or qdrant, got "${options.store}"`);
   if (options.store === 'qdrant' && options.reindex) {
@@ -823,10 +836,18 @@ async function reindex() {
   );
 }
 
+let checkpointKey = null;
+try {
+  if (options.checkpointKey !== null) checkpointKey = readCheckpointKey(options.checkpointKey);
+} catch (error) {
+  fail(2, `--checkpoint-key: ${error.message}`);
+}
+
 try {
   takeDataDir();
   audit = AuditLog.open(options.auditLog, {
     onNotice: (message) => process.stderr.write(`rag server.mjs: ${message}\n`),
+    checkpoints: checkpointKey === null ? null : { key: checkpointKey, every: options.checkpointEvery },
   });
 } catch (error) {
   releaseDataDir();
@@ -858,7 +879,8 @@ server.listen(options.port, options.host, () => {
   const collection = readCollection(options.dataDir);
   log(
     `listening on http://${options.host}:${options.port} (${options.store} store, collection ${options.dataDir}: ${collection?.embeddingModel}, ` +
-      `dimension ${collection?.dimension}; runtime ${runtime.url}; audit log ${options.auditLog} at seq ${audit.seq})`,
+      `dimension ${collection?.dimension}; runtime ${runtime.url}; audit log ${options.auditLog} at seq ${audit.seq}, ` +
+      `${checkpointKey === null ? 'no checkpoints' : `checkpoints signed by ${checkpointKey.keyId} every ${options.checkpointEvery} records`})`,
   );
   if (!needsReindex) {
     state = 'ready';

@@ -2,11 +2,12 @@
  * The RAG service (templates/rag/server.mjs) in front of the real llamacpp runtime serving
  * the generated tiny model, both on 127.0.0.1: ingest, exact retrieval, chat with sources,
  * delete, restart and crash recovery, the model lock, re-indexing, the install canary,
- * metrics, and an audit log with one verifying record per request. The weights are random:
+ * metrics, and an audit log with one verifying record per request, anchored in signed
+ * checkpoints that catch a tail cut while the service is stopped. The weights are random:
  * answers are never compared, retrieval is (a passage's own text embeds to its own vector).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { appendFile, copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -16,6 +17,8 @@ import { verifyAuditChain } from '../../src/core/audit/verify-chain.js';
 import { createLocalTransport } from '../../src/core/host/local-transport.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
 import { runRagCanary } from '../../src/core/runtimes/rag/canary.js';
+import { ragDataPaths } from '../../src/core/runtimes/rag/rag-service.js';
+import { generateKeyPair } from '../../src/core/sign/keys.js';
 import { generateTinyModel, TINY_MODEL } from '../../src/core/tiny-model/generate.js';
 import { chunkText, markdownToText } from '../../templates/rag/documents.mjs';
 
@@ -555,6 +558,147 @@ describe('RAG service over the llamacpp runtime (real inference on the tiny mode
       ok: true,
       records: sent.length,
     });
+    runtime.child.kill('SIGTERM');
+    await runtime.exited;
+  });
+});
+
+describe('RAG audit checkpoints: a tail cut while the service is stopped is caught', () => {
+  let base: string;
+  let root: string;
+  let paths: ReturnType<typeof ragDataPaths>;
+  let runtimePort: number;
+  let ragPort: number;
+  let runtime: Started;
+  const args = () => [
+    '--port',
+    String(ragPort),
+    '--data-dir',
+    paths.dataDir,
+    '--audit-log',
+    paths.auditLog,
+    '--runtime-url',
+    `http://127.0.0.1:${runtimePort}`,
+    '--embedding-model',
+    TINY_MODEL.id,
+    '--chat-model',
+    TINY_MODEL.id,
+    '--dimension',
+    String(TINY_MODEL.embeddingLength),
+    '--checkpoint-key',
+    path.join(root, 'keys', 'host.key'),
+    '--checkpoint-every',
+    '4',
+  ];
+  const startRag = async () => {
+    const rag = start(RAG_SERVER, args());
+    await waitFor('the RAG service to report healthy', async () =>
+      (await fetch(`http://127.0.0.1:${ragPort}/health`)).status === 200 ? true : undefined,
+    );
+    return rag;
+  };
+  const request = async (method: string, route: string, body?: unknown) => {
+    const response = await fetch(`http://127.0.0.1:${ragPort}${route}`, {
+      method,
+      headers: { 'x-apertus-caller': 'auditor', 'content-type': 'application/json' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    await response.text();
+    return Number(response.headers.get('x-apertus-audit-seq'));
+  };
+  const checkpointLines = async () =>
+    (await readFile(paths.auditCheckpoints, 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; reason: string });
+
+  beforeAll(async () => {
+    base = await mkdtemp(path.join(tmpdir(), 'apertus-rag-checkpoints-'));
+    root = path.join(base, 'root');
+    paths = ragDataPaths(root);
+    // The host key pair as the install lays it out.
+    await generateKeyPair(path.join(root, 'keys', 'host'));
+    const modelPath = path.join(base, TINY_MODEL.fileName);
+    await writeFile(modelPath, generateTinyModel());
+    [runtimePort, ragPort] = [await freePort(), await freePort()];
+    runtime = await startRuntime(runtimePort, modelPath, TINY_MODEL.id);
+  });
+
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    if (base) await rm(base, { recursive: true, force: true });
+  });
+
+  it('anchors the log every N records and at SIGTERM, and audit verify holds it to them', async () => {
+    const rag = await startRag();
+    expect(rag.output()).toMatch(/checkpoints signed by [0-9A-F]{16} every 4 records/);
+    await request('POST', '/v1/documents', { id: 'policy', text: 'Visitors sign in at the front desk.' });
+    for (let i = 0; i < 4; i++) await request('POST', '/v1/query', { query: 'where do visitors sign in?' });
+    expect(await request('GET', '/v1/documents')).toBe(6);
+    rag.child.kill('SIGTERM');
+    expect(await rag.exited).toBe(0);
+    expect((await checkpointLines()).map((c) => [c.seq, c.reason])).toEqual([
+      [4, 'periodic'],
+      [6, 'shutdown'],
+    ]);
+    const result = await auditVerify({ target: { kind: 'local' }, root });
+    expect(result).toMatchObject({
+      ok: true,
+      records: 6,
+      checkpoints: { status: 'ok', count: 2, verified: 2, last: { seq: 6, reason: 'shutdown' } },
+    });
+  });
+
+  it('anchors at restart what a killed run wrote', async () => {
+    const killed = await startRag();
+    expect(await request('GET', '/v1/documents')).toBe(7);
+    expect(await request('GET', '/v1/documents/policy')).toBe(8);
+    killed.child.kill('SIGKILL');
+    await killed.exited;
+    const rag = await startRag();
+    expect((await checkpointLines()).at(-1)).toEqual(expect.objectContaining({ seq: 8, reason: 'open' }));
+    expect(await request('POST', '/v1/query', { query: 'front desk' })).toBe(9);
+    rag.child.kill('SIGTERM');
+    expect(await rag.exited).toBe(0);
+    expect(await auditVerify({ target: { kind: 'local' }, root })).toMatchObject({
+      ok: true,
+      records: 9,
+      checkpoints: { status: 'ok', last: { seq: 9, reason: 'shutdown' } },
+    });
+  });
+
+  it('fails audit verify naming the records gone, and the service refuses to restart', async () => {
+    const lines = (await readFile(paths.auditLog, 'utf8')).split('\n');
+    await writeFile(
+      paths.auditLog,
+      lines
+        .slice(0, 6)
+        .map((l) => `${l}\n`)
+        .join(''),
+    );
+
+    const result = await auditVerify({ target: { kind: 'local' }, root });
+    expect(result).toMatchObject({ ok: false, records: 6, checkpoints: { status: 'tail-missing' } });
+    expect(result.checkpoints?.detail).toMatch(
+      /^records after seq 6 are gone: the last checkpoint \(shutdown, time .*\) anchors seq 9 with hash [0-9a-f]{64}$/,
+    );
+
+    const refused = start(RAG_SERVER, args());
+    expect(await refused.exited).toBe(1);
+    expect(refused.output()).toMatch(
+      /audit\.log ends at seq 6, but the last checkpoint .* anchors seq 9 .*: records 7 to 9 are gone/,
+    );
+    expect(refused.output()).toContain('move both aside');
+    // The evidence is left as it was.
+    expect((await readFile(paths.auditLog, 'utf8')).split('\n')).toHaveLength(7);
+
+    // Moved aside, the service starts a new chain.
+    await rename(paths.auditLog, `${paths.auditLog}.damaged`);
+    await rename(paths.auditCheckpoints, `${paths.auditCheckpoints}.damaged`);
+    const fresh = await startRag();
+    expect(await request('GET', '/v1/documents')).toBe(1);
+    fresh.child.kill('SIGTERM');
+    expect(await fresh.exited).toBe(0);
     runtime.child.kill('SIGTERM');
     await runtime.exited;
   });

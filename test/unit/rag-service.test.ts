@@ -39,6 +39,7 @@ describe('RAG service wiring', () => {
     expect(ragDataPaths('/var/lib/apertus')).toEqual({
       dataDir: '/var/lib/apertus/data/rag',
       auditLog: '/var/lib/apertus/data/rag/audit.log',
+      auditCheckpoints: '/var/lib/apertus/data/rag/audit.log.checkpoints',
       collection: '/var/lib/apertus/data/rag/collection.json',
     });
   });

@@ -29,7 +29,9 @@ export function registerAudit(program: Command, io: CliIO): void {
   withHostTargetOptions(
     audit
       .command('verify')
-      .description('Verify the hash chain of the audit log on a host; name the first broken record'),
+      .description(
+        "Verify the hash chain of an audit log on a host, and the RAG log's signed checkpoints; name the first broken record or the records gone",
+      ),
     'this machine',
   )
     .option('--root <dir>', `install root on the host (default ${DEFAULT_HOST_ROOT})`)
@@ -73,18 +75,37 @@ export function formatAuditVerification(result: AuditLogVerification): string {
     result.pendingTailBytes > 0
       ? ` (${result.pendingTailBytes} bytes of a record being written were left for the next run)`
       : '';
+  const checkpoints = result.checkpoints;
+  const anchoring = checkpoints === undefined ? [] : [`  checkpoints: ${checkpoints.detail}`];
+  const bad = (checkpoints?.problems ?? []).map(
+    (p) => `  checkpoint line ${p.line}: ${p.reason}: ${p.detail}`,
+  );
   if (result.ok) {
-    return result.records === 0
-      ? `ok: ${where} holds no records yet${pending}\n`
-      : `ok: ${result.records} records, chain intact from seq 1 to ${result.lastSeq} (last hash ${result.lastHash}) in ${where}${pending}\n`;
+    const chain =
+      result.records === 0
+        ? `ok: ${where} holds no records yet${pending}`
+        : `ok: ${result.records} records, chain intact from seq 1 to ${result.lastSeq} (last hash ${result.lastHash}) in ${where}${pending}`;
+    return [chain, ...anchoring, ''].join('\n');
   }
   const broken = result.firstBroken;
-  const record = broken?.seq === null || broken === undefined ? 'an unreadable record' : `seq ${broken.seq}`;
+  if (broken === undefined) {
+    // The chain verifies, but not against its checkpoints.
+    const chain =
+      result.records === 0
+        ? '  the log holds no records'
+        : `  the chain verifies from seq 1 to ${result.lastSeq} (${result.records} records), but:`;
+    return [`FAILED (checkpoints: ${checkpoints?.status}): ${where}`, chain, ...anchoring, ...bad, ''].join(
+      '\n',
+    );
+  }
+  const record = broken.seq === null ? 'an unreadable record' : `seq ${broken.seq}`;
   return [
     `BROKEN: ${where}`,
-    `  first broken record: line ${broken?.line}, ${record}: ${broken?.reason}`,
-    `  ${broken?.detail}`,
+    `  first broken record: line ${broken.line}, ${record}: ${broken.reason}`,
+    `  ${broken.detail}`,
     `  ${result.records} records before it verify${result.lastSeq === null ? '' : ` (seq 1 to ${result.lastSeq})`}`,
+    ...anchoring,
+    ...bad,
     '',
   ].join('\n');
 }

@@ -12,6 +12,9 @@
 import { sign as ed25519Sign, verify as ed25519Verify } from 'node:crypto';
 import { type PublicKey, privateKeyObject, publicKeyObject, type SecretKey } from '../sign/keys.js';
 
+/** The form of a written signature: a 16 hex digit key id, ':', base64 of 64 bytes. */
+export const AUDIT_SIGNATURE = /^[0-9A-F]{16}:[A-Za-z0-9+/]{86}==$/;
+
 export function recordSigningMessage(hash: string): string {
   return `apertus-audit-record-v1\n${hash}`;
 }
@@ -23,6 +26,7 @@ export interface CheckpointFields {
   reason: string;
 }
 
+/** templates/rag/audit-log.mjs builds the same message (it cannot import this); change both or neither. */
 export function checkpointSigningMessage(checkpoint: CheckpointFields): string {
   return `apertus-audit-checkpoint-v1\n${checkpoint.seq}\n${checkpoint.hash}\n${checkpoint.time}\n${checkpoint.reason}`;
 }

@@ -27,6 +27,7 @@
  * mismatch.
  */
 import { createHash } from 'node:crypto';
+import { AUDIT_SIGNATURE } from './signatures.js';
 
 export const GENESIS_PREV = '0'.repeat(64);
 
@@ -84,7 +85,6 @@ export interface VerifyChainOptions {
 }
 
 const HEX64 = /^[0-9a-f]{64}$/;
-const SIGNATURE = /^[0-9A-F]{16}:[A-Za-z0-9+/]{86}==$/;
 const FIELDS = [
   'seq',
   'time',
@@ -140,7 +140,7 @@ function recordProblem(value: unknown): string | null {
   if ((keys.length !== FIELDS.length && !signed) || FIELDS.some((key, i) => keys[i] !== key)) {
     return `fields are [${keys.join(', ')}], expected [${FIELDS.join(', ')}] in that order, then optionally sig`;
   }
-  if (signed && (typeof r.sig !== 'string' || !SIGNATURE.test(r.sig))) {
+  if (signed && (typeof r.sig !== 'string' || !AUDIT_SIGNATURE.test(r.sig))) {
     return 'sig is not "<16 hex digit key id>:<base64 Ed25519 signature>"';
   }
   if (!Number.isSafeInteger(r.seq) || (r.seq as number) < 1) return 'seq is not a positive integer';
@@ -160,11 +160,21 @@ function recordProblem(value: unknown): string | null {
   return null;
 }
 
+export interface AuditChainVerifierOptions {
+  /**
+   * Seqs whose records' hashes to keep (see `rememberedHashes`): what checkpoints anchor,
+   * collected in the one pass over a log too large to hold.
+   */
+  rememberSeqs?: Iterable<number>;
+}
+
 /**
  * Verifies a log fed in pieces of any size (so a large log need not be held whole);
  * stops at the first break.
  */
 export class AuditChainVerifier {
+  private readonly rememberSeqs: ReadonlySet<number>;
+  private readonly remembered = new Map<number, string>();
   private pending = '';
   private lineNumber = 0;
   private verified = 0;
@@ -172,8 +182,17 @@ export class AuditChainVerifier {
   private lastHash = GENESIS_PREV;
   private broken: ChainBreak | undefined;
 
+  constructor(options: AuditChainVerifierOptions = {}) {
+    this.rememberSeqs = new Set(options.rememberSeqs ?? []);
+  }
+
   get ok(): boolean {
     return this.broken === undefined;
+  }
+
+  /** The hash of each remembered seq's record that verified (seq -> hash). */
+  get rememberedHashes(): ReadonlyMap<number, string> {
+    return this.remembered;
   }
 
   push(text: string): void {
@@ -262,6 +281,7 @@ export class AuditChainVerifier {
       return;
     }
     this.verified += 1;
+    if (this.rememberSeqs.has(record.seq)) this.remembered.set(record.seq, record.hash);
     this.lastSeq = record.seq;
     this.lastHash = record.hash;
   }

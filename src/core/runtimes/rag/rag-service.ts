@@ -9,6 +9,7 @@
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import posixPath from 'node:path/posix';
+import { auditCheckpointsPath } from '../../audit/checkpoints.js';
 import { ApertusError } from '../../errors.js';
 import { shellQuote } from '../../host/shell-quote.js';
 import type { Transport } from '../../host/transport.js';
@@ -36,14 +37,18 @@ export const RAG_CALLER_HEADER = 'x-apertus-caller';
 export interface RagDataPaths {
   dataDir: string;
   auditLog: string;
+  /** The audit log's signed checkpoints, written by the service given --checkpoint-key. */
+  auditCheckpoints: string;
   collection: string;
 }
 
 export function ragDataPaths(root: string): RagDataPaths {
   const dataDir = posixPath.join(root, 'data', 'rag');
+  const auditLog = posixPath.join(dataDir, 'audit.log');
   return {
     dataDir,
-    auditLog: posixPath.join(dataDir, 'audit.log'),
+    auditLog,
+    auditCheckpoints: auditCheckpointsPath(auditLog),
     collection: posixPath.join(dataDir, 'collection.json'),
   };
 }

@@ -12,6 +12,7 @@ import {
   type ComponentFile,
   type ComponentView,
   directoryView,
+  type RecipeViewOptions,
   recipeComponentViews,
 } from '../bundle/component-files.js';
 import { ApertusError } from '../errors.js';
@@ -284,10 +285,7 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
   }
 }
 
-async function subjectFromRecipe(
-  recipePath: string,
-  options: Parameters<typeof recipeComponentViews>[1],
-): Promise<CheckSubject> {
+async function subjectFromRecipe(recipePath: string, options: RecipeViewOptions): Promise<CheckSubject> {
   const loaded = await loadRecipe(recipePath);
   const components = await recipeComponentViews(loaded, options);
   // The services as `bundle` would record them, so they are judged as a bundle's are.

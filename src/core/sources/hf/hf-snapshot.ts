@@ -50,8 +50,6 @@ export interface HfSnapshot {
    * not all of the repository's); 'hub': the Hub's listing of the commit.
    */
   listedFrom: 'hf-cache' | 'hub';
-  /** Where the listing came from, for messages: the snapshot folder or the Hub's URL. */
-  location: string;
   files: HfSnapshotFile[];
   /** The error for a file the caller needs and this snapshot lacks (`why` says what needs it). */
   missing(path: string, why: string): ApertusError;
@@ -103,7 +101,6 @@ async function openCachedSnapshot(
     revision,
     commit,
     listedFrom: 'hf-cache',
-    location: dir,
     files: files.map((file) => ({ ...file, read: fileRange(join(dir, ...file.path.split('/'))) })),
     missing: (path, why) =>
       notCached(
@@ -132,7 +129,6 @@ async function openHubSnapshot(
     revision,
     commit,
     listedFrom: 'hub',
-    location: `${client.endpoint}/${repo}`,
     files: files.map((file) => {
       // Chosen at the first read: most files of a repository are never read by a check.
       let chosen: Promise<RangeReader> | undefined;

@@ -1,11 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
-/** Writes `<dir>/apertus.yaml`: a bundle whose one component, `model`, is `hf:REPO@main`. */
+/** Writes `<dir>/apertus.yaml`: a bundle whose one component, `model`, is `hf:REPO@main` (or @revision). */
 export async function writeHfRecipe(
   dir: string,
   repo: string,
-  filter: { include?: string[]; exclude?: string[] } = {},
+  filter: { include?: string[]; exclude?: string[]; revision?: string } = {},
 ): Promise<void> {
   const lines = [
     'apiVersion: apertus.dev/v1',
@@ -16,7 +16,7 @@ export async function writeHfRecipe(
     'components:',
     '  - name: model',
     '    kind: model',
-    `    source: hf:${repo}@main`,
+    `    source: hf:${repo}@${filter.revision ?? 'main'}`,
   ];
   if (filter.include) lines.push(`    include: ${JSON.stringify(filter.include)}`);
   if (filter.exclude) lines.push(`    exclude: ${JSON.stringify(filter.exclude)}`);

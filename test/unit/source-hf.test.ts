@@ -1,6 +1,6 @@
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApertusError } from '../../src/core/errors.js';
@@ -15,6 +15,8 @@ import { compileGlob, createPathFilter } from '../../src/core/sources/hf/path-gl
 import { licenseFromFrontMatter, resolveHf } from '../../src/core/sources/hf/resolve-hf.js';
 import type { SourceContext } from '../../src/core/sources/types.js';
 import { apertusLikeRepo, type FakeHub, type FakeRepo, startFakeHub } from '../helpers/fake-hub.js';
+import { writeHfCache } from '../helpers/hf-cache.js';
+import { rejection } from '../helpers/rejection.js';
 
 const TOKEN = 'hf_TestTokenQwErTy1234567890abcdefGHIJ';
 const TOKEN_WITHOUT_ACCESS = 'hf_NoAccessToken0987654321zyxwvutsrqpo';
@@ -58,15 +60,6 @@ async function context(
     hfHome,
     ...extra,
   };
-}
-
-async function rejection(promise: Promise<unknown>): Promise<ApertusError> {
-  const error = await promise.then(
-    () => undefined,
-    (caught: unknown) => caught,
-  );
-  expect(error).toBeInstanceOf(ApertusError);
-  return error as ApertusError;
 }
 
 function cachePath(ctx: SourceContext, repo: FakeRepo, path: string): string {
@@ -485,26 +478,15 @@ describe('gated repositories and the token', () => {
   });
 });
 
-/** The layout huggingface_hub writes (runtime-facts §2.6): blobs by etag, relative snapshot links, refs/main. */
-async function writeHfCache(hfHome: string, repo: FakeRepo): Promise<string> {
-  const repoDir = join(hfHome, 'hub', `models--${repo.id.replace('/', '--')}`);
-  for (const file of repo.files.values()) {
-    const blob = join(repoDir, 'blobs', file.etag);
-    await mkdir(dirname(blob), { recursive: true });
-    await writeFile(blob, file.content);
-    const link = join(repoDir, 'snapshots', repo.sha, ...file.path.split('/'));
-    await mkdir(dirname(link), { recursive: true });
-    await symlink(relative(dirname(link), blob), link);
-  }
-  await mkdir(join(repoDir, 'refs'), { recursive: true });
-  await writeFile(join(repoDir, 'refs', 'main'), repo.sha);
-  return repoDir;
+/** A cache of the repo as huggingface_hub leaves it after a full download. */
+async function writeHfCacheOf(hfHome: string, repo: FakeRepo): Promise<string> {
+  return (await writeHfCache(hfHome, { id: repo.id, sha: repo.sha, files: repo.files.values() })).dir;
 }
 
 describe('the local Hugging Face cache', () => {
   it('reuses a complete snapshot: resolving and fetching download no file bytes', async () => {
     const ctx = await context();
-    const repoDir = await writeHfCache(ctx.hfHome, apertus);
+    const repoDir = await writeHfCacheOf(ctx.hfHome, apertus);
     expect(
       await readFile(join(repoDir, 'snapshots', apertus.sha, 'assets', 'apertus-logo.svg'), 'utf8'),
     ).toContain('<svg');
@@ -520,7 +502,7 @@ describe('the local Hugging Face cache', () => {
 
   it('verifies before reuse, finds blobs of other snapshots, and never touches the HF cache', async () => {
     const ctx = await context();
-    const repoDir = await writeHfCache(ctx.hfHome, apertus);
+    const repoDir = await writeHfCacheOf(ctx.hfHome, apertus);
     // Shard 1 only as a blob (the snapshot is of another commit); shard 2's blob is damaged.
     await unlink(join(repoDir, 'snapshots', apertus.sha, SHARD_1));
     const damagedBlob = join(repoDir, 'blobs', apertus.files.get(SHARD_2)!.sha256);

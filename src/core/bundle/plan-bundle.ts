@@ -1,12 +1,11 @@
-import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ApertusError } from '../errors.js';
 import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { resolveServices, resolveVerify } from '../runtimes/resolve-services.js';
 import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
 import { componentContext } from '../sources/component-context.js';
+import { listLocalSource } from '../sources/file/local-files.js';
 import { fetchHf } from '../sources/hf/fetch-hf.js';
 import { hfRepoTreeUrl } from '../sources/hf/repo-url.js';
 import { type HfResolvedSource, resolveHf } from '../sources/hf/resolve-hf.js';
@@ -15,7 +14,7 @@ import { type OciResolvedSource, resolveOci } from '../sources/oci/resolve-oci.j
 import { type PipResolvedSource, resolvePip } from '../sources/pip/resolve-pip.js';
 import type { SourceContext } from '../sources/types.js';
 import { type LoadedRecipe, loadRecipe } from '../spec/load-recipe.js';
-import type { RecipeComponent } from '../spec/recipe-schema.js';
+import type { Recipe, RecipeComponent } from '../spec/recipe-schema.js';
 import { summariseWheels, wheelsComponent } from './wheels-component.js';
 import type { BundleWritePlan } from './write-bundle.js';
 
@@ -96,11 +95,10 @@ export async function resolveBundle(
       const resolved = await resolvePip(spec.source, options, sourceContext);
       components.push({ type: 'pip', spec, resolved });
     } else {
-      components.push({ type: 'local', spec, ...(await listLocalSource(recipe, spec)) });
+      components.push({ type: 'local', spec, ...(await listLocalSource(recipe.dir, spec)) });
     }
   }
-  // Our services (llamacpp and rag) run on the Node binary and files of the runtime component.
-  if (recipe.recipe.services.some((s) => s.runtime === 'llamacpp' || s.runtime === 'rag')) {
+  if (needsRuntimeComponent(recipe.recipe)) {
     components.push(await resolveRuntime());
   }
 
@@ -211,54 +209,14 @@ export async function fetchBundle(
   };
 }
 
+/** Our services (llamacpp and rag) run on the Node binary and files of the runtime component. */
+export function needsRuntimeComponent(recipe: Recipe): boolean {
+  return recipe.services.some((s) => s.runtime === 'llamacpp' || s.runtime === 'rag');
+}
+
 function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Partial<Pick<T, K>> {
   const out: Partial<Pick<T, K>> = {};
   for (const key of keys) if (value[key] !== undefined) out[key] = value[key];
-  return out;
-}
-
-async function listLocalSource(
-  loaded: LoadedRecipe,
-  component: RecipeComponent,
-): Promise<{ root: string; files: Array<{ path: string; size: number }> }> {
-  const source = path.resolve(loaded.dir, component.source.slice('file:'.length));
-  const info = await lstat(source).catch(() => undefined);
-  if (!info) {
-    throw new ApertusError(
-      'source-not-found',
-      `Component ${component.name}: ${component.source} does not exist (${source}).`,
-      { hint: `Paths in file: sources are relative to ${loaded.dir}.` },
-    );
-  }
-  const root = info.isDirectory() ? source : path.dirname(source);
-  const names = info.isDirectory() ? await listFiles(source) : [path.basename(source)];
-  if (names.length === 0) {
-    throw new ApertusError('source-empty', `Component ${component.name}: ${source} holds no files.`, {
-      hint: 'Point the source at the directory that holds the files, or at one file.',
-    });
-  }
-  const files = await Promise.all(
-    names.map(async (name) => ({ path: name, size: (await lstat(path.join(root, name))).size })),
-  );
-  return { root, files };
-}
-
-/** Regular files under `dir`, relative and sorted; links and special files are refused. */
-async function listFiles(dir: string, prefix = ''): Promise<string[]> {
-  const out: string[] = [];
-  const entries = await readdir(path.join(dir, prefix), { withFileTypes: true });
-  for (const entry of entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))) {
-    const relative = prefix ? `${prefix}/${entry.name}` : entry.name;
-    if (entry.isDirectory()) out.push(...(await listFiles(dir, relative)));
-    else if (entry.isFile()) out.push(relative);
-    else {
-      throw new ApertusError(
-        'source-unsupported-file',
-        `${path.join(dir, relative)} is not a regular file or directory.`,
-        { hint: 'Bundles hold regular files only: replace links with the files they point to.' },
-      );
-    }
-  }
   return out;
 }
 

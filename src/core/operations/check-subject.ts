@@ -1,24 +1,31 @@
 /**
  * What a host is checked for: the models a bundle (or a recipe, or a bare model path)
  * will serve and how, the ports its services take, and the bytes it will write. Read
- * once on the operator's machine, then judged against every host.
+ * once on the operator's machine, then judged against every host. Bundles and recipes
+ * are read through the same view of their components (bundle/component-files.ts), so
+ * workloads, ports and disk come out the same way for both.
  */
-import { lstat, readdir, readFile, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import {
+  bundleComponentViews,
+  type ComponentFile,
+  type ComponentView,
+  directoryView,
+  type RecipeViewOptions,
+  recipeComponentViews,
+} from '../bundle/component-files.js';
 import { ApertusError } from '../errors.js';
-import { type RangeReader, withFileRange } from '../gpu/byte-range.js';
 import { type ImageCuda, imageCudaFromConfig } from '../gpu/cuda-driver.js';
 import { readGgufHeader } from '../gpu/gguf-metadata.js';
 import { type ModelShape, modelShapeFromConfig, modelShapeFromGguf } from '../gpu/model-shape.js';
 import { isCastFloat, readSafetensorsHeader, type SafetensorsHeader } from '../gpu/safetensors-header.js';
-import { type BundleEntry, type BundleReader, openBundle } from '../layout/bundle-reader.js';
+import { openBundle } from '../layout/bundle-reader.js';
 import { loadBundle } from '../layout/load-bundle.js';
-import { ANNOTATION } from '../layout/media-types.js';
-import { blobPath } from '../layout/names.js';
-import type { BundleConfig, Descriptor } from '../layout/types.js';
+import type { BundleConfig, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
-import { PROJECT_ROOT } from '../project-root.js';
-import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
+import { resolveServices } from '../runtimes/resolve-services.js';
+import { listLocalFiles } from '../sources/file/local-files.js';
 import { loadRecipe } from '../spec/load-recipe.js';
 import type { PlanInput } from './install-plan.js';
 
@@ -46,7 +53,7 @@ export interface CheckSubject {
   workloads: ModelWorkload[];
   ports: Array<{ port: number; service: string }>;
   disk?: DiskNeed;
-  /** A container runtime is needed: the bundle carries images, or a model is served by vLLM. */
+  /** A container runtime is needed: the bundle or recipe has images, or a model is served by vLLM. */
   needsContainers: boolean;
   requirements?: BundleConfig['requirements'];
 }
@@ -56,6 +63,13 @@ export interface SubjectSource {
   recipe?: string;
   /** A model directory with config.json (vLLM), a config.json, or a .gguf file (llamacpp). */
   model?: string;
+  /**
+   * Where a recipe's hf: sources read HF_HOME, HF_HUB_CACHE, HF_HUB_OFFLINE, HF_ENDPOINT and
+   * HF_TOKEN from; this process's environment when the caller passes none.
+   */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
+  /** The Hub's base URL for a recipe's hf: sources; overrides HF_ENDPOINT. */
+  hubUrl?: string | undefined;
 }
 
 /** Read what to check for; undefined when nothing was named (a bare host check). */
@@ -70,19 +84,149 @@ export async function loadCheckSubject(
     });
   }
   if (source.bundle) return subjectFromBundle(source.bundle, run);
-  if (source.recipe) return subjectFromRecipe(source.recipe);
+  if (source.recipe) {
+    return subjectFromRecipe(source.recipe, {
+      env: source.env ?? process.env,
+      hubUrl: source.hubUrl,
+      signal: run.signal,
+    });
+  }
   if (source.model) return subjectFromModel(source.model);
   return undefined;
 }
 
-function entryRange(reader: BundleReader, entry: BundleEntry): RangeReader {
-  return async (offset, length) => {
-    const end = Math.min(entry.size, offset + length);
-    if (end <= offset) return Buffer.alloc(0);
-    const chunks: Buffer[] = [];
-    for await (const chunk of reader.createReadStream(entry, { start: offset, end: end - 1 }))
-      chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks);
+/**
+ * The models the services serve and how each is judged: a llamacpp service's GGUF file on
+ * CPU; any other model component's Hugging Face config.json (with its safetensors headers
+ * for the weight bytes) as vLLM's on GPU. The one place here that knows service kinds.
+ */
+export async function modelWorkloads(
+  services: readonly ServiceSpec[],
+  components: readonly ComponentView[],
+): Promise<ModelWorkload[]> {
+  const byName = new Map(components.map((c) => [c.name, c]));
+  const workloads: ModelWorkload[] = [];
+  const servedByLlamacpp = new Set<string>();
+  for (const service of services) {
+    if (service.runtime !== 'llamacpp') continue;
+    const { component: name, path: file } = service.model;
+    const component = byName.get(name);
+    const found = component?.files.find((f) => f.path === file);
+    if (!component || !found) {
+      const why = `service ${service.name} serves`;
+      throw component
+        ? component.missing(file, why)
+        : new ApertusError(
+            'model-component-missing',
+            `Service ${service.name} serves ${name}/${file}: there is no component ${name}.`,
+            {
+              hint: 'Name a component of kind model in services[].model.',
+            },
+          );
+    }
+    servedByLlamacpp.add(name);
+    // A delta that leaves the model out: the host holds it from the base release.
+    if (found.read === undefined) continue;
+    workloads.push(await ggufWorkload({ ...found, read: found.read }, `${name}/${file}`, service));
+  }
+  const vllm = new Map(services.flatMap((s) => (s.runtime === 'vllm' ? [[s.model.component, s.name]] : [])));
+  for (const component of components) {
+    if (component.kind !== 'model' || servedByLlamacpp.has(component.name)) continue;
+    const config = component.files.find((f) => f.path === 'config.json');
+    // A listing that may lack files (the HF cache) must say so, not pass the model unjudged.
+    if (!config && component.partial) {
+      const service = vllm.get(component.name);
+      throw component.missing(
+        'config.json',
+        service ? `the fit check of vLLM service ${service} reads` : READS_SHAPE,
+      );
+    }
+    // Without config.json (or, in a delta, without its bytes) there is nothing to judge.
+    if (config?.read === undefined) continue;
+    workloads.push(await configWorkload(component, { ...config, read: config.read }));
+  }
+  return workloads;
+}
+
+/** Why config.json is needed, in a missing-file message: "…without config.json, which …". */
+const READS_SHAPE = "the fit check reads the model's shape from";
+
+type ReadableFile = ComponentFile & Required<Pick<ComponentFile, 'read'>>;
+
+/** config.json is a few KB; anything near this is not a model config. */
+const MAX_CONFIG_BYTES = 16 << 20;
+
+async function configWorkload(component: ComponentView, config: ReadableFile): Promise<ModelWorkload> {
+  const label = `${component.name}/config.json`;
+  let json: unknown;
+  try {
+    if (config.size > MAX_CONFIG_BYTES) throw new Error(`it is ${config.size} bytes, too large for a config`);
+    json = JSON.parse((await config.read(0, config.size)).toString('utf8'));
+  } catch (error) {
+    if (error instanceof ApertusError) throw error;
+    throw new ApertusError('model-config-invalid', `Cannot read ${label}: ${(error as Error).message}.`, {
+      hint: 'A Hugging Face model directory holds config.json next to its .safetensors files.',
+      cause: error,
+    });
+  }
+  const shape = modelShapeFromConfig(json, label);
+  const headers: SafetensorsHeader[] = [];
+  for (const shard of await servedShards(component)) {
+    headers.push(await readSafetensorsHeader(shard.read, `${component.name}/${shard.path}`));
+  }
+  return {
+    label: `${label} (vLLM)`,
+    runtime: 'vllm',
+    shape,
+    ...(headers.length > 0
+      ? { weights: { bytes: servedWeightBytes(headers), source: `${headers.length} safetensors headers` } }
+      : {}),
+  };
+}
+
+const SHARD_INDEX = 'model.safetensors.index.json';
+
+/**
+ * The .safetensors files vLLM loads (the model directory's own, not a subfolder such as
+ * original/), when every one is readable; else none, and the weights are sized from
+ * config.json. A listing that may lack files counts only when the shard index (or a single
+ * model.safetensors) shows nothing is missing.
+ */
+async function servedShards(component: ComponentView): Promise<ReadableFile[]> {
+  const shards = component.files.filter((f) => f.path.endsWith('.safetensors') && !f.path.includes('/'));
+  // A delta may leave some shards out.
+  if (shards.length === 0 || shards.some((f) => f.read === undefined)) return [];
+  const readable = shards as ReadableFile[];
+  if (!component.partial) return readable;
+  const index = component.files.find((f) => f.path === SHARD_INDEX);
+  if (index?.read === undefined || index.size > MAX_CONFIG_BYTES * 4) {
+    return readable.length === 1 && readable[0]?.path === 'model.safetensors' ? readable : [];
+  }
+  let named: string[];
+  try {
+    const parsed = JSON.parse((await index.read(0, index.size)).toString('utf8')) as { weight_map?: unknown };
+    named = Object.values((parsed.weight_map ?? {}) as Record<string, unknown>).map(String);
+  } catch {
+    return [];
+  }
+  const present = new Set(readable.map((f) => f.path));
+  return named.length > 0 && named.every((name) => present.has(name)) ? readable : [];
+}
+
+async function ggufWorkload(
+  file: ReadableFile,
+  label: string,
+  service?: { name: string; contextSize: number },
+): Promise<ModelWorkload> {
+  const header = await readGgufHeader(file.read, label);
+  const shape = modelShapeFromGguf(header, label);
+  return {
+    label: `${label} (llamacpp${service ? `, service ${service.name}` : ''})`,
+    runtime: 'llamacpp',
+    shape,
+    weights: { bytes: file.size - header.dataOffset, source: 'GGUF tensor data' },
+    ...(service ? { service: service.name } : {}),
+    contextSize: service?.contextSize ?? shape.maxPositionEmbeddings ?? 4096,
   };
 }
 
@@ -100,8 +244,17 @@ function servedWeightBytes(headers: readonly SafetensorsHeader[]): number {
   return bytes;
 }
 
-function layerTitle(layer: Descriptor): string | undefined {
-  return layer.annotations?.[ANNOTATION.title];
+/** What bundles and recipes have in common: the ports their services take, and whether containers run. */
+function servicesAndContainers(
+  services: readonly ServiceSpec[],
+  components: readonly ComponentView[],
+  workloads: readonly ModelWorkload[],
+): Pick<CheckSubject, 'ports' | 'needsContainers'> {
+  return {
+    ports: services.map((s) => ({ port: s.port, service: s.name })),
+    needsContainers:
+      components.some((c) => c.kind === 'image') || workloads.some((w) => w.runtime === 'vllm'),
+  };
 }
 
 async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<CheckSubject> {
@@ -109,84 +262,13 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
   try {
     const bundle = await loadBundle(reader);
     const { config } = bundle;
-    const entryOf = (layer: Descriptor): BundleEntry => {
-      const entry = reader.get(blobPath(layer.digest));
-      if (!entry) {
-        throw new ApertusError(
-          'bundle-invalid',
-          `${bundlePath} lacks blob ${layer.digest} (${layerTitle(layer)}).`,
-          {
-            hint: `Run \`apertus verify ${bundlePath}\`, then copy the bundle again.`,
-          },
-        );
-      }
-      return entry;
-    };
-    const workloads: ModelWorkload[] = [];
-    const served = new Set<string>();
-    for (const service of config.services) {
-      // GGUF files are llamacpp's; a vllm service's model directory is judged below with the others.
-      if (service.runtime !== 'llamacpp') continue;
-      const component = bundle.components.find((c) => c.name === service.model.component);
-      const layer = component?.layers.find((l) => layerTitle(l) === service.model.path);
-      const label = `${service.model.component}/${service.model.path}`;
-      if (!layer) {
-        throw new ApertusError(
-          'bundle-invalid',
-          `Service ${service.name} serves ${label}, which the bundle does not hold.`,
-          {
-            hint: `Run \`apertus verify ${bundlePath}\`; rebuild the bundle from its recipe.`,
-          },
-        );
-      }
-      served.add(service.model.component);
-      // A delta that leaves the model out: the host holds it from the base release.
-      if (bundle.omitted.has(layer.digest)) continue;
-      const entry = entryOf(layer);
-      const header = await readGgufHeader(entryRange(reader, entry), label);
-      workloads.push({
-        label: `${label} (llamacpp, service ${service.name})`,
-        runtime: 'llamacpp',
-        shape: modelShapeFromGguf(header, label),
-        weights: { bytes: entry.size - header.dataOffset, source: 'GGUF tensor data' },
-        service: service.name,
-        contextSize: service.contextSize,
-      });
-    }
-    // A model component with a Hugging Face config.json that no llamacpp service serves is vLLM's.
-    for (const component of bundle.components.filter((c) => c.kind === 'model' && !served.has(c.name))) {
-      const configLayer = component.layers.find((l) => layerTitle(l) === 'config.json');
-      if (!configLayer || bundle.omitted.has(configLayer.digest)) continue;
-      const label = `${component.name}/config.json`;
-      const shape = modelShapeFromConfig(await reader.readJson(blobPath(configLayer.digest)), label);
-      const allShards = component.layers.filter((l) => layerTitle(l)?.endsWith('.safetensors'));
-      // A delta may leave some shards out: then the weights are sized from config.json alone.
-      const shards = allShards.some((l) => bundle.omitted.has(l.digest)) ? [] : allShards;
-      const headers: SafetensorsHeader[] = [];
-      for (const shard of shards) {
-        headers.push(
-          await readSafetensorsHeader(
-            entryRange(reader, entryOf(shard)),
-            `${component.name}/${layerTitle(shard)}`,
-          ),
-        );
-      }
-      workloads.push({
-        label: `${label} (vLLM)`,
-        runtime: 'vllm',
-        shape,
-        ...(headers.length > 0
-          ? {
-              weights: { bytes: servedWeightBytes(headers), source: `${headers.length} safetensors headers` },
-            }
-          : {}),
-      });
-    }
+    const components = bundleComponentViews(reader, bundle);
+    const workloads = await modelWorkloads(config.services, components);
     return {
       kind: 'bundle',
       name: `${config.name} ${config.version}`,
       workloads,
-      ports: config.services.map((s) => ({ port: s.port, service: s.name })),
+      ...servicesAndContainers(config.services, components, workloads),
       disk: {
         kind: 'bundle',
         plan: {
@@ -196,8 +278,6 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
           blobs: bundle.blobs,
         },
       },
-      needsContainers:
-        bundle.components.some((c) => c.kind === 'image') || workloads.some((w) => w.runtime === 'vllm'),
       requirements: config.requirements,
     };
   } finally {
@@ -205,90 +285,37 @@ async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<C
   }
 }
 
-async function filesUnder(dir: string): Promise<Array<{ relative: string; size: number }>> {
-  const out: Array<{ relative: string; size: number }> = [];
-  const walk = async (relative: string) => {
-    for (const entry of await readdir(path.join(dir, relative), { withFileTypes: true })) {
-      const child = relative ? `${relative}/${entry.name}` : entry.name;
-      if (entry.isDirectory()) await walk(child);
-      else if (entry.isFile()) out.push({ relative: child, size: (await stat(path.join(dir, child))).size });
-    }
-  };
-  await walk('');
-  return out;
-}
-
-async function subjectFromRecipe(recipePath: string): Promise<CheckSubject> {
+async function subjectFromRecipe(recipePath: string, options: RecipeViewOptions): Promise<CheckSubject> {
   const loaded = await loadRecipe(recipePath);
-  const { recipe } = loaded;
-  const sources = new Map<string, { root: string; files: Array<{ relative: string; size: number }> }>();
-  for (const component of recipe.components) {
-    const source = path.resolve(loaded.dir, component.source.slice('file:'.length));
-    const info = await lstat(source).catch(() => undefined);
-    if (!info) {
-      throw new ApertusError(
-        'source-not-found',
-        `Component ${component.name}: ${component.source} does not exist (${source}).`,
-        {
-          hint: `Paths in file: sources are relative to ${loaded.dir}.`,
-        },
-      );
-    }
-    sources.set(
-      component.name,
-      info.isDirectory()
-        ? { root: source, files: await filesUnder(source) }
-        : { root: path.dirname(source), files: [{ relative: path.basename(source), size: info.size }] },
-    );
-  }
-  const workloads: ModelWorkload[] = [];
-  const served = new Set<string>();
-  for (const service of recipe.services) {
-    // GGUF files are llamacpp's; a vllm service's model directory is judged below with the others.
-    if (service.runtime !== 'llamacpp') continue;
-    const [componentName = '', ...rest] = service.model.split('/');
-    const relative = rest.join('/');
-    const source = sources.get(componentName);
-    const file = source?.files.find((f) => f.relative === relative);
-    if (!source || !file) {
-      throw new ApertusError(
-        'recipe-model-missing',
-        `Service ${service.name} serves ${service.model}, which is not in component ${componentName}.`,
-        {
-          hint: `Put the GGUF file at ${path.join(source?.root ?? loaded.dir, relative)}, or fix services[].model in ${loaded.file}.`,
-        },
-      );
-    }
-    served.add(componentName);
-    workloads.push(
-      await ggufWorkload(path.join(source.root, relative), service.model, service.name, service.contextSize),
-    );
-  }
-  for (const component of recipe.components.filter((c) => c.kind === 'model' && !served.has(c.name))) {
-    const source = sources.get(component.name);
-    if (source?.files.some((f) => f.relative === 'config.json'))
-      workloads.push(await hfWorkload(source.root, component.name));
-  }
-  let bytes = [...sources.values()].reduce((sum, s) => sum + s.files.reduce((a, f) => a + f.size, 0), 0);
-  let detail = "the recipe's component files";
-  if (recipe.services.some((s) => s.runtime === 'llamacpp')) {
-    const runtime = await collectRuntimeFiles(PROJECT_ROOT).catch(() => undefined);
-    if (runtime) {
-      bytes += runtime.totalBytes;
-      detail += ' and the llamacpp runtime';
-    } else detail += ' (without the llamacpp runtime, which cannot be collected on this machine)';
-  }
+  const components = await recipeComponentViews(loaded, options);
+  // The services as `bundle` would record them, so they are judged as a bundle's are.
+  const services = resolveServices(
+    loaded.recipe,
+    loaded.file,
+    (name) => components.find((c) => c.name === name)?.files.map((f) => f.path) ?? null,
+  );
+  const workloads = await modelWorkloads(services, components);
   return {
     kind: 'recipe',
     name: loaded.file,
     workloads,
-    ports: recipe.services.map((s) => ({ port: s.port, service: s.name })),
-    disk: {
-      kind: 'estimate',
-      bytes,
-      detail: `${detail}; every byte counted, since a recipe has no digests to match the host's store`,
-    },
-    needsContainers: workloads.some((w) => w.runtime === 'vllm'),
+    ...servicesAndContainers(services, components, workloads),
+    disk: recipeDisk(components),
+  };
+}
+
+/** Every byte of the recipe's components, since a recipe has no digests to match the host's store. */
+function recipeDisk(components: readonly ComponentView[]): DiskNeed {
+  const counted = components.filter((c) => c.bytes !== undefined);
+  const notes = counted.flatMap((c) => (c.note ? [`${c.name}: ${c.note}`] : []));
+  const unknown = components.filter((c) => c.bytes === undefined).map((c) => `${c.name} (${c.note})`);
+  return {
+    kind: 'estimate',
+    bytes: counted.reduce((total, c) => total + (c.bytes ?? 0), 0),
+    detail: [
+      `the recipe's component files${notes.length > 0 ? ` (${notes.join('; ')})` : ''}, every byte counted, since a recipe has no digests to match the host's store`,
+      ...(unknown.length > 0 ? [`not counted: ${unknown.join(', ')}`] : []),
+    ].join('; '),
   };
 }
 
@@ -303,12 +330,18 @@ async function subjectFromModel(modelPath: string): Promise<CheckSubject> {
   let workload: ModelWorkload;
   let bytes: number;
   if (info.isFile() && absolute.endsWith('.gguf')) {
-    workload = await ggufWorkload(absolute, path.basename(absolute));
+    const name = path.basename(absolute);
+    const [file] = directoryView(name, path.dirname(absolute), [{ path: name, size: info.size }]).files;
+    workload = await ggufWorkload(file as ReadableFile, name);
     bytes = info.size;
   } else if (info.isDirectory() || path.basename(absolute) === 'config.json') {
     const dir = info.isDirectory() ? absolute : path.dirname(absolute);
-    workload = await hfWorkload(dir, path.basename(dir));
-    bytes = (await filesUnder(dir)).reduce((sum, f) => sum + f.size, 0);
+    // A Hugging Face snapshot folder is links into blobs/: follow them.
+    const view = directoryView(path.basename(dir), dir, await listLocalFiles(dir, { followLinks: true }));
+    const config = view.files.find((f) => f.path === 'config.json');
+    if (config?.read === undefined) throw view.missing('config.json', READS_SHAPE);
+    workload = await configWorkload(view, { ...config, read: config.read });
+    bytes = view.bytes ?? 0;
   } else {
     throw new ApertusError(
       'model-unsupported',
@@ -325,61 +358,6 @@ async function subjectFromModel(modelPath: string): Promise<CheckSubject> {
     ports: [],
     disk: { kind: 'estimate', bytes, detail: 'the model files, without a runtime or its image' },
     needsContainers: workload.runtime === 'vllm',
-  };
-}
-
-async function ggufWorkload(
-  file: string,
-  label: string,
-  service?: string,
-  contextSize?: number,
-): Promise<ModelWorkload> {
-  return withFileRange(file, async (read, size) => {
-    const header = await readGgufHeader(read, label);
-    const shape = modelShapeFromGguf(header, label);
-    return {
-      label: `${label} (llamacpp${service ? `, service ${service}` : ''})`,
-      runtime: 'llamacpp',
-      shape,
-      weights: { bytes: size - header.dataOffset, source: 'GGUF tensor data' },
-      ...(service ? { service } : {}),
-      contextSize: contextSize ?? shape.maxPositionEmbeddings ?? 4096,
-    };
-  });
-}
-
-async function hfWorkload(dir: string, label: string): Promise<ModelWorkload> {
-  const configFile = path.join(dir, 'config.json');
-  let json: unknown;
-  try {
-    json = JSON.parse(await readFile(configFile, 'utf8'));
-  } catch (error) {
-    throw new ApertusError(
-      'model-config-invalid',
-      `Cannot read ${configFile}: ${(error as Error).message}.`,
-      {
-        hint: 'A Hugging Face model directory holds config.json next to its .safetensors files.',
-        cause: error,
-      },
-    );
-  }
-  const shape = modelShapeFromConfig(json, `${label}/config.json`);
-  const shards = (await readdir(dir)).filter((name) => name.endsWith('.safetensors')).sort();
-  const headers: SafetensorsHeader[] = [];
-  for (const shard of shards) {
-    headers.push(
-      await withFileRange(path.join(dir, shard), (read) =>
-        readSafetensorsHeader(read, path.join(label, shard)),
-      ),
-    );
-  }
-  return {
-    label: `${label}/config.json (vLLM)`,
-    runtime: 'vllm',
-    shape,
-    ...(headers.length > 0
-      ? { weights: { bytes: servedWeightBytes(headers), source: `${headers.length} safetensors headers` } }
-      : {}),
   };
 }
 

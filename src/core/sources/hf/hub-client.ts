@@ -62,12 +62,13 @@ export interface HubClient {
   listFiles(repo: string, commit: string, signal?: AbortSignal): Promise<HubTreeFile[]>;
   resolveUrl(repo: string, commit: string, path: string): string;
   /**
-   * GET a file at a commit through `resolve`, from byte `start` on (a Range request when
-   * start > 0: the caller must check for 206). Throws ApertusError for error statuses.
+   * GET a file at a commit through `resolve`, from byte `start` on, up to byte `end`
+   * (inclusive) when given (a Range request when start > 0 or end is given: the caller
+   * must check for 206). Throws ApertusError for error statuses.
    */
   openFile(
     target: { repo: string; commit: string; path: string },
-    options?: { start?: number; signal?: AbortSignal },
+    options?: { start?: number; end?: number; signal?: AbortSignal },
   ): Promise<HubFileResponse>;
   /** Removes the token, URL credentials and signed query strings from a text. */
   redact(text: string): string;
@@ -377,12 +378,10 @@ export async function createHubClient(options: HubClientOptions): Promise<HubCli
     resolveUrl,
 
     async openFile(target, options = {}) {
-      const { start = 0, signal } = options;
+      const { start = 0, end, signal } = options;
       const url = resolveUrl(target.repo, target.commit, target.path);
-      const result = await send(url, {
-        signal,
-        headers: start > 0 ? { range: `bytes=${start}-` } : {},
-      });
+      const range = end !== undefined ? `bytes=${start}-${end}` : start > 0 ? `bytes=${start}-` : undefined;
+      const result = await send(url, { signal, headers: range ? { range } : {} });
       const { response, hubHeaders, fromHub } = result;
       const hubTarget = { repo: target.repo, revision: target.commit, path: target.path };
       if (!response.ok && response.status !== 416) {

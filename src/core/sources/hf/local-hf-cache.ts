@@ -6,9 +6,11 @@
  * sha256 for LFS files and the git blob sha1 otherwise, so blobs are self-verifying) and
  * `snapshots/<commit>/<path>` as relative symlinks into `blobs/`.
  */
+import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type { SourceContext } from '../types.js';
+import { isCommitSha } from './parse-hf-source.js';
 
 type Env = SourceContext['env'];
 
@@ -27,6 +29,19 @@ export function hfHomeDir(env: Env): string {
 /** `HF_HUB_CACHE` > legacy `HUGGINGFACE_HUB_CACHE` > `$HF_HOME/hub` (`constants.py`). */
 export function hfHubCacheDir(env: Env): string {
   return nonEmpty(env.HF_HUB_CACHE) ?? nonEmpty(env.HUGGINGFACE_HUB_CACHE) ?? join(hfHomeDir(env), 'hub');
+}
+
+/** `huggingface_hub`'s true values for its boolean variables (`constants.py` `_is_true`). */
+const TRUE_VALUES = new Set(['1', 'ON', 'YES', 'TRUE']);
+
+/**
+ * `HF_HUB_OFFLINE` (or its alias `TRANSFORMERS_OFFLINE`) is set: "no HTTP calls will be
+ * made to the Hugging Face Hub", only cached files are read (runtime-facts §2.7).
+ */
+export function isHfHubOffline(env: Env): boolean {
+  return [env.HF_HUB_OFFLINE, env.TRANSFORMERS_OFFLINE].some(
+    (value) => value !== undefined && TRUE_VALUES.has(value.trim().toUpperCase()),
+  );
 }
 
 /** `models--ORG--NAME`, casing preserved. */
@@ -48,4 +63,23 @@ export function hfCacheCandidates(
 ): string[] {
   const repoDir = hfRepoCacheDir(env, repo);
   return [join(repoDir, 'snapshots', commit, ...path.split('/')), join(repoDir, 'blobs', etag)];
+}
+
+/** `snapshots/<commit>`: the files of that commit the cache holds, as links into `blobs/`. */
+export function hfSnapshotDir(env: Env, repo: string, commit: string): string {
+  return join(hfRepoCacheDir(env, repo), 'snapshots', commit);
+}
+
+/**
+ * The commit a revision names in the cache, without asking the Hub: a 40-hex commit is
+ * itself, a branch or tag is what `refs/<revision>` holds (huggingface_hub writes the file
+ * when it downloads by that name). Undefined when the cache has no such ref.
+ */
+export async function hfCachedCommit(env: Env, repo: string, revision: string): Promise<string | undefined> {
+  if (isCommitSha(revision)) return revision;
+  // parseHfSource admits no '..' or leading '/', so the ref stays under refs/.
+  const ref = join(hfRepoCacheDir(env, repo), 'refs', ...revision.split('/'));
+  const text = await readFile(ref, 'utf8').catch(() => undefined);
+  const commit = text?.trim();
+  return commit !== undefined && isCommitSha(commit) ? commit : undefined;
 }

@@ -14,6 +14,7 @@ import {
   createHubClient,
   describeNetworkError,
   type HubClient,
+  type HubModelInfo,
   type HubTreeFile,
   HubUnavailableError,
   withHubRetries,
@@ -56,15 +57,13 @@ export async function resolveHf(
   options: ResolveHfOptions,
   ctx: SourceContext,
 ): Promise<HfResolvedSource> {
-  const { repo, revision } = parseHfSource(source);
-  const matches = createPathFilter(options);
   const client = await createHubClient({
     env: ctx.env,
     ...(options.hubUrl ? { hubUrl: options.hubUrl } : {}),
   });
   ctx.onProgress?.({ step: 'resolve', status: 'start', detail: `${source} on ${client.endpoint}` });
   try {
-    return await resolveWith(client, source, repo, revision, matches, ctx);
+    return await resolveWith(client, source, options, ctx);
   } catch (error) {
     if (!ctx.signal?.aborted) {
       ctx.onProgress?.({ step: 'resolve', status: 'fail', detail: client.redact((error as Error).message) });
@@ -73,16 +72,27 @@ export async function resolveHf(
   }
 }
 
-async function resolveWith(
+/** An hf: source's revision pinned to its commit, with the files there that the filters keep. */
+export interface HfListing {
+  /** 'ORG/NAME'. */
+  repo: string;
+  commit: string;
+  info: HubModelInfo;
+  /** Every file at the commit. */
+  listing: HubTreeFile[];
+  /** The files include/exclude keep, sorted by path; never empty. */
+  files: HubTreeFile[];
+}
+
+/** Metadata only: the revision's commit and the tree listing at it, filtered. */
+export async function listHfFiles(
   client: HubClient,
   source: string,
-  repo: string,
-  revision: string,
-  matches: (path: string) => boolean,
-  ctx: SourceContext,
-): Promise<HfResolvedSource> {
-  const { signal } = ctx;
-
+  filter: Pick<ResolveHfOptions, 'include' | 'exclude'>,
+  signal: AbortSignal | undefined,
+): Promise<HfListing> {
+  const { repo, revision } = parseHfSource(source);
+  const matches = createPathFilter(filter);
   const info = await client.modelInfo(repo, revision, signal);
   const commit = info.sha;
   const listing = await client.listFiles(repo, commit, signal);
@@ -100,8 +110,7 @@ async function resolveWith(
   }
   const files = listing
     .filter((file) => matches(file.path))
-    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))
-    .map(toResolvedFile);
+    .sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   if (files.length === 0) {
     const sample = listing
       .slice(0, 8)
@@ -117,7 +126,16 @@ async function resolveWith(
       },
     );
   }
+  return { repo, commit, info, listing, files };
+}
 
+async function resolveWith(
+  client: HubClient,
+  source: string,
+  options: ResolveHfOptions,
+  ctx: SourceContext,
+): Promise<HfResolvedSource> {
+  const { repo, commit, info, listing, files } = await listHfFiles(client, source, options, ctx.signal);
   const license =
     licenseFromCard(info.cardData) ?? (await licenseFromReadme(client, repo, commit, listing, ctx));
   ctx.onProgress?.({
@@ -133,7 +151,7 @@ async function resolveWith(
     ...(license ? { license } : {}),
     repo,
     endpoint: client.endpoint,
-    files,
+    files: files.map(toResolvedFile),
   };
 }
 

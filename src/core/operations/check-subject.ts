@@ -20,8 +20,8 @@ import { type ImageCuda, imageCudaFromConfig } from '../gpu/cuda-driver.js';
 import { readGgufHeader } from '../gpu/gguf-metadata.js';
 import { type ModelShape, modelShapeFromConfig, modelShapeFromGguf } from '../gpu/model-shape.js';
 import { isCastFloat, readSafetensorsHeader, type SafetensorsHeader } from '../gpu/safetensors-header.js';
-import { openBundle } from '../layout/bundle-reader.js';
-import { loadBundle } from '../layout/load-bundle.js';
+import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
+import { type LoadedBundle, loadBundle } from '../layout/load-bundle.js';
 import type { BundleConfig, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
 import { resolveServices } from '../runtimes/resolve-services.js';
@@ -260,29 +260,36 @@ function servicesAndContainers(
 async function subjectFromBundle(bundlePath: string, run: RunOptions): Promise<CheckSubject> {
   const reader = await openBundle(bundlePath, run.signal ? { signal: run.signal } : {});
   try {
-    const bundle = await loadBundle(reader);
-    const { config } = bundle;
-    const components = bundleComponentViews(reader, bundle);
-    const workloads = await modelWorkloads(config.services, components);
-    return {
-      kind: 'bundle',
-      name: `${config.name} ${config.version}`,
-      workloads,
-      ...servicesAndContainers(config.services, components, workloads),
-      disk: {
-        kind: 'bundle',
-        plan: {
-          config,
-          manifestDigest: bundle.manifestDigest,
-          components: bundle.components,
-          blobs: bundle.blobs,
-        },
-      },
-      requirements: config.requirements,
-    };
+    return await subjectFromOpenBundle(reader, await loadBundle(reader));
   } finally {
     await reader.close();
   }
+}
+
+/** The check subject of a bundle already open and loaded (install reads its bundle once). */
+export async function subjectFromOpenBundle(
+  reader: BundleReader,
+  bundle: LoadedBundle,
+): Promise<CheckSubject> {
+  const { config } = bundle;
+  const components = bundleComponentViews(reader, bundle);
+  const workloads = await modelWorkloads(config.services, components);
+  return {
+    kind: 'bundle',
+    name: `${config.name} ${config.version}`,
+    workloads,
+    ...servicesAndContainers(config.services, components, workloads),
+    disk: {
+      kind: 'bundle',
+      plan: {
+        config,
+        manifestDigest: bundle.manifestDigest,
+        components: bundle.components,
+        blobs: bundle.blobs,
+      },
+    },
+    requirements: config.requirements,
+  };
 }
 
 async function subjectFromRecipe(recipePath: string, options: RecipeViewOptions): Promise<CheckSubject> {

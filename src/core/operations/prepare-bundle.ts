@@ -12,7 +12,7 @@ import { blobPath } from '../layout/names.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import type { BundleSignature } from '../target/trust-store.js';
 import { type BundleVerification, PASSING_STATUSES, verifyBundleKeepOpen } from '../verify/verify-bundle.js';
-import { type CheckSubject, loadCheckSubject } from './check-subject.js';
+import { type CheckSubject, subjectFromOpenBundle } from './check-subject.js';
 
 export interface PreparedBundle {
   path: string;
@@ -57,11 +57,7 @@ export async function prepareBundle(path: string, options: PrepareOptions = {}):
   }
   const { reader, bundle } = opened;
   try {
-    const subject = await loadCheckSubject(
-      { bundle: path },
-      { ...(options.signal ? { signal: options.signal } : {}) },
-    );
-    if (subject === undefined) throw new Error('a bundle always has a check subject');
+    const subject = await subjectFromOpenBundle(reader, bundle);
     const imageConfigs = new Map<string, unknown>();
     for (const component of bundle.components.filter((c) => c.kind === 'image')) {
       imageConfigs.set(component.name, await reader.readJson(blobPath(component.config.digest)));

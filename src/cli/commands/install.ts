@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
-import { parseSkipChecks } from '../../core/operations/host-check-gate.js';
-import { INSTALL_STEPS, type InstallResult, install } from '../../core/operations/install.js';
-import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import type { INSTALL_STEPS, InstallResult } from '../../core/operations/install.js';
+import { existingBundle, keyFile } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps, type StepDefinition } from '../output/run-steps.js';
 import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
@@ -31,13 +30,7 @@ const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   report: 'Report',
 };
 
-export const INSTALL_STEP_DEFINITIONS: StepDefinition[] = INSTALL_STEPS.map((id) => ({
-  id,
-  title: TITLES[id],
-}));
-
 interface InstallFlags extends HostTargetFlags {
-  root?: string;
   key?: string;
   skipCheck?: string[];
   dryRun?: boolean;
@@ -46,7 +39,7 @@ interface InstallFlags extends HostTargetFlags {
 }
 
 export function registerInstall(program: Command, io: CliIO): void {
-  withHostTargetOptions(
+  const command = withHostTargetOptions(
     program
       .command('install')
       .description(
@@ -55,11 +48,15 @@ export function registerInstall(program: Command, io: CliIO): void {
       .argument(
         '<bundle>',
         'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
+        existingBundle(),
       ),
-    'install on this machine instead (the operator sits at the GPU host)',
+    { local: 'install on this machine instead (the operator sits at the GPU host)' },
   )
-    .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
-    .option('--key <file>', 'minisign public key the bundle signature must verify with')
+    .option(
+      '--key <file>',
+      'minisign public key the bundle signature must verify with',
+      keyFile('--key', 'public'),
+    )
     .option(
       '--skip-check <id>',
       'accept a failed preflight check (repeatable; ids as `apertus check` prints them); the report records it',
@@ -73,9 +70,16 @@ export function registerInstall(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON report on stdout')
     .action(async (bundlePath: string, flags: InstallFlags) => {
       const target = hostTarget(flags);
+      const [{ parseSkipChecks }, { INSTALL_STEPS, install }, { runSteps, stepDefinitions }] =
+        await Promise.all([
+          import('../../core/operations/host-check-gate.js'),
+          import('../../core/operations/install.js'),
+          import('../output/run-steps.js'),
+        ]);
       const skipChecks = parseSkipChecks(flags.skipCheck ?? []);
       const mode = chooseRendererMode(io, flags);
-      const result = await runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
+      const steps = stepDefinitions(INSTALL_STEPS, TITLES);
+      const result = await runSteps(io, mode, steps, (onProgress) =>
         install({
           bundlePath,
           target,
@@ -90,6 +94,20 @@ export function registerInstall(program: Command, io: CliIO): void {
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatInstallResult(result));
     });
+  withExamples(command, [
+    {
+      run: 'install out/apertus-8b-rag-1.0.0.tar --host root@10.0.0.5 --key keys/release.pub',
+      does: 'over SSH: preflight, upload what the host lacks, switch, start, verify',
+    },
+    {
+      run: 'install apertus-8b-rag-1.0.0.tar.parts.json --local --dry-run',
+      does: 'on this machine, from a split bundle: the plan only, nothing changed',
+    },
+    {
+      run: 'install out/demo-0.1.0.tar --host admin@gpu-01:2222 -i ~/.ssh/gpu --root /srv/apertus',
+      does: 'another port, key and install root',
+    },
+  ]);
 }
 
 export function formatInstallResult(result: InstallResult): string {

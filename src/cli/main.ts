@@ -1,5 +1,8 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError } from 'commander';
 import { isApertusError } from '../core/errors.js';
+import { PROJECT_ROOT } from '../core/project-root.js';
 import { registerAudit } from './commands/audit.js';
 import { registerBundle } from './commands/bundle.js';
 import { registerCheck } from './commands/check.js';
@@ -13,6 +16,7 @@ import { registerSplit } from './commands/split.js';
 import { registerStatus } from './commands/status.js';
 import { registerTrust } from './commands/trust.js';
 import { registerVerify } from './commands/verify.js';
+import { programHelpTail } from './help-text.js';
 import { CommandInterrupted } from './interrupt.js';
 import { type CliIO, processIO } from './io.js';
 import { writeJson } from './output/json-output.js';
@@ -21,35 +25,53 @@ import { ReportedFailure } from './reported-failure.js';
 /** Exit codes are a contract with scripts; the README documents them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, interrupted: 130 } as const;
 
+/**
+ * The commands in the order of the journey, grouped as --help shows them. Each register
+ * function declares its flags only; a command's code, and with it the core, is imported when
+ * that command runs, so --help and usage errors start fast.
+ */
+const COMMAND_GROUPS: ReadonlyArray<{
+  heading: string;
+  commands: ReadonlyArray<(program: Command, io: CliIO) => void>;
+}> = [
+  { heading: 'Connected side:', commands: [registerBundle, registerSplit, registerKeys] },
+  {
+    heading: 'Inside the gap:',
+    commands: [registerVerify, registerInspect, registerCheck, registerInstall, registerTrust],
+  },
+  { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit] },
+  { heading: 'Other:', commands: [registerDemo, registerSchema] },
+];
+
 export function buildProgram(io: CliIO): Command {
   const program = new Command('apertus')
     .description('Take an open LLM stack across an air gap: bundle, verify, check and install over SSH.')
-    .version(process.env.npm_package_version ?? '0.1.0', '-V, --version')
+    .version(ownVersion(), '-V, --version')
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({
       writeOut: (text) => io.stdout.write(text),
       writeErr: (text) => io.stderr.write(text),
     })
     .exitOverride();
-  for (const register of [
-    registerBundle,
-    registerVerify,
-    registerSplit,
-    registerInspect,
-    registerKeys,
-    registerCheck,
-    registerInstall,
-    registerStatus,
-    registerRollback,
-    registerTrust,
-    registerAudit,
-    registerDemo,
-    registerSchema,
-  ]) {
-    register(program, io);
+  for (const group of COMMAND_GROUPS) {
+    program.commandsGroup(group.heading);
+    for (const register of group.commands) register(program, io);
   }
+  program.helpCommand('help [command]', 'show help for a command');
+  program.addHelpText('after', programHelpTail());
   for (const command of program.commands) command.exitOverride();
   return program;
+}
+
+/**
+ * Our own package.json, never npm_package_version: run from another package's npm script,
+ * that variable holds the other package's version.
+ */
+function ownVersion(): string {
+  const manifest = JSON.parse(readFileSync(path.join(PROJECT_ROOT, 'package.json'), 'utf8')) as {
+    version?: unknown;
+  };
+  return typeof manifest.version === 'string' ? manifest.version : 'unknown';
 }
 
 /** Runs the CLI in-process and returns the exit code; never calls process.exit. */

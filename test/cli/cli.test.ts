@@ -13,13 +13,7 @@ afterAll(async () => {
 });
 
 describe('usage', () => {
-  it('lists every command in --help and exits 0', async () => {
-    const run = await runCli(['--help']);
-    expect(run.exitCode).toBe(0);
-    for (const command of ['bundle', 'verify', 'inspect', 'keys', 'install', 'demo', 'schema']) {
-      expect(run.stdout).toMatch(new RegExp(`^\\s+${command}\\b`, 'm'));
-    }
-  });
+  // --help, its groups and every command's flags: help.test.ts.
 
   it('exits 2 on an unknown command or option, with JSON when asked', async () => {
     expect((await runCli(['bundel'])).exitCode).toBe(2);
@@ -29,10 +23,13 @@ describe('usage', () => {
   });
 
   it('asks for a target when install has none, and for one when it has two', async () => {
-    const none = await runCli(['install', 'x.tar']);
+    // A file that exists: the bundle argument is checked before the target is.
+    const bundle = path.join(work, 'x.tar');
+    await writeFile(bundle, '');
+    const none = await runCli(['install', bundle]);
     expect(none.exitCode).toBe(2);
     expect(none.stderr).toContain('hint: Pass --host USER@ADDR[:PORT] (SSH) or --local');
-    const both = await runCli(['install', 'x.tar', '--local', '--host', 'root@h', '--json']);
+    const both = await runCli(['install', bundle, '--local', '--host', 'root@h', '--json']);
     expect(both.exitCode).toBe(2);
     expect(JSON.parse(both.stdout).error.message).toContain('exclude each other');
   });
@@ -63,6 +60,10 @@ describe('an invalid recipe', () => {
       `${path.join(dir, 'apertus.yaml')}:${line}:14 services[0].threads:`,
     );
     expect(human.stdout).toBe('');
+    // Plain progress names the failed step once: the error follows on its own line.
+    const progress = stripAnsi(human.stderr);
+    expect(progress).toMatch(/^✖ Resolve recipe$/m);
+    expect(progress).not.toContain('[FAILED');
 
     const json = await runCli(['bundle', dir, '-o', out, '--json']);
     expect(json.exitCode).toBe(2);
@@ -70,6 +71,17 @@ describe('an invalid recipe', () => {
     expect(error.code).toBe('recipe-invalid');
     expect(error.details.problems).toEqual([expect.objectContaining({ path: 'services[0].threads', line })]);
     await expect(readFile(out)).rejects.toThrow();
+  });
+});
+
+describe('plain progress (CI, pipes)', () => {
+  it('shows byte counts as a person reads them, and a step not run once', async () => {
+    const run = await runCli(['bundle', 'bundles/demo', '-o', path.join(work, 'plain-out'), '--dry-run']);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const progress = stripAnsi(run.stderr);
+    expect(progress).toMatch(/^✔ Resolve recipe: 2 components, \d+(\.\d+)? (kB|MB|GB)$/m);
+    expect(progress).toMatch(/^↓ Fetch sources: not run$/m);
+    expect(progress).not.toMatch(/\d{4,} bytes|\[SKIPPED/);
   });
 });
 

@@ -1,24 +1,17 @@
 import type { Command } from 'commander';
-import { type AuditLogVerification, auditVerify } from '../../core/audit/audit-verify.js';
+import type { AuditLogVerification } from '../../core/audit/audit-verify.js';
 import { ApertusError } from '../../core/errors.js';
-import { type InstallLogVerification, verifyInstallLog } from '../../core/operations/verify-install-log.js';
-import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import type { InstallLogVerification } from '../../core/operations/verify-install-log.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps } from '../output/run-steps.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type HostTargetFlags, hostPath, hostTarget, withHostTargetOptions } from './host-target.js';
 
-interface AuditVerifyFlags {
-  host?: string;
-  local?: boolean;
-  root?: string;
+interface AuditVerifyFlags extends HostTargetFlags {
   log?: string;
   installs?: boolean;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
   json?: boolean;
 }
 
@@ -26,16 +19,19 @@ export function registerAudit(program: Command, io: CliIO): void {
   const audit = program
     .command('audit')
     .description("Check a host's tamper-evident audit logs: the RAG service's requests, or the installs");
-  withHostTargetOptions(
+  const verify = withHostTargetOptions(
     audit
       .command('verify')
       .description(
-        "Verify the hash chain of an audit log on a host, and the RAG log's signed checkpoints; name the first broken record or the records gone",
+        "Verify the hash chain of an audit log on a host, and the RAG log's signed checkpoints (or, with --installs, the log of installs: signatures, anchors, reports); name the first broken record or the records gone",
       ),
-    'this machine',
+    { local: 'this machine' },
   )
-    .option('--root <dir>', `install root on the host (default ${DEFAULT_HOST_ROOT})`)
-    .option('--log <path>', 'the audit log on the host (default <root>/data/rag/audit.log)')
+    .option(
+      '--log <path>',
+      'the audit log on the host (default <root>/data/rag/audit.log)',
+      hostPath('--log'),
+    )
     .option('--installs', 'verify the log of installs, <root>/audit.log, instead of the RAG log')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (flags: AuditVerifyFlags) => {
@@ -45,7 +41,9 @@ export function registerAudit(program: Command, io: CliIO): void {
           hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',
         });
       }
+      const { runSteps } = await import('../output/run-steps.js');
       if (flags.installs) {
+        const { verifyInstallLog } = await import('../../core/operations/verify-install-log.js');
         const result = await runSteps(
           io,
           chooseRendererMode(io, flags),
@@ -57,6 +55,7 @@ export function registerAudit(program: Command, io: CliIO): void {
         if (!result.ok) throw new ReportedFailure();
         return;
       }
+      const { auditVerify } = await import('../../core/audit/audit-verify.js');
       const result = await runSteps(
         io,
         chooseRendererMode(io, flags),
@@ -67,6 +66,10 @@ export function registerAudit(program: Command, io: CliIO): void {
       else io.stdout.write(formatAuditVerification(result));
       if (!result.ok) throw new ReportedFailure();
     });
+  withExamples(verify, [
+    { run: 'audit verify --host root@10.0.0.5', does: "the RAG service's request log" },
+    { run: 'audit verify --host root@10.0.0.5 --installs', does: 'the log of installs and rollbacks' },
+  ]);
 }
 
 export function formatAuditVerification(result: AuditLogVerification): string {

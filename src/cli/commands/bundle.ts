@@ -1,21 +1,20 @@
 import type { Command } from 'commander';
-import { type BundleResult, bundle } from '../../core/bundle/bundle.js';
-import { parsePartSize } from '../../core/bundle/part-size.js';
-import { defaultCacheDir } from '../../core/sources/cache-dir.js';
+import type { BundleResult, BundleStep } from '../../core/bundle/bundle.js';
+import { keyFile, outputDirectory, partSize } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { formatSplitParts } from '../output/format-split.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps } from '../output/run-steps.js';
 
 interface BundleFlags {
   out: string;
   sign?: string;
   cacheDir?: string;
   hubUrl?: string;
-  split?: string;
+  split?: number;
   since?: string;
   cli?: boolean;
   dryRun?: boolean;
@@ -23,15 +22,28 @@ interface BundleFlags {
 }
 
 export function registerBundle(program: Command, io: CliIO): void {
-  program
+  const command = program
     .command('bundle')
     .description(
       'Package a recipe into one signed, content-addressed offline bundle (an OCI layout in a tar)',
     )
     .argument('<recipe>', 'recipe directory holding apertus.yaml (e.g. bundles/demo), or the YAML file')
-    .option('-o, --out <dir>', 'directory to write <name>-<version>.tar into', 'out')
-    .option('--sign <key>', 'minisign secret key to sign the bundle with (apertus keys generate)')
-    .option('--cache-dir <dir>', 'keep downloads here between runs (default $XDG_CACHE_HOME/apertus)')
+    .option(
+      '-o, --out <dir>',
+      'directory to write <name>-<version>.tar into',
+      outputDirectory('--out'),
+      'out',
+    )
+    .option(
+      '--sign <key>',
+      'minisign secret key to sign the bundle with (apertus keys generate); read before anything is fetched',
+      keyFile('--sign', 'secret'),
+    )
+    .option(
+      '--cache-dir <dir>',
+      'keep downloads here between runs (default $XDG_CACHE_HOME/apertus)',
+      outputDirectory('--cache-dir'),
+    )
     .option(
       '--hub-url <url>',
       'Hugging Face Hub or internal mirror (default $HF_ENDPOINT, else huggingface.co)',
@@ -39,6 +51,7 @@ export function registerBundle(program: Command, io: CliIO): void {
     .option(
       '--split <size>',
       'write the tar as .part-NNN files of SIZE (4GiB for FAT32, 25GB for BD-R) plus a .parts.json index',
+      partSize,
     )
     .option(
       '--since <old>',
@@ -49,19 +62,19 @@ export function registerBundle(program: Command, io: CliIO): void {
       'carry the apertus CLI and its Node under apertus/ (the default, except for a delta with --since)',
     )
     .option('--no-cli', 'leave the apertus CLI out (the host side already has apertus)')
-    .option('--dry-run', 'print the resolved plan (components, files, bytes); write nothing')
+    .option('--dry-run', 'print the resolved plan (components, files, bytes, disk); write nothing')
     .option('--json', 'print only JSON on stdout')
     .action(async (recipePath: string, flags: BundleFlags) => {
-      const partSize = flags.split === undefined ? undefined : parsePartSize(flags.split);
-      const steps = [
-        { id: 'plan', title: 'Resolve recipe' },
-        { id: 'fetch', title: 'Fetch sources' },
-        { id: 'write', title: 'Write bundle' },
-      ];
+      const [{ bundle, BUNDLE_STEPS }, { defaultCacheDir }, { runSteps, stepDefinitions }] =
+        await Promise.all([
+          import('../../core/bundle/bundle.js'),
+          import('../../core/sources/cache-dir.js'),
+          import('../output/run-steps.js'),
+        ]);
       // Ctrl-C stops the downloads and keeps their .partial files; the next run resumes them.
       const resumeHint = `Run the same command again: downloads resume from ${flags.cacheDir ?? defaultCacheDir(io.env)}.`;
       const result = await runInterruptible(io, resumeHint, (signal) =>
-        runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
+        runSteps(io, chooseRendererMode(io, flags), stepDefinitions(BUNDLE_STEPS, TITLES), (onProgress) =>
           bundle({
             recipePath,
             outDir: flags.out,
@@ -70,7 +83,7 @@ export function registerBundle(program: Command, io: CliIO): void {
             hubUrl: flags.hubUrl,
             secretKeyPath: flags.sign,
             dryRun: flags.dryRun,
-            partSize,
+            partSize: flags.split,
             since: flags.since,
             cli: flags.cli,
             signal,
@@ -81,7 +94,25 @@ export function registerBundle(program: Command, io: CliIO): void {
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatBundleResult(result));
     });
+  withExamples(command, [
+    { run: 'bundle bundles/demo', does: 'the demo stack, unsigned, into out/demo-0.1.0.tar' },
+    {
+      run: 'bundle bundles/apertus-8b-rag --sign keys/release.key --split 4GiB -o /media/usb',
+      does: 'signed, cut into parts a FAT32 stick holds',
+    },
+    {
+      run: 'bundle bundles/apertus-8b-rag --since out/apertus-8b-rag-1.0.0.tar',
+      does: 'a delta: only the blobs the old bundle lacks',
+    },
+    { run: 'bundle bundles/apertus-70b --dry-run', does: 'what would be fetched, and the disk it needs' },
+  ]);
 }
+
+const TITLES: Record<BundleStep, string> = {
+  plan: 'Resolve recipe',
+  fetch: 'Fetch sources',
+  write: 'Write bundle',
+};
 
 function formatBundleResult(result: BundleResult): string {
   const { plan } = result;

@@ -1,80 +1,96 @@
 import type { Command } from 'commander';
 import type { CheckResult } from '../../core/check/check-result.js';
-import { inventoryTargets, loadInventory } from '../../core/check/inventory.js';
 import { ApertusError } from '../../core/errors.js';
-import {
-  type CheckHostsOptions,
-  type ChecksReport,
-  type CheckTarget,
-  checkHosts,
-} from '../../core/operations/check.js';
-import { loadCheckSubject, loadImageCuda } from '../../core/operations/check-subject.js';
-import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import type { CheckHostsOptions, ChecksReport, CheckTarget } from '../../core/operations/check.js';
+import { existingBundle, existingFile, positiveNumber } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps } from '../output/run-steps.js';
 import { ReportedFailure } from '../reported-failure.js';
+import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
-interface CheckFlags {
-  host?: string;
+interface CheckFlags extends HostTargetFlags {
   inventory?: string;
-  local?: boolean;
   bundle?: string;
   recipe?: string;
   model?: string;
-  identity?: string;
-  knownHosts?: string;
-  acceptNewHostKey?: boolean;
-  root?: string;
   imageCuda?: string;
   imageConfig?: string;
-  maxModelLen?: string;
-  gpuMemoryUtilization?: string;
-  tensorParallelSize?: string;
+  maxModelLen?: number;
+  gpuMemoryUtilization?: number;
+  tensorParallelSize?: number;
+  hubUrl?: string;
   json?: boolean;
 }
 
 export function registerCheck(program: Command, io: CliIO): void {
-  program
-    .command('check')
-    .description(
-      'Check GPU hosts before installing: GPUs, driver, CUDA, model fit, disk, ports, OS, container runtime',
+  const command = withHostTargetOptions(
+    program
+      .command('check')
+      .description(
+        'Check GPU hosts before installing: GPUs, driver, CUDA, model fit, disk, ports, OS, container runtime',
+      ),
+    { local: 'check this machine', root: 'per-host' },
+  )
+    .option(
+      '--inventory <file>',
+      'check every host of an inventory YAML file, in parallel',
+      existingFile({
+        flag: '--inventory',
+        what: 'inventory',
+        code: 'inventory-not-found',
+        hint: 'Pass the path of a YAML file listing the hosts (apiVersion: apertus.dev/v1, kind: Inventory).',
+      }),
     )
-    .option('--host <user@addr[:port]>', 'check this host over SSH')
-    .option('--inventory <file>', 'check every host of an inventory YAML file, in parallel')
-    .option('--local', 'check this machine')
-    .option('--bundle <file>', 'judge the hosts against this bundle (its models, ports and bytes)')
+    .option(
+      '--bundle <file>',
+      'judge the hosts against this bundle (its models, ports and bytes)',
+      existingBundle('--bundle'),
+    )
     .option('--recipe <dir>', 'judge the hosts against a recipe directory, before bundling')
+    .option(
+      '--hub-url <url>',
+      "a recipe's hf: sources: the Hugging Face Hub or an internal mirror (default $HF_ENDPOINT, else huggingface.co); with HF_HUB_OFFLINE=1 only the local cache is read",
+    )
     .option(
       '--model <path>',
       'judge the hosts against one model: a directory with config.json, or a .gguf file',
-    )
-    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
-    .option(
-      '--known-hosts <file>',
-      'known_hosts file to check host keys against (default ~/.ssh/known_hosts)',
-    )
-    .option(
-      '--accept-new-host-key',
-      'trust and record the key of a host seen for the first time (never a changed key)',
-    )
-    .option(
-      '--root <dir>',
-      `install root on the host (default ${DEFAULT_HOST_ROOT}; in an inventory, set root: per host)`,
     )
     .option('--image-cuda <version>', "the runtime image's CUDA version, e.g. 13.0 (its CUDA_VERSION)")
     .option(
       '--image-config <file>',
       'OCI image config JSON of the runtime image; CUDA_VERSION is read from it',
+      existingFile({
+        flag: '--image-config',
+        what: 'image config',
+        code: 'image-config-invalid',
+        hint: 'Pass the image config JSON (skopeo inspect --config docker://IMAGE > config.json, or the config blob of an OCI layout).',
+      }),
     )
-    .option('--max-model-len <tokens>', "context length to fit (default: the model's maximum)")
-    .option('--gpu-memory-utilization <fraction>', 'share of each GPU vLLM may use (default 0.9)')
-    .option('--tensor-parallel-size <n>', 'judge this TP size only (default: find the smallest that fits)')
+    .option(
+      '--max-model-len <tokens>',
+      "context length to fit (default: the model's maximum)",
+      positiveNumber('--max-model-len', { integer: true }),
+    )
+    .option(
+      '--gpu-memory-utilization <fraction>',
+      'share of each GPU vLLM may use (default 0.9)',
+      positiveNumber('--gpu-memory-utilization', { max: 1 }),
+    )
+    .option(
+      '--tensor-parallel-size <n>',
+      'judge this TP size only (default: find the smallest that fits)',
+      positiveNumber('--tensor-parallel-size', { integer: true }),
+    )
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: CheckFlags) => {
       const targets = await checkTargets(flags);
-      const options = await checkOptions(flags);
+      const options = await checkOptions(flags, io);
+      const [{ checkHosts }, { runSteps }] = await Promise.all([
+        import('../../core/operations/check.js'),
+        import('../output/run-steps.js'),
+      ]);
       const steps = targets.map((t) => ({ id: `host:${t.name}`, title: t.name }));
       const report = await runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
         checkHosts(targets, { ...options, onProgress }),
@@ -83,6 +99,17 @@ export function registerCheck(program: Command, io: CliIO): void {
       else io.stdout.write(formatChecksReport(report));
       if (!report.ok) throw new ReportedFailure();
     });
+  withExamples(command, [
+    {
+      run: 'check --host root@10.0.0.5 --bundle out/apertus-8b-rag-1.0.0.tar',
+      does: 'can this host run this bundle: GPUs, driver, fit, disk, ports',
+    },
+    { run: 'check --inventory hosts.yaml --recipe bundles/apertus-70b', does: 'every host, before bundling' },
+    {
+      run: 'check --local --model /models/Apertus-8B --max-model-len 32768',
+      does: 'this machine, one model, one context length',
+    },
+  ]);
 }
 
 async function checkTargets(flags: CheckFlags): Promise<CheckTarget[]> {
@@ -109,58 +136,34 @@ async function checkTargets(flags: CheckFlags): Promise<CheckTarget[]> {
         hint: 'Set identity, knownHosts and root in the inventory (per host, or under defaults:).',
       });
     }
+    const { inventoryTargets, loadInventory } = await import('../../core/check/inventory.js');
     const targets = inventoryTargets(await loadInventory(flags.inventory));
     if (flags.acceptNewHostKey) {
       for (const t of targets) if (t.target.kind === 'ssh') t.target.acceptNewHostKey = true;
     }
     return targets;
   }
-  if (flags.local) return [{ name: 'local', target: { kind: 'local' }, root: flags.root }];
-  return [
-    {
-      name: flags.host as string,
-      root: flags.root,
-      target: {
-        kind: 'ssh',
-        address: flags.host as string,
-        identityFile: flags.identity,
-        knownHostsFile: flags.knownHosts,
-        acceptNewHostKey: flags.acceptNewHostKey,
-      },
-    },
-  ];
+  const target = hostTarget(flags);
+  return [{ name: target.kind === 'local' ? 'local' : target.address, target, root: flags.root }];
 }
 
-function positiveNumber(
-  flag: string,
-  value: string | undefined,
-  integer: boolean,
-  max?: number,
-): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0 || (integer && !Number.isInteger(n)) || (max !== undefined && n > max)) {
-    throw new ApertusError(
-      'usage',
-      `${flag} ${value} is not ${integer ? 'a positive whole number' : `a number in (0, ${max}]`}.`,
-      {
-        hint: integer ? `e.g. ${flag} 32768` : `e.g. ${flag} 0.9`,
-      },
-    );
-  }
-  return n;
-}
-
-async function checkOptions(flags: CheckFlags): Promise<CheckHostsOptions> {
-  const subject = await loadCheckSubject({ bundle: flags.bundle, recipe: flags.recipe, model: flags.model });
+async function checkOptions(flags: CheckFlags, io: CliIO): Promise<CheckHostsOptions> {
+  const { loadCheckSubject, loadImageCuda } = await import('../../core/operations/check-subject.js');
+  const subject = await loadCheckSubject({
+    bundle: flags.bundle,
+    recipe: flags.recipe,
+    model: flags.model,
+    env: io.env,
+    hubUrl: flags.hubUrl,
+  });
   const image = await loadImageCuda({ cudaVersion: flags.imageCuda, configFile: flags.imageConfig });
   return {
     subject,
     image,
     fit: {
-      maxModelLen: positiveNumber('--max-model-len', flags.maxModelLen, true),
-      gpuMemoryUtilization: positiveNumber('--gpu-memory-utilization', flags.gpuMemoryUtilization, false, 1),
-      tensorParallelSize: positiveNumber('--tensor-parallel-size', flags.tensorParallelSize, true),
+      maxModelLen: flags.maxModelLen,
+      gpuMemoryUtilization: flags.gpuMemoryUtilization,
+      tensorParallelSize: flags.tensorParallelSize,
     },
   };
 }

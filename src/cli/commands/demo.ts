@@ -1,37 +1,47 @@
 import type { Command } from 'commander';
-import { type DemoResult, runDemo } from '../../core/demo/run-demo.js';
+import type { DEMO_STEPS, DemoResult } from '../../core/demo/run-demo.js';
+import { outputDirectory } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps } from '../output/run-steps.js';
 
-const STEPS = [
-  { id: 'keys', title: 'Generate a signing key' },
-  { id: 'bundle', title: 'Bundle bundles/demo' },
-  { id: 'verify', title: 'Verify the bundle' },
-  { id: 'host', title: 'Create an air-gapped test host' },
-  { id: 'install', title: 'Install over SSH and verify the services' },
-  { id: 'reinstall', title: 'Install again (only missing blobs travel)' },
-  { id: 'teardown', title: 'Tear the test host down' },
-];
+const TITLES: Record<(typeof DEMO_STEPS)[number], string> = {
+  keys: 'Generate a signing key',
+  bundle: 'Bundle bundles/demo',
+  verify: 'Verify the bundle',
+  host: 'Create an air-gapped test host',
+  install: 'Install over SSH and verify the services',
+  reinstall: 'Install again (only missing blobs travel)',
+  teardown: 'Tear the test host down',
+};
 
 export function registerDemo(program: Command, io: CliIO): void {
-  program
+  const command = program
     .command('demo')
     .description(
       'Run the whole journey on the embedded demo stack: bundle, verify, install into an air-gapped test host',
     )
     .option('--keep', 'leave the test host running afterwards')
-    .option('-o, --out <dir>', 'where the demo bundle is written', 'out')
+    .option('-o, --out <dir>', 'where the demo bundle is written', outputDirectory('--out'), 'out')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (flags: { keep?: boolean; out: string; json?: boolean }) => {
-      const result = await runSteps(io, chooseRendererMode(io, flags), STEPS, (onProgress) =>
+      const [{ DEMO_STEPS, runDemo }, { runSteps, stepDefinitions }] = await Promise.all([
+        import('../../core/demo/run-demo.js'),
+        import('../output/run-steps.js'),
+      ]);
+      const steps = stepDefinitions(DEMO_STEPS, TITLES);
+      const result = await runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
         runDemo({ outDir: flags.out, keep: flags.keep, onProgress }),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatDemoResult(result));
     });
+  withExamples(command, [
+    { run: 'demo', does: 'bundle, verify and install the demo stack into a throwaway air-gapped host' },
+    { run: 'demo --keep', does: 'leave the host and its services running to try them' },
+  ]);
 }
 
 function formatDemoResult(result: DemoResult): string {

@@ -1,10 +1,15 @@
 /**
- * How commands that act on a host (install, status, rollback, audit verify) name it: the
- * same flags everywhere, turned into the core's InstallTarget in one place.
+ * How commands that act on a host (check, install, status, rollback, audit verify) name it:
+ * the same flags everywhere, each value checked as it enters, and turned into the core's
+ * InstallTarget in one place.
  */
+import { posix } from 'node:path';
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';
+import { parseHostAddress } from '../../core/host/host-address.js';
 import type { InstallTarget } from '../../core/target/connect.js';
+import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import { existingFile, fileOrCreatable, type ValueParser } from '../flag-values.js';
 
 export interface HostTargetFlags {
   host?: string;
@@ -12,22 +17,55 @@ export interface HostTargetFlags {
   identity?: string;
   knownHosts?: string;
   acceptNewHostKey?: boolean;
+  root?: string;
 }
 
-/** --host, --local and the SSH flags; `local` says what --local means for this command. */
-export function withHostTargetOptions(command: Command, local: string): Command {
-  return command
-    .option('--host <user@addr[:port]>', 'the host, reached over SSH')
-    .option('--local', local)
-    .option('-i, --identity <file>', 'SSH private key (default: the SSH agent)')
+export interface HostTargetOptions {
+  /** What --local means for this command. */
+  local: string;
+  /**
+   * 'default': --root defaults to DEFAULT_HOST_ROOT. 'per-host': no default, since an
+   * inventory names a root per host (check).
+   */
+  root?: 'default' | 'per-host';
+}
+
+/** --host, --local, the SSH flags and --root. */
+export function withHostTargetOptions(command: Command, options: HostTargetOptions): Command {
+  command
+    .option('--host <user@addr[:port]>', 'the host, reached over SSH', hostAddress)
+    .option('--local', options.local)
+    .option(
+      '-i, --identity <file>',
+      'SSH private key (default: the SSH agent)',
+      existingFile({
+        flag: '--identity',
+        what: 'SSH identity',
+        code: 'identity-unreadable',
+        hint: 'Pass the private key file (e.g. ~/.ssh/id_ed25519), or leave --identity out to use the SSH agent.',
+      }),
+    )
     .option(
       '--known-hosts <file>',
       'known_hosts file to check the host key against (default ~/.ssh/known_hosts)',
+      fileOrCreatable({
+        flag: '--known-hosts',
+        what: 'known_hosts file',
+        code: 'known-hosts-unusable',
+        hint: 'Pass a known_hosts file, or a path where --accept-new-host-key may create one.',
+      }),
     )
     .option(
       '--accept-new-host-key',
       'trust and record the key of a host seen for the first time (never a changed key)',
     );
+  return options.root === 'per-host'
+    ? command.option(
+        '--root <dir>',
+        `install root on the host (default ${DEFAULT_HOST_ROOT}; in an inventory, root: per host)`,
+        hostRoot,
+      )
+    : command.option('--root <dir>', 'install root on the host', hostRoot, DEFAULT_HOST_ROOT);
 }
 
 export function hostTarget(flags: HostTargetFlags): InstallTarget {
@@ -49,4 +87,54 @@ export function hostTarget(flags: HostTargetFlags): InstallTarget {
     knownHostsFile: flags.knownHosts,
     acceptNewHostKey: flags.acceptNewHostKey,
   };
+}
+
+/** `--host`: checked now, so a typo fails before anything else starts; the core parses it again. */
+const hostAddress: ValueParser<string> = (value) => {
+  parseHostAddress(value);
+  return value;
+};
+
+/**
+ * A path on the host as a flag gives it (`--log`): absolute (a host has no working directory
+ * of ours), already normal (no `.`, `..`, `//` or trailing `/` for a shell or a later join to
+ * read differently) and free of control characters.
+ */
+export function hostPath(flag: string): ValueParser<string> {
+  return (value) => {
+    const problem = hostPathProblem(value);
+    if (problem !== undefined) throw hostPathError(flag, value, problem.why, problem.suggestion);
+    return value;
+  };
+}
+
+/** `--root`: a host path, and not `/` itself, where releases and blobs would mix with the system. */
+export const hostRoot: ValueParser<string> = (value) => {
+  hostPath('--root')(value);
+  if (value === '/') {
+    throw hostPathError(
+      '--root',
+      value,
+      "is the host's / itself; apertus keeps its releases, blobs and audit log in a directory of their own",
+      DEFAULT_HOST_ROOT,
+    );
+  }
+  return value;
+};
+
+function hostPathProblem(value: string): { why: string; suggestion?: string } | undefined {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+  if (/[\u0000-\u001f\u007f]/.test(value)) return { why: 'contains a control character' };
+  if (!value.startsWith('/')) return { why: 'is relative; a path on the host starts with /' };
+  const segments = value.split('/');
+  if (segments.includes('..')) return { why: "contains '..'" };
+  const normal = posix.normalize(value).replace(/(.)\/$/, '$1');
+  if (normal !== value) return { why: 'is not in normal form', suggestion: normal };
+  return undefined;
+}
+
+function hostPathError(flag: string, value: string, why: string, suggestion?: string): ApertusError {
+  return new ApertusError('usage', `${flag} ${JSON.stringify(value)} ${why}.`, {
+    hint: `Pass ${flag} an absolute path on the host, e.g. ${flag} ${suggestion ?? DEFAULT_HOST_ROOT}.`,
+  });
 }

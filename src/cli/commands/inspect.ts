@@ -1,23 +1,29 @@
 import type { Command } from 'commander';
-import { inspectBundle } from '../../core/bundle/inspect-bundle.js';
-import { readBundleSbom } from '../../core/bundle/read-bundle-sbom.js';
+import { existingBundle } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 
 export function registerInspect(program: Command, io: CliIO): void {
-  program
+  const command = program
     .command('inspect')
     .description('Show what a bundle holds: components, services, requirements, signature')
-    .argument('<bundle>', 'bundle tar, split bundle (its .tar.parts.json index) or directory')
+    .argument(
+      '<bundle>',
+      'bundle tar, split bundle (its .tar.parts.json index) or directory',
+      existingBundle(),
+    )
     .option('--json', 'print only JSON on stdout')
     .option('--sbom', 'print the CycloneDX 1.6 SBOM the bundle carries (JSON) instead')
     .action(async (bundlePath: string, flags: { json?: boolean; sbom?: boolean }) => {
       if (flags.sbom) {
+        const { readBundleSbom } = await import('../../core/bundle/read-bundle-sbom.js');
         // Byte for byte as stored: the digest in the bundle manifest covers these bytes.
         io.stdout.write((await readBundleSbom(bundlePath)).bytes);
         return;
       }
+      const { inspectBundle } = await import('../../core/bundle/inspect-bundle.js');
       const summary = await inspectBundle(bundlePath);
       if (flags.json) {
         writeJson(io, summary);
@@ -45,4 +51,8 @@ export function registerInspect(program: Command, io: CliIO): void {
       ];
       io.stdout.write(`${lines.join('\n')}\n`);
     });
+  withExamples(command, [
+    { run: 'inspect out/demo-0.1.0.tar', does: 'components, services, requirements, signature' },
+    { run: 'inspect out/demo-0.1.0.tar --sbom > sbom.json', does: "the bundle's CycloneDX SBOM" },
+  ]);
 }

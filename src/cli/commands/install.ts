@@ -1,14 +1,13 @@
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';
-import { parseSkipChecks } from '../../core/operations/host-check-gate.js';
-import { INSTALL_STEPS, type InstallResult, install } from '../../core/operations/install.js';
-import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import type { INSTALL_STEPS, InstallResult } from '../../core/operations/install.js';
+import { existingBundle, keyFile } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps, type StepDefinition } from '../output/run-steps.js';
 import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
@@ -34,13 +33,7 @@ const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   report: 'Report',
 };
 
-export const INSTALL_STEP_DEFINITIONS: StepDefinition[] = INSTALL_STEPS.map((id) => ({
-  id,
-  title: TITLES[id],
-}));
-
 interface InstallFlags extends HostTargetFlags {
-  root?: string;
   key?: string;
   trustKey?: string;
   allowUnsigned?: boolean;
@@ -51,7 +44,7 @@ interface InstallFlags extends HostTargetFlags {
 }
 
 export function registerInstall(program: Command, io: CliIO): void {
-  withHostTargetOptions(
+  const command = withHostTargetOptions(
     program
       .command('install')
       .description(
@@ -60,13 +53,14 @@ export function registerInstall(program: Command, io: CliIO): void {
       .argument(
         '<bundle>',
         'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
+        existingBundle(),
       ),
-    'install on this machine instead (the operator sits at the GPU host)',
+    { local: 'install on this machine instead (the operator sits at the GPU host)' },
   )
-    .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
     .option(
       '--trust-key <file>',
       "the minisign public key a new host (one that trusts no key yet) is to trust; the bundle must be signed with it (recorded in the host's audit log)",
+      keyFile('--trust-key', 'public'),
     )
     .option(
       '--allow-unsigned',
@@ -95,14 +89,21 @@ export function registerInstall(program: Command, io: CliIO): void {
         );
       }
       const target = hostTarget(flags);
+      const [{ parseSkipChecks }, { INSTALL_STEPS, install }, { runSteps, stepDefinitions }] =
+        await Promise.all([
+          import('../../core/operations/host-check-gate.js'),
+          import('../../core/operations/install.js'),
+          import('../output/run-steps.js'),
+        ]);
       const skipChecks = parseSkipChecks(flags.skipCheck ?? []);
       const mode = chooseRendererMode(io, flags);
+      const steps = stepDefinitions(INSTALL_STEPS, TITLES);
       // Ctrl-C or SIGTERM: before the switch the install stops (uploads resume next time);
       // after it, the host is put back on its previous release first.
       const resumeHint =
         'Run the same install again: what was uploaded stays, and the host runs what it ran before.';
       const result = await runInterruptible(io, resumeHint, (signal) =>
-        runSteps(io, mode, INSTALL_STEP_DEFINITIONS, (onProgress) =>
+        runSteps(io, mode, steps, (onProgress) =>
           install({
             bundlePath,
             target,
@@ -120,6 +121,20 @@ export function registerInstall(program: Command, io: CliIO): void {
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatInstallResult(result));
     });
+  withExamples(command, [
+    {
+      run: 'install out/apertus-8b-rag-1.0.0.tar --host root@10.0.0.5 --key keys/release.pub',
+      does: 'over SSH: preflight, upload what the host lacks, switch, start, verify',
+    },
+    {
+      run: 'install apertus-8b-rag-1.0.0.tar.parts.json --local --dry-run',
+      does: 'on this machine, from a split bundle: the plan only, nothing changed',
+    },
+    {
+      run: 'install out/demo-0.1.0.tar --host admin@gpu-01:2222 -i ~/.ssh/gpu --root /srv/apertus',
+      does: 'another port, key and install root',
+    },
+  ]);
 }
 
 export function formatInstallResult(result: InstallResult): string {

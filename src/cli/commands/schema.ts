@@ -1,13 +1,17 @@
 import type { Command } from 'commander';
-import { recipeJsonSchema } from '../../core/spec/recipe-schema.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 
 export function registerSchema(program: Command, io: CliIO): void {
-  program
+  const command = program
     .command('schema')
     .description('Print the JSON Schema of bundle recipes (apertus.dev/v1), for editors and CI linting')
-    .action(() => {
+    .action(async () => {
+      const { recipeJsonSchema } = await import('../../core/spec/recipe-schema.js');
       writeJson(io, recipeJsonSchema());
     });
+  withExamples(command, [
+    { run: 'schema > bundles/recipe.schema.json', does: 'the schema editors validate apertus.yaml with' },
+  ]);
 }

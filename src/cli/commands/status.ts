@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { type HostStatus, hostStatus } from '../../core/operations/status.js';
-import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
-import { describeHolder } from '../../core/target/lock.js';
+import type { HostStatus } from '../../core/operations/status.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
@@ -9,28 +8,31 @@ import { ReportedFailure } from '../reported-failure.js';
 import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
 interface StatusFlags extends HostTargetFlags {
-  root?: string;
   json?: boolean;
 }
 
 export function registerStatus(program: Command, io: CliIO): void {
-  withHostTargetOptions(
+  const command = withHostTargetOptions(
     program
       .command('status')
       .description(
-        'Show what a host runs: current and previous release, releases on disk, service health, blob store, last audit record, lock',
+        'Show what a host runs: current and previous release (verified, signed by), releases on disk, service health, blob store, trusted keys, audit anchors, lock; and what to act on',
       ),
-    'this machine',
+    { local: 'this machine' },
   )
-    .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
     .option('--json', 'print only the JSON status on stdout')
     .action(async (flags: StatusFlags) => {
+      const { hostStatus } = await import('../../core/operations/status.js');
       const result = await hostStatus({ target: hostTarget(flags), root: flags.root });
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatHostStatus(result));
       // A service of the current release that does not answer is a failure scripts must see.
       if (!result.ok) throw new ReportedFailure();
     });
+  withExamples(command, [
+    { run: 'status --host root@10.0.0.5', does: 'what runs there, and whether it answers now' },
+    { run: 'status --local --root /srv/apertus --json', does: 'this machine, another root, as JSON' },
+  ]);
 }
 
 export function formatHostStatus(status: HostStatus): string {
@@ -86,7 +88,7 @@ export function formatHostStatus(status: HostStatus): string {
         : 'no install records'
     }`,
     `trust     ${status.trust.mode === 'keys' ? `bundles signed by ${status.trust.keys.join(', ')}` : status.trust.mode === 'unsigned' ? 'UNSIGNED bundles (--allow-unsigned)' : 'no key yet (the first install names one with --trust-key)'}`,
-    `lock      ${status.lock.held ? `${status.lock.stale ? 'STALE, ' : 'HELD by '}${status.lock.holder ? describeHolder(status.lock.holder) : 'an unknown holder'}` : 'free'}`,
+    `lock      ${status.lock.held ? `${status.lock.stale ? 'STALE, ' : 'HELD by '}${status.lock.description ?? 'an unknown holder'}` : 'free'}`,
     ...status.warnings.map((w) => `WARNING   ${w}`),
   );
   return `${lines.join('\n')}\n`;

@@ -1,18 +1,12 @@
 import type { Command } from 'commander';
-import {
-  addTrust,
-  listTrust,
-  removeTrust,
-  type TrustChange,
-  type TrustList,
-} from '../../core/operations/trust.js';
-import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import type { TrustChange, TrustList } from '../../core/operations/trust.js';
+import { keyFile } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
 
 interface TrustFlags extends HostTargetFlags {
-  root?: string;
   json?: boolean;
 }
 
@@ -21,39 +15,59 @@ export function registerTrust(program: Command, io: CliIO): void {
     .command('trust')
     .description('The bundle signing keys a host trusts: install refuses bundles none of them signed');
   const withFlags = (command: Command) =>
-    withHostTargetOptions(command, 'this machine')
-      .option('--root <dir>', 'install root on the host', DEFAULT_HOST_ROOT)
-      .option('--json', 'print only JSON on stdout');
+    withHostTargetOptions(command, { local: 'this machine' }).option('--json', 'print only JSON on stdout');
 
-  withFlags(
+  const add = withFlags(
     trust
       .command('add')
       .description('Trust a minisign public key on the host (recorded in its audit log)')
-      .argument('<key.pub>', 'the public key file, as `apertus keys generate` writes it'),
+      .argument(
+        '<key.pub>',
+        'the public key file, as `apertus keys generate` writes it',
+        keyFile('KEY.pub', 'public'),
+      ),
   ).action(async (keyPath: string, flags: TrustFlags) => {
+    const { addTrust } = await import('../../core/operations/trust.js');
     const change = await addTrust({ target: hostTarget(flags), root: flags.root, keyPath });
     if (flags.json) writeJson(io, change);
     else io.stdout.write(formatChange(change));
   });
+  withExamples(add, [
+    {
+      run: 'trust add keys/release-2027.pub --host root@10.0.0.5',
+      does: 'trust a second key (rotation, step 1)',
+    },
+  ]);
 
-  withFlags(
+  const remove = withFlags(
     trust
       .command('remove')
       .description('Stop trusting a key (recorded); the last trusted key cannot be removed')
       .argument('<key>', 'the key id, as `apertus trust list` prints it, or its .pub file'),
   ).action(async (key: string, flags: TrustFlags) => {
+    const { removeTrust } = await import('../../core/operations/trust.js');
     const change = await removeTrust({ target: hostTarget(flags), root: flags.root, key });
     if (flags.json) writeJson(io, change);
     else io.stdout.write(formatChange(change));
   });
+  withExamples(remove, [
+    {
+      run: 'trust remove 91064E1A54F8566E --host root@10.0.0.5',
+      does: 'after a bundle signed by the new key is installed (rotation, step 3)',
+    },
+  ]);
 
-  withFlags(trust.command('list').description('Show the keys the host trusts')).action(
+  const list = withFlags(trust.command('list').description('Show the keys the host trusts')).action(
     async (flags: TrustFlags) => {
-      const list = await listTrust({ target: hostTarget(flags), root: flags.root });
-      if (flags.json) writeJson(io, list);
-      else io.stdout.write(formatList(list));
+      const { listTrust } = await import('../../core/operations/trust.js');
+      const listed = await listTrust({ target: hostTarget(flags), root: flags.root });
+      if (flags.json) writeJson(io, listed);
+      else io.stdout.write(formatList(listed));
     },
   );
+  withExamples(list, [
+    { run: 'trust list --host root@10.0.0.5', does: 'the key ids a host installs bundles from' },
+  ]);
 }
 
 function formatChange(change: TrustChange): string {

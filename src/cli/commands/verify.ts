@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { PASSING_STATUSES, verifyBundle } from '../../core/verify/verify-bundle.js';
+import { existingBundle, keyFile } from '../flag-values.js';
+import { withExamples } from '../help-text.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { runSteps } from '../output/run-steps.js';
 import { ReportedFailure } from '../reported-failure.js';
 
 interface VerifyFlags {
@@ -13,14 +13,22 @@ interface VerifyFlags {
 }
 
 export function registerVerify(program: Command, io: CliIO): void {
-  program
+  const command = program
     .command('verify')
     .description('Re-hash every file of a bundle, check its signature and manifests; name each bad item')
-    .argument('<bundle>', 'bundle tar, split bundle (its .tar.parts.json index) or directory')
-    .option('--key <file>', 'minisign public key the signature must verify with')
+    .argument(
+      '<bundle>',
+      'bundle tar, split bundle (its .tar.parts.json index) or directory',
+      existingBundle(),
+    )
+    .option('--key <file>', 'minisign public key the signature must verify with', keyFile('--key', 'public'))
     .option('--all', 'list every item checked, not only the bad ones')
     .option('--json', 'print only JSON on stdout')
     .action(async (bundlePath: string, flags: VerifyFlags) => {
+      const [{ PASSING_STATUSES, verifyBundle }, { runSteps }] = await Promise.all([
+        import('../../core/verify/verify-bundle.js'),
+        import('../output/run-steps.js'),
+      ]);
       const result = await runSteps(
         io,
         chooseRendererMode(io, flags),
@@ -65,4 +73,14 @@ export function registerVerify(program: Command, io: CliIO): void {
       }
       if (!result.ok) throw new ReportedFailure();
     });
+  withExamples(command, [
+    {
+      run: 'verify out/demo-0.1.0.tar --key keys/release.pub',
+      does: 'every file, the manifests and the signature',
+    },
+    {
+      run: 'verify /media/usb/apertus-8b-rag-1.0.0.tar.parts.json',
+      does: 'a split bundle: each part first, then what they hold',
+    },
+  ]);
 }

@@ -17,3 +17,11 @@ export function formatDuration(ms: number): string {
   const minutes = Math.floor(ms / 60_000);
   return `${minutes} min ${Math.round((ms % 60_000) / 1000)} s`;
 }
+
+/**
+ * The core's progress details give exact byte counts (`2 components, 136202474 bytes`);
+ * a person reads them as `136.2 MB`.
+ */
+export function humanizeByteCounts(text: string): string {
+  return text.replace(/\b(\d+) bytes\b/g, (_match, digits: string) => formatBytes(Number(digits)));
+}

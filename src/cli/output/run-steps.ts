@@ -1,15 +1,24 @@
 import type { WriteStream } from 'node:tty';
-import { Listr, ListrLogger, ProcessOutput } from 'listr2';
+import { Listr, ListrLogger, ListrLogLevels, type LoggerFieldOptions, ProcessOutput } from 'listr2';
 import type { OnProgress, ProgressEvent } from '../../core/progress.js';
 import type { CliIO } from '../io.js';
+import { humanizeByteCounts } from './format.js';
 import type { RendererMode } from './renderer-mode.js';
 import { TransferLines } from './transfer-lines.js';
 import { TransferMeter } from './transfer-meter.js';
 
 /** A step the core reports by id, shown with this title. */
-export interface StepDefinition {
-  id: string;
+export interface StepDefinition<Id extends string = string> {
+  id: Id;
   title: string;
+}
+
+/** The core's step ids, in its order, with a title each: a step without one does not compile. */
+export function stepDefinitions<Id extends string>(
+  ids: readonly Id[],
+  titles: Readonly<Record<Id, string>>,
+): StepDefinition<Id>[] {
+  return ids.map((id) => ({ id, title: titles[id] }));
 }
 
 type Outcome = { status: 'ok' | 'skip' | 'fail'; detail?: string | undefined };
@@ -24,7 +33,8 @@ interface Deferred {
  * Runs one core operation and shows its progress events as listr2 tasks: the
  * redrawing renderer on a TTY, listr2's line renderer elsewhere, nothing with --json.
  * Steps the operation never reports end as skipped; events for unlisted steps
- * become the output of the running step.
+ * become the output of the running step. Nothing is drawn before the first event, so an
+ * operation that refuses its input before starting shows only the error.
  */
 export async function runSteps<T>(
   io: CliIO,
@@ -47,6 +57,7 @@ export async function runSteps<T>(
   });
 
   const onProgress: OnProgress = (event: ProgressEvent) => {
+    startRendering();
     const target = deferreds.get(event.step);
     if (target && (event.status === 'ok' || event.status === 'skip' || event.status === 'fail')) {
       settle(target, { status: event.status, detail: event.detail });
@@ -57,24 +68,27 @@ export async function runSteps<T>(
       const line = transfers.line(event);
       if (line !== undefined) running.output = line;
     } else if (event.detail && (event.status === 'info' || !target)) {
-      running.output = event.detail;
+      running.output = humanizeByteCounts(event.detail);
     }
   };
 
   // Progress is not a result: both of listr2's streams are stderr, so stdout stays clean for pipes.
   const stderr = io.stderr as WriteStream;
-  const logger = new ListrLogger({ processOutput: new ProcessOutput(stderr, stderr) });
+  const processOutput = new ProcessOutput(stderr, stderr);
+  const logger = new ListrLogger({ processOutput });
   const list = new Listr(
     steps.map((step) => ({
       title: step.title,
       task: async (_ctx, task) => {
         running = task;
         const outcome = await (deferreds.get(step.id) as Deferred).promise;
+        // The outcome goes into the title: the live renderer shows the skip or error message in
+        // its place, the line renderer (StepLineLogger) the title alone.
+        if (outcome.detail) task.title = `${step.title}: ${humanizeByteCounts(outcome.detail)}`;
         if (outcome.status === 'skip') {
-          task.skip(`${step.title}${outcome.detail ? `: ${outcome.detail}` : ''}`);
+          task.skip(task.title);
           return;
         }
-        if (outcome.detail) task.title = `${step.title}: ${outcome.detail}`;
         if (outcome.status === 'fail') throw new Error(task.title);
       },
     })),
@@ -88,12 +102,15 @@ export async function runSteps<T>(
       fallbackRenderer: 'simple',
       fallbackRendererCondition: mode === 'plain',
       rendererOptions: { logger },
-      fallbackRendererOptions: { logger },
+      fallbackRendererOptions: { logger: new StepLineLogger({ processOutput }) },
       collectErrors: false,
     },
   );
 
-  const rendering = list.run().catch(() => undefined);
+  let rendering: Promise<unknown> | undefined;
+  function startRendering(): void {
+    rendering ??= list.run().catch(() => undefined);
+  }
   let failed = false;
   try {
     return await operation(onProgress);
@@ -101,14 +118,27 @@ export async function runSteps<T>(
     failed = true;
     throw error;
   } finally {
-    // The step that was running when the operation threw is the one that failed.
-    let first = true;
+    // The step that was running when the operation threw is the one that failed; with
+    // nothing drawn yet, there is nothing to close.
+    let first = rendering !== undefined;
     for (const d of deferreds.values()) {
       if (d.settled) continue;
       settle(d, failed && first ? { status: 'fail' } : { status: 'skip', detail: 'not run' });
       first = false;
     }
     await rendering;
+  }
+}
+
+/**
+ * listr2's line renderer writes a failed or skipped step as its title plus `[FAILED: <error>]`
+ * or `[SKIPPED: <message>]`; the title already says the outcome (and main.ts prints the
+ * error), so that suffix only repeated it.
+ */
+class StepLineLogger extends ListrLogger {
+  override log(level: string, message: string | unknown[], options?: LoggerFieldOptions): void {
+    const repeats = level === ListrLogLevels.FAILED || level === ListrLogLevels.SKIPPED;
+    super.log(level, message, repeats ? { ...options, suffix: undefined } : options);
   }
 }
 

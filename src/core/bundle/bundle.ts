@@ -32,6 +32,10 @@ export interface BundleOptions extends RunOptions {
   cli?: boolean | undefined;
 }
 
+/** The steps `bundle` reports progress for, in order. */
+export const BUNDLE_STEPS = ['plan', 'fetch', 'write'] as const;
+export type BundleStep = (typeof BUNDLE_STEPS)[number];
+
 /** The apertus CLI a bundle carries under apertus/. */
 export interface CliSummary {
   files: number;
@@ -41,7 +45,14 @@ export interface CliSummary {
 }
 
 export type BundleResult =
-  | { dryRun: true; plan: BundlePlanSummary; cli: CliSummary | null; disk: DiskPlanEntry[] }
+  | {
+      dryRun: true;
+      plan: BundlePlanSummary;
+      cli: CliSummary | null;
+      disk: DiskPlanEntry[];
+      /** The key ID the bundle would be signed with (its key was read and parsed), or null. */
+      signingKeyId: string | null;
+    }
   | {
       dryRun: false;
       plan: BundlePlanSummary;
@@ -52,6 +63,8 @@ export type BundleResult =
       /** The parts and index when written split; `path` is then the index. */
       split: WrittenSplit | null;
       signed: boolean;
+      /** The key ID SHA256SUMS was signed with, or null. */
+      signingKeyId: string | null;
       ms: number;
       /** A delta's left-out layer blobs; absent for a full bundle. */
       omitted?: { blobs: number; bytes: number };
@@ -72,7 +85,10 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     hubUrl: options.hubUrl,
   };
   const ctx = { signal: options.signal, onProgress: options.onProgress };
-  // Read before anything is fetched: a bad --since fails in a second, not after the downloads.
+  // Read before anything is resolved or fetched, dry run too: a wrong key file fails in a
+  // second, not after the downloads; and so does a bad --since.
+  const secretKey = options.secretKeyPath ? await readSecretKey(options.secretKeyPath) : undefined;
+  const signingKeyId = secretKey?.keyId ?? null;
   const deltaBase =
     options.since === undefined ? undefined : await readDeltaBase(options.since, { signal: options.signal });
   options.onProgress?.({ step: 'plan', status: 'start' });
@@ -99,7 +115,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
         .reduce((sum, c) => sum + c.bytes, 0),
     },
   ]);
-  if (options.dryRun) return { dryRun: true, plan: resolved.summary, cli: cliSummary, disk };
+  if (options.dryRun) return { dryRun: true, plan: resolved.summary, cli: cliSummary, disk, signingKeyId };
   assertDiskRoom(disk);
 
   options.onProgress?.({ step: 'fetch', status: 'start' });
@@ -110,7 +126,6 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
   options.onProgress?.({ step: 'fetch', status: 'ok' });
   const plan = { summary: resolved.summary, write: writePlan };
 
-  const secretKey = options.secretKeyPath ? await readSecretKey(options.secretKeyPath) : undefined;
   options.onProgress?.({ step: 'write', status: 'start' });
   const written = await writeBundle(plan.write, {
     outDir: options.outDir,
@@ -127,6 +142,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     plan: plan.summary,
     ...written,
     signed: secretKey !== undefined,
+    signingKeyId,
     cli: cliSummary,
     disk,
     ms: Date.now() - started,

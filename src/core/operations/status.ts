@@ -83,6 +83,8 @@ export interface HostStatus {
     holder: LockHolder | null;
     /** Its holder's process is gone: the next command takes it over. */
     stale: boolean | null;
+    /** The holder in one line: 'install demo 0.2.0 by ops@bastion (pid 4242) since ...'. */
+    description: string | null;
   };
   /** Everything above an operator should act on, one line each. */
   warnings: string[];
@@ -237,7 +239,7 @@ export async function hostStatus(options: HostStatusOptions): Promise<HostStatus
         lastAudit: parseAuditLine(probe.root.auditHead?.last),
         auditProblem,
         rootProblems,
-        lock,
+        lock: { ...lock, description: lock.holder ? describeHolder(lock.holder) : null },
         warnings,
       };
     },

@@ -117,16 +117,20 @@ describe('a bundle that is not there', () => {
 });
 
 describe('key files', () => {
-  it('a missing --key for verify and install is named before the bundle is read', async () => {
+  it('a missing --key for verify and --trust-key for install are named before the bundle is read', async () => {
     const bundle = path.join(work, 'k.tar');
     await writeFile(bundle, '');
     const key = path.join(work, 'nope.pub');
-    for (const argv of [
-      ['verify', bundle, '--key', key],
-      ['install', bundle, '--local', '--key', key],
-    ]) {
-      expectUsageError(await runCli(argv), `No public key at ${key} (--key)`);
-    }
+    expectUsageError(await runCli(['verify', bundle, '--key', key]), `No public key at ${key} (--key)`);
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--trust-key', key]),
+      `No public key at ${key} (--trust-key)`,
+    );
+    // install takes no --key: the host's trust store decides, and saying so beats ignoring it.
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--key', key]),
+      'install no longer takes --key: the host decides which signing keys it trusts.',
+    );
   });
 
   it('bundle --sign that is not a minisign key fails before any source is fetched, --dry-run too', async () => {

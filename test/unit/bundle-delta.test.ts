@@ -20,7 +20,6 @@ import { missingBaseBlobs } from '../../src/core/operations/delta-base-gate.js';
 import { planInstall } from '../../src/core/operations/install-plan.js';
 import { generateKeyPair, readSecretKey, type SecretKey } from '../../src/core/sign/keys.js';
 import { hostLayout } from '../../src/core/target/layout.js';
-import type { HostFacts } from '../../src/core/target/preflight.js';
 import { verifyBundle } from '../../src/core/verify/verify-bundle.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
 
@@ -161,16 +160,14 @@ describe('bundle --since OLD.tar', () => {
     const bundle = await loadBundle(reader);
     await reader.close();
     const layout = hostLayout('/srv/apertus');
-    const facts = (blobs: Iterable<string>): HostFacts => ({
-      os: 'Linux',
-      arch: 'x86_64',
-      user: 'root',
-      hashTool: 'openssl',
-      serviceManager: 'supervisor',
-      diskAvailableBytes: 1 << 30,
-      blobs: new Set([...blobs].map((d) => d.slice('sha256:'.length))),
-      partial: new Map(),
-      current: null,
+    // The host as the probe sees it: its store's blobs with their sizes, and free disk.
+    const facts = (blobs: Iterable<string>) => ({
+      root: {
+        blobs: new Map([...blobs].map((d) => [d.slice('sha256:'.length), bundle.blobs.get(d) ?? 0] as const)),
+        partial: new Map<string, number>(),
+        current: null,
+      },
+      disks: [{ path: layout.root, availableBytes: 1 << 30 }],
     });
     const old = await contents(basePath);
     const onBase = planInstall(bundle, facts(old.stored), layout);

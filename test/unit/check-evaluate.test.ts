@@ -106,7 +106,7 @@ describe('the probe on this machine (local transport, real commands)', () => {
     await writeFile(path.join(store, hex), 'x');
     await writeFile(path.join(store, `.incoming-${'b'.repeat(64)}`), 'xyz');
     const probe = (await runProbe(createLocalTransport(), { root })).probe;
-    expect([...probe.root.blobs]).toEqual([hex]);
+    expect([...probe.root.blobs]).toEqual([[hex, 1]]);
     expect([...probe.root.partial]).toEqual([['b'.repeat(64), 3]]);
     expect(probe.root.exists).toBe(true);
     await rm(path.join(root), { recursive: true });

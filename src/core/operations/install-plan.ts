@@ -57,11 +57,13 @@ export interface PlanInput {
  * its size matches (its hash is checked when a release first uses it, stage.ts); one of
  * the wrong size is uploaded again and named.
  */
-export function planInstall(
-  input: PlanInput,
-  host: Pick<HostProbe, 'root' | 'disks'>,
-  layout: HostLayout,
-): InstallPlan {
+/** What the plan needs of the probe: the store's blobs and partial uploads, `current`, and the root's free disk. */
+export interface StoreView {
+  root: Pick<HostProbe['root'], 'blobs' | 'partial' | 'current'>;
+  disks: ReadonlyArray<Pick<HostProbe['disks'][number], 'availableBytes'>>;
+}
+
+export function planInstall(input: PlanInput, host: StoreView, layout: HostLayout): InstallPlan {
   const { config } = input;
   const hex = (digest: string) => digest.replace(/^sha256:/, '');
   const uploads: BlobTransfer[] = [];

@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isApertusError } from '../../src/core/errors.js';
+import { startOrder } from '../../src/core/runtimes/lifecycle.js';
+import { ragReleaseCommand } from '../../src/core/runtimes/rag/adapter.js';
 import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-services.js';
-import { renderServiceCommand, startOrder } from '../../src/core/runtimes/service-command.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 
 /** Every model path the recipe names is taken as present: these tests are about services. */
@@ -42,11 +43,8 @@ describe('the rag service in recipes', () => {
     });
     expect(rag).not.toHaveProperty('embeddingsUrl');
     expect(startOrder([...services].reverse()).map((s) => s.name)).toEqual(['llm', 'rag']);
-    const argv = renderServiceCommand(
-      rag as NonNullable<typeof rag>,
-      '/srv/apertus/releases/demo/0.1.0',
-      '/srv/apertus',
-    );
+    if (rag?.runtime !== 'rag') throw new Error('no rag service');
+    const argv = ragReleaseCommand(rag, '/srv/apertus/releases/demo/0.1.0', '/srv/apertus');
     expect(argv.slice(0, 2)).toEqual([
       '/srv/apertus/releases/demo/0.1.0/runtime/bin/node',
       '/srv/apertus/releases/demo/0.1.0/runtime/rag/server.mjs',
@@ -70,7 +68,8 @@ describe('the rag service in recipes', () => {
     const order = startOrder(services).map((s) => s.name);
     for (const before of ['llm', 'embed', 'qdrant'])
       expect(order.indexOf(before)).toBeLessThan(order.indexOf('rag'));
-    const argv = renderServiceCommand(rag as NonNullable<typeof rag>, '/r/x/1', '/r');
+    if (rag?.runtime !== 'rag') throw new Error('no rag service');
+    const argv = ragReleaseCommand(rag, '/r/x/1', '/r');
     expect(argv.join(' ')).toContain('--embeddings-url http://127.0.0.1:18001');
     expect(argv.join(' ')).toContain(
       '--store qdrant --qdrant-url http://127.0.0.1:6333 --qdrant-collection apertus',

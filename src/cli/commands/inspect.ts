@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { inspectBundle } from '../../core/bundle/inspect-bundle.js';
 import { readBundleSbom } from '../../core/bundle/read-bundle-sbom.js';
+import { serviceSummary } from '../../core/runtimes/registry.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
@@ -39,8 +40,7 @@ export function registerInspect(program: Command, io: CliIO): void {
             `  component  ${c.name.padEnd(10)} ${c.kind.padEnd(8)} ${String(c.layers).padStart(4)} layers ${formatBytes(c.bytes).padStart(10)}`,
         ),
         ...summary.services.map(
-          (s) =>
-            `  service    ${s.name.padEnd(10)} ${s.runtime} ${s.runtime === 'rag' ? `over ${s.chatModel}` : s.runtime === 'container' ? s.image.reference : s.model.id} on port ${s.port}`,
+          (s) => `  service    ${s.name.padEnd(10)} ${s.runtime} ${serviceSummary(s)} on port ${s.port}`,
         ),
       ];
       io.stdout.write(`${lines.join('\n')}\n`);

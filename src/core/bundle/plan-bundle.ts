@@ -4,6 +4,7 @@ import { ApertusError } from '../errors.js';
 import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
+import { needsRuntimeComponent } from '../runtimes/registry.js';
 import { resolveServices, resolveVerify } from '../runtimes/resolve-services.js';
 import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
 import { componentContext } from '../sources/component-context.js';
@@ -99,8 +100,8 @@ export async function resolveBundle(
       components.push({ type: 'local', spec, ...(await listLocalSource(recipe, spec)) });
     }
   }
-  // Our services (llamacpp and rag) run on the Node binary and files of the runtime component.
-  if (recipe.recipe.services.some((s) => s.runtime === 'llamacpp' || s.runtime === 'rag')) {
+  // Our own servers (llamacpp, rag) run on the Node binary and files of the runtime component.
+  if (needsRuntimeComponent(recipe.recipe.services)) {
     components.push(await resolveRuntime());
   }
 

@@ -2,8 +2,9 @@ import path from 'node:path/posix';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
+import { serviceReport } from '../runtimes/registry.js';
 import type { ServiceCheck } from '../runtimes/verify-services.js';
-import { type VllmLaunchRecord, vllmLaunchRecord } from '../runtimes/vllm/launch.js';
+import type { VllmLaunchRecord } from '../runtimes/vllm/launch.js';
 import type { TransferResult } from '../target/blob-store.js';
 import type { HostLayout } from '../target/layout.js';
 import type { HostFacts } from '../target/preflight.js';
@@ -123,19 +124,7 @@ export async function writeInstallReport(
     activateError: input.activateError,
     offline: input.offline,
     rollback: input.rollback,
-    services: input.services.map((s) => ({
-      name: s.name,
-      runtime: s.runtime,
-      port: s.port,
-      modelId:
-        s.runtime === 'rag'
-          ? s.chatModel
-          : s.runtime === 'container'
-            ? (s.openai?.modelId ?? s.image.reference)
-            : s.model.id,
-      ...(s.runtime === 'container' || s.runtime === 'vllm' ? { image: s.image.reference } : {}),
-      ...(s.runtime === 'vllm' ? { vllm: vllmLaunchRecord(s) } : {}),
-    })),
+    services: input.services.map(serviceReport),
   };
 
   const q = (value: string) => shellQuote([value]);

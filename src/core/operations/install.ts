@@ -6,18 +6,16 @@ import { loadBundle } from '../layout/load-bundle.js';
 import { blobPath } from '../layout/names.js';
 import type { ServiceSpec, VerifySpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
-import { startServices, stopServices } from '../runtimes/lifecycle.js';
-import { checkRagCollectionLock, ragDataPaths } from '../runtimes/rag/rag-service.js';
-import { startOrder } from '../runtimes/service-command.js';
+import { planLaunches } from '../runtimes/launch-plan.js';
+import { preflightServices, startOrder, startServices, stopServices } from '../runtimes/lifecycle.js';
 import {
   type ServiceCheck,
   type CheckId as VerifyCheckId,
-  verifyAuditLog,
   verifyGoldenPrompts,
   verifyService,
+  verifyServiceRecords,
   waitForHealth,
 } from '../runtimes/verify-services.js';
-import { launchVllmServices } from '../runtimes/vllm/launch-services.js';
 import { appendInstallRecord, readAuditTail } from '../target/audit-log.js';
 import { transferBlobs } from '../target/blob-store.js';
 import { type InstallTarget, openTarget } from '../target/connect.js';
@@ -212,17 +210,10 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
         throw error;
       });
     }
-    for (const rag of bundle.config.services.filter((s) => s.runtime === 'rag')) {
-      await checkRagCollectionLock(
-        transport,
-        ragDataPaths(layout.root).dataDir,
-        { embeddingModel: rag.embeddingModel, dimension: rag.dimension },
-        signal,
-      ).catch((error: unknown) => {
-        emit('preflight', 'fail', 'RAG collection locked to another embedding model');
-        throw error;
-      });
-    }
+    await preflightServices(transport, layout, bundle.config.services, signal).catch((error: unknown) => {
+      emit('preflight', 'fail', isApertusError(error) ? error.code : String(error));
+      throw error;
+    });
     const venvs = wheelsVenvs(bundle.config, plan.release.dir);
     const pythons = await checkHostPython(transport, venvs, signal).catch((error: unknown) => {
       emit('preflight', 'fail', 'no python3 of the version the wheels need');
@@ -235,7 +226,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
     );
     if (options.dryRun) return { dryRun: true, plan, host: summariseHost(facts), check: hostCheck };
 
-    const services = await launchVllmServices(bundle.config.services, {
+    const services = await planLaunches(bundle.config.services, {
       bundlePath: options.bundlePath,
       reader,
       components: bundle.components,
@@ -352,9 +343,7 @@ export async function install(options: InstallOptions): Promise<InstallResult> {
       }
       if (checks.every((c) => c.status === 'ok')) {
         checks.push(...(await verifyGoldenPrompts(transport, services, verifySpec.golden ?? [], signal)));
-        for (const rag of services.filter((s) => s.runtime === 'rag')) {
-          checks.push(await verifyAuditLog(transport, layout.root, rag, signal));
-        }
+        checks.push(...(await verifyServiceRecords(transport, layout.root, services, signal)));
       }
     }
     let offline: InstallReport['offline'] = null;

@@ -12,8 +12,8 @@ import posixPath from 'node:path/posix';
 import { ApertusError } from '../../errors.js';
 import { shellQuote } from '../../host/shell-quote.js';
 import type { Transport } from '../../host/transport.js';
-import type { RagServiceSpec } from '../../layout/types.js';
 import type { RuntimeTreeFile } from '../runtime-files.js';
+import type { RagServiceSpec } from './spec.js';
 
 /** The service's modules, in templates/rag/ and under RAG_DIR in the runtime directory. */
 export const RAG_FILES = [

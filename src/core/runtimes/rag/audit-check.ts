@@ -1,0 +1,32 @@
+import { verifyAuditLogOnHost } from '../../audit/audit-verify.js';
+import type { Transport } from '../../host/transport.js';
+import { attempt, type ServiceCheck } from '../service-check.js';
+import { ragDataPaths } from './rag-service.js';
+import type { RagServiceSpec } from './spec.js';
+
+/** The RAG service's audit log verifies as one unbroken chain holding verification's requests. */
+export async function verifyAuditLog(
+  transport: Transport,
+  root: string,
+  service: RagServiceSpec,
+  signal?: AbortSignal,
+): Promise<ServiceCheck> {
+  return attempt('verify.audit', service.name, async () => {
+    const logPath = ragDataPaths(root).auditLog;
+    const result = await verifyAuditLogOnHost(transport, logPath, { signal });
+    if (!result.ok) {
+      const broken = result.firstBroken;
+      return {
+        status: 'fail',
+        detail: `${logPath}: record ${broken?.seq ?? '?'} breaks the chain (${broken?.reason ?? 'unknown'}: ${broken?.detail ?? ''})`,
+      };
+    }
+    if (result.records === 0)
+      return { status: 'fail', detail: `${logPath} holds no record of verification's requests` };
+    return {
+      status: 'ok',
+      detail: `${result.records} records chain to seq ${result.lastSeq}`,
+      metrics: { records: result.records, bytes: result.bytes },
+    };
+  });
+}

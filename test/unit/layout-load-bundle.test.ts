@@ -5,13 +5,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { writeBundle } from '../../src/core/bundle/write-bundle.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
-import { canonicalJsonBytes } from '../../src/core/layout/canonical-json.js';
 import { loadBundle, readBundleGraph } from '../../src/core/layout/load-bundle.js';
-import { sha256Digest } from '../../src/core/layout/manifests.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
-
-// biome-ignore lint/suspicious/noExplicitAny: these tests edit raw bundle JSON field by field, as a forger would.
-type Json = Record<string, any>;
+import { blobFile, forgeBundle, type Json } from '../helpers/forge-bundle.js';
 
 let dir: string;
 let tar: string;
@@ -31,40 +27,9 @@ beforeEach(async () => {
   await execa('tar', ['-xf', tar, '-C', root]);
 });
 
-const blob = (digest: string) => join(root, 'blobs/sha256', digest.slice('sha256:'.length));
+const blob = (digest: string) => blobFile(root, digest);
 const readJson = async (path: string): Promise<Json> => JSON.parse(await readFile(path, 'utf8'));
-
-/** Stores a changed document as a new blob, as a forger would; returns its digest and size. */
-async function store(value: unknown): Promise<{ digest: string; size: number }> {
-  const bytes = canonicalJsonBytes(value);
-  const digest = sha256Digest(bytes);
-  await writeFile(blob(digest), bytes);
-  return { digest, size: bytes.length };
-}
-
-/** Rewrites the config (and optionally a component manifest), re-linking manifest and index. */
-async function mutate(change: { config?: (config: Json) => void; component?: (manifest: Json) => void }) {
-  const index = await readJson(join(root, 'index.json'));
-  const bundleEntry = index.manifests.find(
-    (entry: Json) => entry.annotations['dev.apertus.role'] === 'bundle',
-  );
-  const manifest = await readJson(blob(bundleEntry.digest));
-  const config = await readJson(blob(manifest.config.digest));
-  if (change.component) {
-    const component = config.components[0];
-    const componentManifest = await readJson(blob(component.manifest.digest));
-    change.component(componentManifest);
-    const stored = await store(componentManifest);
-    const indexEntry = index.manifests.find((entry: Json) => entry.digest === component.manifest.digest);
-    Object.assign(component.manifest, stored);
-    Object.assign(indexEntry, stored);
-  }
-  change.config?.(config);
-  Object.assign(manifest.config, await store(config));
-  Object.assign(bundleEntry, await store(manifest));
-  await writeFile(join(root, 'index.json'), canonicalJsonBytes(index));
-  return { configDigest: manifest.config.digest as string };
-}
+const mutate = (change: Parameters<typeof forgeBundle>[1]) => forgeBundle(root, change);
 
 async function load() {
   const reader = await openBundle(root);

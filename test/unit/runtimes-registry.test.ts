@@ -6,8 +6,9 @@
 import { describe, expect, it, vi } from 'vitest';
 import { bundleConfigSchema, describeIssues } from '../../src/core/layout/bundle-schemas.js';
 import { sha256Digest } from '../../src/core/layout/manifests.js';
-import type { BundleConfig } from '../../src/core/layout/types.js';
+import type { BundleConfig, ServiceSpec } from '../../src/core/layout/types.js';
 import { needsRuntimeComponent, RUNTIMES } from '../../src/core/runtimes/registry.js';
+import { serviceModelId } from '../../src/core/runtimes/release-health.js';
 import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-services.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { recipeJsonSchema, recipeSchema } from '../../src/core/spec/recipe-schema.js';
@@ -87,6 +88,18 @@ describe('the runtime registry', () => {
       services: [{ name: 'gw', runtime: 'gateway', port: 18443 }],
     });
     expect(bundle.success ? '' : describeIssues(bundle.error)).toMatch(/^services\.0\.runtime: /);
+  });
+
+  it('says which apertus to use for a release record of a kind it does not run', () => {
+    // Release records are read back from the host as written, without the bundle schema.
+    const record = JSON.parse('{"name":"gw","runtime":"gateway","port":18443}') as ServiceSpec;
+    expect(() => serviceModelId(record)).toThrow(
+      expect.objectContaining({
+        code: 'service-invalid',
+        kind: 'operation',
+        hint: expect.stringMatching(/version/),
+      }),
+    );
   });
 
   it.each(SHIPPED)('%s resolves into a bundle config the loader accepts', async (dir) => {

@@ -4,6 +4,7 @@
  * from this list; adding a kind is its folder under runtimes/ and one line here.
  */
 import { z } from 'zod';
+import { ApertusError } from '../errors.js';
 import type { RuntimeAdapter, ServiceBase, ServiceReportEntry } from './adapter.js';
 import { containerRuntime } from './container/adapter.js';
 import { llamacppRuntime } from './llamacpp/adapter.js';
@@ -50,8 +51,13 @@ export function recipeAdapterOf<R extends ServiceBase>(service: R): RuntimeAdapt
 
 function find(runtime: string): Adapter {
   const adapter = RUNTIMES.find((candidate) => candidate.runtime === runtime);
-  // The schemas admit only registered kinds: a miss is a bug.
-  if (adapter === undefined) throw new Error(`no runtime adapter for "${runtime}"`);
+  // The schemas admit only registered kinds; a release record on a host is read without them.
+  if (adapter === undefined) {
+    throw new ApertusError('service-invalid', `This apertus runs no service of runtime "${runtime}".`, {
+      kind: 'operation',
+      hint: 'The release was installed by another apertus version: manage it with that version.',
+    });
+  }
   return adapter;
 }
 

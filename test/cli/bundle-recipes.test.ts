@@ -17,7 +17,9 @@ import {
   renderContainerRun,
   renderContainerUnit,
 } from '../../src/core/runtimes/container/engine.js';
-import { containerRunSpec, resolveContainerService } from '../../src/core/runtimes/container/service.js';
+import { containerRunSpec } from '../../src/core/runtimes/container/service.js';
+import { resolveServices } from '../../src/core/runtimes/resolve-services.js';
+import { vllmRunSpec } from '../../src/core/runtimes/vllm/vllm.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { recipeSchema } from '../../src/core/spec/recipe-schema.js';
 import { apertusLikeRepo, type FakeHub, safetensorsFile, startFakeHub } from '../helpers/fake-hub.js';
@@ -41,11 +43,20 @@ const host: ContainerHost = {
 async function resolved(dir: string) {
   const loaded = await loadRecipe(dir);
   const byName = new Map(
-    loaded.recipe.services
-      .filter((s) => s.runtime === 'vllm' || s.runtime === 'container')
-      .map((s) => [s.name, resolveContainerService(s, loaded.recipe, loaded.file)]),
+    resolveServices(loaded.recipe, loaded.file, () => null)
+      .filter(
+        (s): s is VllmServiceSpec | ContainerServiceSpec => s.runtime === 'vllm' || s.runtime === 'container',
+      )
+      .map((s) => [s.name, s]),
   );
   return { loaded, byName };
+}
+
+/** The container a vllm or container service runs as. */
+function runSpecOf(spec: VllmServiceSpec | ContainerServiceSpec, releaseDir: string, root: string) {
+  return spec.runtime === 'vllm'
+    ? vllmRunSpec(spec, releaseDir, root)
+    : containerRunSpec(spec, releaseDir, root);
 }
 
 const value = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
@@ -64,7 +75,7 @@ describe('the shipped GPU recipes', () => {
     const llm = byName.get('llm') as VllmServiceSpec;
     expect(llm.image.reference).toBe('docker.io/vllm/vllm-openai:v0.20.0');
     const llmArgv = renderContainerRun(
-      containerRunSpec(llm, '/var/lib/apertus/releases/x/1', '/var/lib/apertus'),
+      vllmRunSpec(llm, '/var/lib/apertus/releases/x/1', '/var/lib/apertus'),
       host,
     );
     expect(value(llmArgv, '--entrypoint')).toBe('vllm');
@@ -75,7 +86,7 @@ describe('the shipped GPU recipes', () => {
     expect(llmArgv).toContain('HF_HUB_OFFLINE=1');
 
     const embed = byName.get('embed') as VllmServiceSpec;
-    const embedArgv = renderContainerRun(containerRunSpec(embed, '/r', '/var/lib/apertus'), host);
+    const embedArgv = renderContainerRun(vllmRunSpec(embed, '/r', '/var/lib/apertus'), host);
     expect(value(embedArgv, '--runner')).toBe('pooling');
     expect(value(embedArgv, '--max-model-len')).toBe('8192');
     // Two instances share one GPU: their per-instance limits must leave room for each other.
@@ -95,7 +106,7 @@ describe('the shipped GPU recipes', () => {
   it('apertus-70b: vLLM with tensor parallelism 4 and host IPC', async () => {
     const { byName } = await resolved('bundles/apertus-70b');
     const llm = byName.get('llm') as VllmServiceSpec;
-    const argv = renderContainerRun(containerRunSpec(llm, '/r', '/var/lib/apertus'), host);
+    const argv = renderContainerRun(vllmRunSpec(llm, '/r', '/var/lib/apertus'), host);
     expect(value(argv, '--tensor-parallel-size')).toBe('4');
     expect(value(argv, '--max-model-len')).toBe('65536');
     expect(value(argv, '--ipc')).toBe('host');
@@ -136,10 +147,7 @@ describe('the shipped GPU recipes', () => {
           const { byName } = await resolved(recipe);
           for (const spec of byName.values()) {
             const file = path.join(dir, `apertus-${spec.name}.service`);
-            await writeFile(
-              file,
-              renderContainerUnit(containerRunSpec(spec, '/r', '/var/lib/apertus'), host),
-            );
+            await writeFile(file, renderContainerUnit(runSpecOf(spec, '/r', '/var/lib/apertus'), host));
             const result = await execa('systemd-analyze', ['verify', file], { reject: false });
             expect({ recipe, service: spec.name, exitCode: result.exitCode, stderr: result.stderr }).toEqual({
               recipe,

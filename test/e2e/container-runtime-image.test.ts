@@ -19,7 +19,6 @@ import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/d
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
 import type { Transport } from '../../src/core/host/transport.js';
 import { containerName } from '../../src/core/runtimes/container/engine.js';
-import { buildRuntimeImage, RUNTIME_IMAGE_PORT } from '../../src/core/runtimes/runtime-image.js';
 import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 import {
   podmanRequirement,
@@ -27,6 +26,7 @@ import {
   startRegistry,
   type TestRegistry,
 } from '../helpers/registry.js';
+import { buildRuntimeImage, RUNTIME_IMAGE_PORT } from '../helpers/runtime-image.js';
 
 const needs = [sshE2eRequirement(), registryRequirement(), podmanRequirement()];
 const ready = needs.every((n) => n.ok);

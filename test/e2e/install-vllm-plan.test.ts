@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { loadBundle } from '../../src/core/layout/load-bundle.js';
 import type { VllmServiceSpec } from '../../src/core/layout/types.js';
-import { launchVllmServices } from '../../src/core/runtimes/vllm/launch-services.js';
+import { planLaunches } from '../../src/core/runtimes/launch-plan.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 import {
   buildTestImages,
@@ -101,7 +101,7 @@ describe.skipIf(!requirement.ok)(`vLLM launch decided from a bundle ${requiremen
     const reader = await openBundle(bundlePath);
     try {
       const bundle = await loadBundle(reader);
-      const [service] = await launchVllmServices(bundle.config.services, {
+      const [service] = await planLaunches(bundle.config.services, {
         bundlePath,
         reader,
         components: bundle.components,

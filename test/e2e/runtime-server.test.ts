@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ServiceSpec } from '../../src/core/layout/types.js';
+import type { LlamacppServiceSpec } from '../../src/core/layout/types.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
 import { renderLlamacppCommand } from '../../src/core/runtimes/llamacpp/command.js';
 import { collectRuntimeFiles, RUNTIME_PATHS } from '../../src/core/runtimes/runtime-files.js';
@@ -93,7 +93,7 @@ describe('llamacpp runtime server (real inference on the tiny model)', () => {
   let files: { pidFile: string; logFile: string };
   let dirs: { runDir: string; logDir: string };
 
-  const service = (): ServiceSpec => ({
+  const service = (): LlamacppServiceSpec => ({
     name: 'llm',
     runtime: 'llamacpp',
     model: { component: 'model', path: TINY_MODEL.fileName, id: TINY_MODEL.id },

@@ -8,9 +8,11 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isApertusError } from '../../src/core/errors.js';
+import { startOrder } from '../../src/core/runtimes/lifecycle.js';
+import { ragReleaseCommand } from '../../src/core/runtimes/rag/adapter.js';
 import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-services.js';
-import { renderServiceCommand, startOrder } from '../../src/core/runtimes/service-command.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
+import { hostLayout } from '../../src/core/target/layout.js';
 
 /** Every model path the recipe names is taken as present: these tests are about services. */
 const anyFiles = (recipe: Awaited<ReturnType<typeof loadRecipe>>) => () =>
@@ -42,16 +44,15 @@ describe('the rag service in recipes', () => {
     });
     expect(rag).not.toHaveProperty('embeddingsUrl');
     expect(startOrder([...services].reverse()).map((s) => s.name)).toEqual(['llm', 'rag']);
-    const argv = renderServiceCommand(
-      rag as NonNullable<typeof rag>,
-      '/srv/apertus/releases/demo/0.1.0',
-      '/srv/apertus',
-    );
+    if (rag?.runtime !== 'rag') throw new Error('no rag service');
+    const argv = ragReleaseCommand(rag, '/srv/apertus/releases/demo/0.1.0', hostLayout('/srv/apertus'));
     expect(argv.slice(0, 2)).toEqual([
       '/srv/apertus/releases/demo/0.1.0/runtime/bin/node',
       '/srv/apertus/releases/demo/0.1.0/runtime/rag/server.mjs',
     ]);
     expect(argv).toEqual(expect.arrayContaining(['--data-dir', '/srv/apertus/data/rag']));
+    // It signs checkpoints of its audit log with the host's own key.
+    expect(argv).toEqual(expect.arrayContaining(['--checkpoint-key', '/srv/apertus/keys/host.key']));
     expect(argv).not.toContain('--store');
     expect(resolveVerify(loaded.recipe).golden?.map((g) => g.service)).toEqual(['llm', 'rag']);
   });
@@ -70,7 +71,8 @@ describe('the rag service in recipes', () => {
     const order = startOrder(services).map((s) => s.name);
     for (const before of ['llm', 'embed', 'qdrant'])
       expect(order.indexOf(before)).toBeLessThan(order.indexOf('rag'));
-    const argv = renderServiceCommand(rag as NonNullable<typeof rag>, '/r/x/1', '/r');
+    if (rag?.runtime !== 'rag') throw new Error('no rag service');
+    const argv = ragReleaseCommand(rag, '/r/x/1', hostLayout('/r'));
     expect(argv.join(' ')).toContain('--embeddings-url http://127.0.0.1:18001');
     expect(argv.join(' ')).toContain(
       '--store qdrant --qdrant-url http://127.0.0.1:6333 --qdrant-collection apertus',

@@ -45,12 +45,13 @@ describe('RAG service wiring', () => {
   });
 
   it('renders the command line, loopback only, optional flags only when set', () => {
-    const paths = ragDataPaths('/srv/a');
+    const paths = { ...ragDataPaths('/srv/a'), checkpointKey: '/srv/a/keys/host.key' };
     expect(renderRagCommand(spec, { node: '/r/bin/node', server: '/r/rag/server.mjs', ...paths })).toEqual([
       '/r/bin/node',
       '/r/rag/server.mjs',
       ...['--host', '127.0.0.1', '--port', '18090', '--data-dir', '/srv/a/data/rag'],
-      ...['--audit-log', '/srv/a/data/rag/audit.log', '--runtime-url', 'http://127.0.0.1:18080'],
+      ...['--audit-log', '/srv/a/data/rag/audit.log', '--checkpoint-key', '/srv/a/keys/host.key'],
+      ...['--runtime-url', 'http://127.0.0.1:18080'],
       ...['--embedding-model', 'apertus-demo-tiny', '--dimension', '64', '--chat-model', 'apertus-demo-tiny'],
       ...['--chunk-size', '300', '--top-k', '3'],
     ]);

@@ -116,3 +116,105 @@ describe('recipe loading', () => {
     expect(shipped).toEqual(schema);
   });
 });
+
+/**
+ * Issue 9: the recipe is held to the rules the bundle is loaded with (safe-values.ts), so
+ * what would be refused on a host is refused here first, at the field.
+ */
+describe('recipe values that would reach a host unsafely', () => {
+  const base = (services: string[], extra: string[] = []) =>
+    [
+      'apiVersion: apertus.dev/v1',
+      'kind: Bundle',
+      'metadata:',
+      '  name: x',
+      '  version: 1.0.0',
+      ...extra,
+      'components:',
+      '  - name: model',
+      '    kind: model',
+      '    source: file:model',
+      '  - name: vllm',
+      '    kind: image',
+      '    source: oci:docker.io/vllm/vllm-openai:v0.20.0',
+      'services:',
+      ...services,
+      '',
+    ].join('\n');
+  const llamacpp = (fields: Record<string, string> = {}) => {
+    const all = {
+      name: 'llm',
+      model: 'model/tiny.gguf',
+      modelId: 'tiny',
+      port: '18080',
+      threads: '1',
+      ...fields,
+    };
+    return [
+      '  - runtime: llamacpp',
+      ...Object.entries(all).map(
+        ([key, value]) => `    ${key}: ${JSON.stringify(value).replace(/^"(\d+)"$/, '$1')}`,
+      ),
+    ];
+  };
+
+  it('loads the recipe the cases below start from', async () => {
+    const file = await recipeWith(base(llamacpp()));
+    await expect(loadRecipe(file)).resolves.toMatchObject({ recipe: { services: [{ name: 'llm' }] } });
+  });
+
+  it.each<[string, string, string]>([
+    [
+      'a version "../victim"',
+      base(llamacpp()).replace('version: 1.0.0', 'version: ../victim'),
+      'metadata.version',
+    ],
+    ['a version "."', base(llamacpp()).replace('version: 1.0.0', 'version: "."'), 'metadata.version'],
+    ['a name ".."', base(llamacpp()).replace('name: x', 'name: ".."'), 'metadata.name'],
+    [
+      'a service name that is a shell command',
+      base(llamacpp({ name: '$(touch /tmp/x)' })),
+      'services[0].name',
+    ],
+    ['port 0', base(llamacpp({ port: '0' })), 'services[0].port'],
+    ['port 70000', base(llamacpp({ port: '70000' })), 'services[0].port'],
+    ['a model path out of its component', base(llamacpp({ model: 'model/../x' })), 'services[0].model'],
+    ['a model id that reads as a flag', base(llamacpp({ modelId: '-x' })), 'services[0].modelId'],
+    [
+      'a model id with a right-to-left override',
+      base(llamacpp({ modelId: 'a\u202Eb' })),
+      'services[0].modelId',
+    ],
+    [
+      'a vLLM extra argument with a newline',
+      base([
+        '  - { name: gpu, runtime: vllm, image: vllm, model: model, modelId: m, port: 18000,',
+        '      extraArgs: ["--enforce-eager\\nExecStartPre=/bin/sh"] }',
+      ]),
+      'services[0].extraArgs[0]',
+    ],
+    [
+      'a container data directory out of the container path',
+      base([
+        '  - { name: db, runtime: container, image: vllm, port: 6333, containerPort: 6333, dataDir: /a/../b }',
+      ]),
+      'services[0].dataDir',
+    ],
+    [
+      'a container environment value with a newline',
+      base([
+        '  - { name: db, runtime: container, image: vllm, port: 6333, containerPort: 6333, env: { A: "1\\nB=2" } }',
+      ]),
+      'services[0].env.A',
+    ],
+    ['two services of one name', base([...llamacpp(), ...llamacpp({ port: '18081' })]), 'services[1].name'],
+    [
+      'a description with a bidi override',
+      base(llamacpp(), ['  description: "safe\u202Eexe.txt"']),
+      'metadata.description',
+    ],
+  ])('refuses %s, naming the field', async (_what, text, field) => {
+    const { problems } = await problemsOf(text);
+    expect(problems.map((p) => p.path)).toContain(field);
+  });
+});

@@ -23,7 +23,10 @@ export function registerInspect(program: Command, io: CliIO): void {
         io.stdout.write((await readBundleSbom(bundlePath)).bytes);
         return;
       }
-      const { inspectBundle } = await import('../../core/bundle/inspect-bundle.js');
+      const [{ inspectBundle }, { serviceSummary }] = await Promise.all([
+        import('../../core/bundle/inspect-bundle.js'),
+        import('../../core/runtimes/registry.js'),
+      ]);
       const summary = await inspectBundle(bundlePath);
       if (flags.json) {
         writeJson(io, summary);
@@ -45,8 +48,7 @@ export function registerInspect(program: Command, io: CliIO): void {
             `  component  ${c.name.padEnd(10)} ${c.kind.padEnd(8)} ${String(c.layers).padStart(4)} layers ${formatBytes(c.bytes).padStart(10)}`,
         ),
         ...summary.services.map(
-          (s) =>
-            `  service    ${s.name.padEnd(10)} ${s.runtime} ${s.runtime === 'rag' ? `over ${s.chatModel}` : s.runtime === 'container' ? s.image.reference : s.model.id} on port ${s.port}`,
+          (s) => `  service    ${s.name.padEnd(10)} ${s.runtime} ${serviceSummary(s)} on port ${s.port}`,
         ),
       ];
       io.stdout.write(`${lines.join('\n')}\n`);

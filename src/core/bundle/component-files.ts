@@ -15,13 +15,13 @@ import { ANNOTATION } from '../layout/media-types.js';
 import { blobPath } from '../layout/names.js';
 import type { ComponentKind } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
+import { needsRuntimeComponent } from '../runtimes/registry.js';
 import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
 import { fileRange, listLocalSource } from '../sources/file/local-files.js';
 import { openHfSnapshot } from '../sources/hf/hf-snapshot.js';
 import type { SourceContext } from '../sources/types.js';
 import type { LoadedRecipe } from '../spec/load-recipe.js';
 import type { RecipeComponent } from '../spec/recipe-schema.js';
-import { needsRuntimeComponent } from './plan-bundle.js';
 
 export interface ComponentFile {
   /** Path inside the component, '/'-separated: the layer title in a bundle. */
@@ -120,7 +120,7 @@ export async function recipeComponentViews(
     else if (spec.source.startsWith('hf:')) views.push(await hfView(spec, options));
     else views.push(await localView(spec, loaded));
   }
-  if (needsRuntimeComponent(loaded.recipe)) views.push(await runtimeView());
+  if (needsRuntimeComponent(loaded.recipe.services)) views.push(await runtimeView());
   return views;
 }
 

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
+import { needsRuntimeComponent } from '../runtimes/registry.js';
 import { resolveServices, resolveVerify } from '../runtimes/resolve-services.js';
 import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
 import { componentContext } from '../sources/component-context.js';
@@ -14,7 +15,7 @@ import { type OciResolvedSource, resolveOci } from '../sources/oci/resolve-oci.j
 import { type PipResolvedSource, resolvePip } from '../sources/pip/resolve-pip.js';
 import type { SourceContext } from '../sources/types.js';
 import { type LoadedRecipe, loadRecipe } from '../spec/load-recipe.js';
-import type { Recipe, RecipeComponent } from '../spec/recipe-schema.js';
+import type { RecipeComponent } from '../spec/recipe-schema.js';
 import { summariseWheels, wheelsComponent } from './wheels-component.js';
 import type { BundleWritePlan } from './write-bundle.js';
 
@@ -98,7 +99,8 @@ export async function resolveBundle(
       components.push({ type: 'local', spec, ...(await listLocalSource(recipe.dir, spec)) });
     }
   }
-  if (needsRuntimeComponent(recipe.recipe)) {
+  // Our own servers (llamacpp, rag) run on the Node binary and files of the runtime component.
+  if (needsRuntimeComponent(recipe.recipe.services)) {
     components.push(await resolveRuntime());
   }
 
@@ -207,11 +209,6 @@ export async function fetchBundle(
     verify: resolveVerify(recipe),
     requirements: {},
   };
-}
-
-/** Our services (llamacpp and rag) run on the Node binary and files of the runtime component. */
-export function needsRuntimeComponent(recipe: Recipe): boolean {
-  return recipe.services.some((s) => s.runtime === 'llamacpp' || s.runtime === 'rag');
 }
 
 function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Partial<Pick<T, K>> {

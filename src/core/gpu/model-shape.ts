@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ApertusError } from '../errors.js';
-import { describeIssues } from '../layout/bundle-schemas.js';
+import { describeIssues } from '../spec/zod-issues.js';
 import type { ServedDtype } from './compute-capability.js';
 import { type GgufHeader, ggufNumber, ggufString } from './gguf-metadata.js';
 

@@ -2,10 +2,29 @@
  * zod schemas for the JSON documents of a bundle: index.json, manifests and the
  * bundle config. Each is typed against src/core/layout/types.ts, so the two cannot
  * drift apart without the type check failing.
+ *
+ * The config is held to the rules its recipe was (src/core/spec/safe-values.ts): every
+ * name, version, path, id, port and argument that reaches a host is checked here, when
+ * the bundle is loaded, before anything on a host changes. Services are each kind's own
+ * schema, from the runtime registry.
  */
 import { z } from 'zod';
+import type { BundleView } from '../runtimes/adapter.js';
+import { adapterOf, serviceSpecSchema } from '../runtimes/registry.js';
+import {
+  answerPattern,
+  componentPath,
+  LIMITS,
+  oneLineText,
+  promptText,
+  resourceName,
+  uniquenessIssues,
+  versionString,
+} from '../spec/safe-values.js';
 import { MEDIA_TYPE } from './media-types.js';
-import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec, VerifySpec } from './types.js';
+import type { BundleConfig, ComponentKind, Descriptor, VerifySpec } from './types.js';
+
+export { describeIssues } from '../spec/zod-issues.js';
 
 const digest = z.string().regex(/^sha256:[0-9a-f]{64}$/, 'expected "sha256:" and 64 lowercase hex digits');
 const size = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
@@ -51,154 +70,93 @@ export const componentKindSchema: z.ZodType<ComponentKind> = z.enum([
   'wheels',
 ]);
 
-const port = z.number().int().min(1).max(65535);
-const positive = z.number().int().min(1);
-
-const llamacppServiceSchema = z.object({
-  name: z.string().min(1),
-  runtime: z.literal('llamacpp'),
-  model: z.object({ component: z.string().min(1), path: z.string().min(1), id: z.string().min(1) }),
-  port,
-  threads: positive,
-  contextSize: positive,
-  embeddings: z.boolean(),
-});
-
-const ragServiceSchema = z.object({
-  name: z.string().min(1),
-  runtime: z.literal('rag'),
-  port,
-  runtimeUrl: z.string().url(),
-  embeddingsUrl: z.string().url().optional(),
-  embeddingModel: z.string().min(1),
-  dimension: positive,
-  chatModel: z.string().min(1),
-  dependsOn: z.array(z.string().min(1)).optional(),
-  chunkSize: positive.optional(),
-  chunkOverlap: z.number().int().min(0).optional(),
-  topK: positive.optional(),
-  maxContextChars: positive.optional(),
-  queryPrefix: z.string().optional(),
-  passagePrefix: z.string().optional(),
-  qdrant: z.object({ url: z.string().url(), collection: z.string().min(1) }).optional(),
-});
-
-const serviceImageSchema = z.object({ component: z.string().min(1), reference: z.string().min(1) });
-const bindSchema = z.enum(['127.0.0.1', '0.0.0.0']);
-const launchSource = z.enum(['recipe', 'fit', 'default']);
-
-const vllmServiceSchema = z.object({
-  name: z.string().min(1),
-  runtime: z.literal('vllm'),
-  image: serviceImageSchema,
-  model: z.object({ component: z.string().min(1), path: z.string(), id: z.string().min(1) }),
-  port,
-  bind: bindSchema,
-  embeddings: z.boolean(),
-  dtype: z.enum(['auto', 'half', 'bfloat16', 'float16']),
-  maxModelLen: positive.optional(),
-  tensorParallelSize: positive.optional(),
-  gpuMemoryUtilization: z.number().gt(0).max(1).optional(),
-  extraArgs: z.array(z.string()),
-  alternativeImages: z.array(serviceImageSchema).optional(),
-  chosen: z
-    .object({
-      tensorParallelSize: launchSource,
-      maxModelLen: launchSource,
-      gpuMemoryUtilization: launchSource,
-      image: z.enum(['recipe', 'driver']),
-      detail: z.string(),
-    })
-    .optional(),
-});
-
-const containerServiceSchema = z.object({
-  name: z.string().min(1),
-  runtime: z.literal('container'),
-  image: serviceImageSchema,
-  port,
-  containerPort: port,
-  bind: bindSchema,
-  args: z.array(z.string()),
-  env: z.record(z.string(), z.string()),
-  modelComponent: z.string().min(1).optional(),
-  dataDir: z.string().min(1).optional(),
-  healthPath: z.string().min(1),
-  openai: z.object({ modelId: z.string().min(1), embeddings: z.boolean() }).optional(),
-});
-
-const serviceSpecSchema: z.ZodType<ServiceSpec> = z.discriminatedUnion('runtime', [
-  llamacppServiceSchema,
-  ragServiceSchema,
-  vllmServiceSchema,
-  containerServiceSchema,
-]);
-
 const verifySpecSchema: z.ZodType<VerifySpec> = z.object({
-  chat: z.object({ prompt: z.string(), maxTokens: z.number().int().min(1) }),
-  embeddings: z.object({ input: z.string(), dimension: z.number().int().min(1) }).nullable(),
+  chat: z.object({ prompt: promptText, maxTokens: LIMITS.maxTokens }),
+  embeddings: z.object({ input: promptText, dimension: LIMITS.dimension }).nullable(),
   golden: z
     .array(
       z.object({
-        name: z.string().min(1),
-        service: z.string().min(1),
-        prompt: z.string().min(1),
-        maxTokens: positive,
-        temperature: z.number().min(0),
-        expect: z.string().min(1),
+        name: resourceName,
+        service: resourceName,
+        prompt: promptText,
+        maxTokens: LIMITS.maxTokens,
+        temperature: LIMITS.temperature,
+        expect: answerPattern,
       }),
     )
     .optional(),
 });
 
+/** Provenance and requirement strings: shown to people, never run. */
+const note = oneLineText(4096);
+
 /** The newest bundle format this build reads; older ones stay readable. */
 export const CURRENT_FORMAT_VERSION = 1;
 
-export const bundleConfigSchema: z.ZodType<BundleConfig> = z.object({
-  formatVersion: z.literal(1),
-  name: z.string().min(1),
-  version: z.string().min(1),
-  description: z.string(),
-  recipe: z.object({ digest, path: z.string().min(1) }),
-  components: z.array(
-    z.object({
-      name: z.string().min(1),
-      kind: componentKindSchema,
-      manifest: descriptorSchema,
-      provenance: z.object({
-        source: z.string(),
-        revision: z.string().optional(),
-        license: z.string().optional(),
-        url: z.string().optional(),
-        platform: z.string().optional(),
-        index: z.string().optional(),
-        python: z.string().optional(),
-        platforms: z.array(z.string()).optional(),
+export const bundleConfigSchema: z.ZodType<BundleConfig> = z
+  .object({
+    formatVersion: z.literal(1),
+    name: resourceName,
+    version: versionString,
+    description: oneLineText(),
+    recipe: z.object({ digest, path: componentPath }),
+    components: z.array(
+      z.object({
+        name: resourceName,
+        kind: componentKindSchema,
+        manifest: descriptorSchema,
+        provenance: z.object({
+          source: note,
+          revision: note.optional(),
+          license: note.optional(),
+          url: note.optional(),
+          platform: note.optional(),
+          index: note.optional(),
+          python: note.optional(),
+          platforms: z.array(note).optional(),
+        }),
       }),
+    ),
+    services: z.array(serviceSpecSchema),
+    verify: verifySpecSchema,
+    requirements: z.object({
+      diskBytes: size,
+      minVramBytes: size.optional(),
+      computeCapability: note.optional(),
+      driver: note.optional(),
     }),
-  ),
-  services: z.array(serviceSpecSchema),
-  verify: verifySpecSchema,
-  requirements: z.object({
-    diskBytes: size,
-    minVramBytes: size.optional(),
-    computeCapability: z.string().optional(),
-    driver: z.string().optional(),
-  }),
-  delta: z
-    .object({
-      base: z
-        .object({ name: z.string().min(1), version: z.string().min(1), manifestDigest: digest })
-        .nullable(),
-      omitted: z.array(z.object({ digest, size })),
-    })
-    .optional(),
-});
-
-/** zod issues as one line: "components.0.kind: Invalid option ...; layers: ...". */
-export function describeIssues(error: z.ZodError): string {
-  return error.issues
-    .slice(0, 5)
-    .map((issue) => `${issue.path.length === 0 ? '(root)' : issue.path.join('.')}: ${issue.message}`)
-    .join('; ');
-}
+    delta: z
+      .object({
+        base: z.object({ name: resourceName, version: versionString, manifestDigest: digest }).nullable(),
+        omitted: z.array(z.object({ digest, size })),
+      })
+      .optional(),
+  })
+  .superRefine((config, ctx) => {
+    const issue = (path: Array<string | number>, message: string) =>
+      ctx.addIssue({ code: 'custom', path, message });
+    for (const found of uniquenessIssues(config.components, config.services))
+      issue(found.path, found.message);
+    const kinds = new Map(config.components.map((c) => [c.name, c.kind]));
+    const names = new Set(config.services.map((s) => s.name));
+    const ports = new Map(config.services.map((s) => [s.port, s.name]));
+    const view: BundleView = {
+      componentKind: (name) => kinds.get(name),
+      componentNames: [...kinds.keys()],
+      serviceNames: [...names],
+      serviceOnPort: (port) => ports.get(port),
+    };
+    config.services.forEach((service, i) => {
+      for (const found of adapterOf(service).checkBundle(service, view)) {
+        issue(['services', i, ...found.path], found.message);
+      }
+    });
+    (config.verify.golden ?? []).forEach((golden, i) => {
+      if (!names.has(golden.service)) {
+        issue(
+          ['verify', 'golden', i, 'service'],
+          `no service named "${golden.service}" (services: ${[...names].join(', ')})`,
+        );
+      }
+    });
+  });

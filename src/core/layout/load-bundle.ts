@@ -234,6 +234,8 @@ export async function loadBundle(reader: BundleReader): Promise<LoadedBundle> {
       newer === undefined ? 'bundle-invalid' : 'bundle-format-newer',
       `${reader.path} is not a valid bundle: ${first?.subject ?? reader.path}: ${first?.detail ?? 'unreadable'}${problems.length > 1 ? ` (and ${problems.length - 1} more problems)` : ''}`,
       {
+        // A bundle that fails to load is refused, like a failed verification: not a usage error.
+        kind: 'operation',
         hint:
           newer === undefined
             ? `Run \`apertus verify ${reader.path}\` for the full list, then copy the bundle again from its source.`

@@ -2,6 +2,7 @@
  * Types of the bundle format (DESIGN.md section 2). Only src/core/layout names paths
  * inside a bundle; everyone else goes through these types and the layout functions.
  */
+import type { ServiceSpec } from '../runtimes/registry.js';
 
 export interface Descriptor {
   mediaType: string;
@@ -13,111 +14,16 @@ export interface Descriptor {
 
 export type ComponentKind = 'model' | 'runtime' | 'files' | 'image' | 'wheels';
 
-/** A model server on CPU: our OpenAI-compatible server over node-llama-cpp. */
-export interface LlamacppServiceSpec {
-  name: string;
-  runtime: 'llamacpp';
-  /** Component holding the model, and the model file's path inside it. */
-  model: { component: string; path: string; id: string };
-  port: number;
-  threads: number;
-  contextSize: number;
-  embeddings: boolean;
-}
-
-/** Our RAG service (templates/rag), in front of the model servers it embeds and chats through. */
-export interface RagServiceSpec {
-  name: string;
-  runtime: 'rag';
-  port: number;
-  /** Base URL of the runtime it chats through, e.g. http://127.0.0.1:18080. */
-  runtimeUrl: string;
-  /** Base URL of the runtime serving embeddings, when not the chat runtime. */
-  embeddingsUrl?: string;
-  /** The id the runtime serves embeddings under; the collection is locked to it and `dimension`. */
-  embeddingModel: string;
-  dimension: number;
-  chatModel: string;
-  /** Services this one calls: started before it, stopped after it. */
-  dependsOn?: string[];
-  chunkSize?: number;
-  chunkOverlap?: number;
-  topK?: number;
-  maxContextChars?: number;
-  /** Text put before queries and passages before embedding (e5 models want 'query: ' and 'passage: '). */
-  queryPrefix?: string;
-  passagePrefix?: string;
-  /** Vectors in a Qdrant server instead of the embedded store. */
-  qdrant?: { url: string; collection: string };
-}
-
-/** What a service needs to run; rendered into a command by src/core/runtimes. */
-export type ServiceSpec = LlamacppServiceSpec | RagServiceSpec | VllmServiceSpec | ContainerServiceSpec;
-
-/** An image the bundle carries, as the host's container engine knows it after loading. */
-export interface ServiceImage {
-  component: string;
-  /** REGISTRY/NAME:TAG as loaded (src/core/target/images.ts). */
-  reference: string;
-}
-
-/** A vLLM instance in a container (src/core/runtimes/vllm/vllm.ts); flags the recipe leaves out come from the fit plan. */
-export interface VllmServiceSpec {
-  name: string;
-  runtime: 'vllm';
-  image: ServiceImage;
-  /** The model component is the directory served; `path` is '' (the component's root). */
-  model: { component: string; path: string; id: string };
-  port: number;
-  bind: '127.0.0.1' | '0.0.0.0';
-  embeddings: boolean;
-  dtype: 'auto' | 'half' | 'bfloat16' | 'float16';
-  maxModelLen?: number;
-  tensorParallelSize?: number;
-  gpuMemoryUtilization?: number;
-  extraArgs: string[];
-  /** More vLLM images for other CUDA versions; install runs the one the host driver supports. */
-  alternativeImages?: ServiceImage[];
-  /** Set by install: what it chose for this host and why (src/core/runtimes/vllm/launch.ts). */
-  chosen?: VllmChoice;
-}
-
-/** Where each launch setting of a vLLM service came from, on the host it was installed on. */
-export interface VllmChoice {
-  tensorParallelSize: 'recipe' | 'fit' | 'default';
-  maxModelLen: 'recipe' | 'fit' | 'default';
-  gpuMemoryUtilization: 'recipe' | 'fit' | 'default';
-  /** 'driver': picked among the service's images by the host's NVIDIA driver. */
-  image: 'recipe' | 'driver';
-  /** One line: the GPUs and driver it was judged against, or why there was no fit. */
-  detail: string;
-}
-
-/** Any image component run as a service (Qdrant, say): not a model server. */
-export interface ContainerServiceSpec {
-  name: string;
-  runtime: 'container';
-  image: ServiceImage;
-  port: number;
-  containerPort: number;
-  bind: '127.0.0.1' | '0.0.0.0';
-  args: string[];
-  env: Record<string, string>;
-  /** A component mounted read-only at /models/<component>. */
-  modelComponent?: string;
-  /** A path inside the container backed by a host directory that outlives releases. */
-  dataDir?: string;
-  healthPath: string;
-  /** The image serves the OpenAI API under this model id: verified like a model server. */
-  openai?: { modelId: string; embeddings: boolean };
-}
-
-/** A service that serves a model of the bundle (everything but the RAG service in front). */
-export type ModelServiceSpec = Exclude<ServiceSpec, RagServiceSpec | ContainerServiceSpec>;
-
-export function isModelService(service: ServiceSpec): service is ModelServiceSpec {
-  return service.runtime !== 'rag' && service.runtime !== 'container';
-}
+export type { ServiceImage } from '../runtimes/container/service-image.js';
+/*
+ * The services of a bundle: each kind's spec is defined by its adapter under
+ * src/core/runtimes/<kind>/, and ServiceSpec is their union, built by the registry.
+ */
+export type { ContainerServiceSpec } from '../runtimes/container/spec.js';
+export type { LlamacppServiceSpec } from '../runtimes/llamacpp/spec.js';
+export type { RagServiceSpec } from '../runtimes/rag/spec.js';
+export type { ServiceSpec } from '../runtimes/registry.js';
+export type { VllmChoice, VllmServiceSpec } from '../runtimes/vllm/spec.js';
 
 /** A prompt with an expected answer pattern: the recipe's evaluation suite, run after install. */
 export interface GoldenPrompt {

@@ -1,6 +1,7 @@
 import type { ServiceSpec } from '../layout/types.js';
+import { serviceReport } from '../runtimes/registry.js';
 import type { ServiceCheck } from '../runtimes/verify-services.js';
-import { type VllmLaunchRecord, vllmLaunchRecord } from '../runtimes/vllm/launch.js';
+import type { VllmLaunchRecord } from '../runtimes/vllm/launch.js';
 import type { TransferResult } from '../target/blob-store.js';
 import type { LockHolder } from '../target/lock.js';
 import type { HostTools } from '../target/preflight.js';
@@ -116,18 +117,6 @@ export function buildInstallReport(input: ReportInput, where: { path: string; se
     interrupted: input.interrupted,
     offline: input.offline,
     rollback: input.rollback,
-    services: input.services.map((s) => ({
-      name: s.name,
-      runtime: s.runtime,
-      port: s.port,
-      modelId:
-        s.runtime === 'rag'
-          ? s.chatModel
-          : s.runtime === 'container'
-            ? (s.openai?.modelId ?? s.image.reference)
-            : s.model.id,
-      ...(s.runtime === 'container' || s.runtime === 'vllm' ? { image: s.image.reference } : {}),
-      ...(s.runtime === 'vllm' ? { vllm: vllmLaunchRecord(s) } : {}),
-    })),
+    services: input.services.map(serviceReport),
   };
 }

@@ -4,18 +4,16 @@ import { formatGB } from '../gpu/units.js';
 import { blobPath } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
-import { startServices, stopServices } from '../runtimes/lifecycle.js';
-import { checkRagCollectionLock, ragDataPaths } from '../runtimes/rag/rag-service.js';
-import { startOrder } from '../runtimes/service-command.js';
+import { planLaunches } from '../runtimes/launch-plan.js';
+import { preflightServices, startOrder, startServices, stopServices } from '../runtimes/lifecycle.js';
 import {
   type ServiceCheck,
   type CheckId as VerifyCheckId,
-  verifyAuditLog,
   verifyGoldenPrompts,
   verifyService,
+  verifyServiceRecords,
   waitForHealth,
 } from '../runtimes/verify-services.js';
-import { launchVllmServices } from '../runtimes/vllm/launch-services.js';
 import { readPublicKey } from '../sign/keys.js';
 import { type TransferResult, transferBlobs } from '../target/blob-store.js';
 import type { InstallTarget } from '../target/connect.js';
@@ -266,14 +264,7 @@ async function installInSession(
       failStep('preflight', `no interface ${options.egressInterface} to count egress on`),
     );
   }
-  for (const rag of bundle.config.services.filter((s) => s.runtime === 'rag')) {
-    await checkRagCollectionLock(
-      transport,
-      ragDataPaths(layout.root).dataDir,
-      { embeddingModel: rag.embeddingModel, dimension: rag.dimension },
-      signal,
-    ).catch(failStep('preflight', 'RAG collection locked to another embedding model'));
-  }
+  await preflightServices(transport, layout, bundle.config.services, signal).catch(failStep('preflight'));
   const venvs = wheelsVenvs(bundle.config, plan.release.dir);
   const pythons = await checkHostPython(transport, venvs, signal).catch(
     failStep('preflight', 'no python3 of the version the wheels need'),
@@ -334,12 +325,10 @@ async function installInSession(
     state = { ...added, audit: { seq: recorded.record.seq, hash: recorded.record.hash } };
   }
 
-  const services = await launchVllmServices(bundle.config.services, {
-    bundlePath: prepared.path,
-    reader: prepared.reader,
-    components: bundle.components,
+  const services = planLaunches(bundle.config.services, {
     gpu: hostCheck.gpu,
-    signal,
+    workloads: prepared.subject.workloads,
+    imageConfigs: prepared.imageConfigs,
   });
   // The host key signs the RAG service's checkpoints: it exists before any service starts.
   await session.hostKey();
@@ -571,9 +560,7 @@ async function activateAndVerify(
       }
       if (checks.every((c) => c.status === 'ok')) {
         checks.push(...(await verifyGoldenPrompts(transport, services, verifySpec.golden ?? [], signal)));
-        for (const rag of services.filter((s) => s.runtime === 'rag')) {
-          checks.push(await verifyAuditLog(transport, layout.root, rag, signal));
-        }
+        checks.push(...(await verifyServiceRecords(transport, layout.root, services, signal)));
       }
     } catch (error) {
       if (!signal?.aborted) throw error;

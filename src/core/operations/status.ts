@@ -117,7 +117,14 @@ export async function hostStatus(options: HostStatusOptions): Promise<HostStatus
       const { transport, layout, probe, state, signal } = session;
       onProgress({ step: 'status.read', status: 'start' });
       const link = probe.root.current;
-      const release = link ? await readRelease(transport, layout, link) : null;
+      const problems: string[] = [];
+      const release = link
+        ? await readRelease(transport, layout, link).catch((error: unknown) => {
+            if (!isApertusError(error)) throw error;
+            problems.push(error.message);
+            return null;
+          })
+        : null;
       const named = state.current?.release === link ? state.current : null;
       const current: HostStatus['current'] =
         release && link
@@ -219,13 +226,15 @@ export async function hostStatus(options: HostStatusOptions): Promise<HostStatus
           : []),
         ...rootProblems.map((p) => `${p.path} ${p.problem} (fix: ${p.fix})`),
         ...(auditProblem ? [auditProblem] : []),
+        ...problems,
       ];
       return {
         ok:
           services.every((s) => s.health === 'ok') &&
           (current === null || current.verified || busy) &&
           rootProblems.length === 0 &&
-          auditProblem === null,
+          auditProblem === null &&
+          problems.length === 0,
         host: transport.description,
         root: layout.root,
         installed: current !== null,

@@ -1,21 +1,24 @@
 /**
- * Starting and stopping the services of a release on a host: containers through the
- * host's engine, everything else under systemd where it is PID 1, else under apertus's
- * own supervisor.
+ * The services of a release on a host, whatever their kinds: checked before anything
+ * changes, started in dependency order, stopped in reverse. Each kind's adapter knows how.
  */
-import path from 'node:path/posix';
-import { shellQuote } from '../host/shell-quote.js';
+import { ApertusError } from '../errors.js';
 import type { Transport } from '../host/transport.js';
-import type { ServiceSpec } from '../layout/types.js';
 import type { HostLayout } from '../target/layout.js';
 import type { ServiceManager } from '../target/preflight.js';
-import type { ContainerHost } from './container/engine.js';
-import { containerStopScript, isContainerService, startContainerService } from './container/service.js';
-import { renderServiceCommand, runtimePaths, startOrder } from './service-command.js';
-import { startUnderSupervisor, stopUnderSupervisor } from './supervisor.js';
-import { renderSystemdUnit, systemdUnitName } from './systemd.js';
+import type { StartContext } from './adapter.js';
+import { type ContainerHost, probeContainerHost } from './container/engine.js';
+import { adapterOf, type ServiceSpec } from './registry.js';
 
-const SYSTEMD_UNIT_DIR = '/etc/systemd/system';
+/** Each service's checks on the host before the install changes anything (the RAG collection lock). */
+export async function preflightServices(
+  transport: Transport,
+  layout: HostLayout,
+  services: readonly ServiceSpec[],
+  signal?: AbortSignal,
+): Promise<void> {
+  for (const service of services) await adapterOf(service).preflight?.(transport, layout, service, signal);
+}
 
 export async function startServices(
   transport: Transport,
@@ -24,44 +27,18 @@ export async function startServices(
   services: ServiceSpec[],
   manager: ServiceManager,
 ): Promise<void> {
-  let containerHost: ContainerHost | undefined;
-  for (const service of startOrder(services)) {
-    if (isContainerService(service)) {
-      // One probe for the release's containers: which engine, GPU access.
-      containerHost = await startContainerService(transport, {
-        service,
-        releaseDir,
-        root: layout.root,
-        manager,
-        ...(containerHost ? { host: containerHost } : {}),
-      });
-      continue;
-    }
-    const argv = renderServiceCommand(service, releaseDir, layout.root);
-    if (manager === 'systemd') {
-      const unit = systemdUnitName(service.name);
-      const text = renderSystemdUnit({ service: service.name, argv, workingDirectory: releaseDir });
-      await transport.exec(
-        [
-          `printf '%s' ${shellQuote([text])} > ${shellQuote([path.join(SYSTEMD_UNIT_DIR, unit)])}`,
-          'systemctl daemon-reload',
-          shellQuote(['systemctl', 'restart', unit]),
-        ].join(' && '),
-      );
-    } else {
-      const runtime = runtimePaths(releaseDir);
-      await transport.exec(
-        startUnderSupervisor({
-          name: service.name,
-          node: runtime.node,
-          supervisor: runtime.supervisor,
-          argv,
-          runDir: layout.run,
-          logDir: layout.logs,
-        }),
-      );
-    }
-  }
+  let containerHost: Promise<ContainerHost> | undefined;
+  const context: StartContext = {
+    layout,
+    releaseDir,
+    manager,
+    // One probe for the release's containers: which engine, GPU access.
+    containerHost: () => {
+      containerHost ??= probeContainerHost(transport);
+      return containerHost;
+    },
+  };
+  for (const service of startOrder(services)) await adapterOf(service).start(transport, service, context);
 }
 
 /** Stops services, each before the ones it calls (the RAG service before its model servers). */
@@ -71,13 +48,35 @@ export async function stopServices(
   services: ServiceSpec[],
 ): Promise<void> {
   for (const service of startOrder(services).reverse()) {
-    await transport.exec(
-      [
-        // Whichever manager ran it last: stopping what is not running is not an error.
-        `if [ -d /run/systemd/system ]; then systemctl stop ${shellQuote([systemdUnitName(service.name)])} 2>/dev/null || true; fi`,
-        stopUnderSupervisor({ name: service.name, runDir: layout.run }),
-        ...(isContainerService(service) ? [containerStopScript(service.name)] : []),
-      ].join('\n'),
-    );
+    await transport.exec(adapterOf(service).stopScript(service, layout));
   }
+}
+
+/** Services ordered so each comes after the ones it depends on; stop them in reverse. */
+export function startOrder(services: readonly ServiceSpec[]): ServiceSpec[] {
+  const byName = new Map(services.map((s) => [s.name, s]));
+  const ordered: ServiceSpec[] = [];
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (service: ServiceSpec, chain: string[]) => {
+    const seen = state.get(service.name);
+    if (seen === 'done') return;
+    if (seen === 'visiting') {
+      throw new ApertusError(
+        'service-cycle',
+        `Services depend on each other in a cycle: ${[...chain, service.name].join(' -> ')}.`,
+        {
+          hint: 'Fix the services of the recipe so that no service calls itself through others.',
+        },
+      );
+    }
+    state.set(service.name, 'visiting');
+    for (const name of adapterOf(service).dependsOn(service)) {
+      const dependency = byName.get(name);
+      if (dependency) visit(dependency, [...chain, service.name]);
+    }
+    state.set(service.name, 'done');
+    ordered.push(service);
+  };
+  for (const service of services) visit(service, []);
+  return ordered;
 }

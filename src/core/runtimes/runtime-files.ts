@@ -14,6 +14,7 @@
  */
 import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
+import posixPath from 'node:path/posix';
 import { type ClosurePackage, collectPackageClosure, type PackageFile } from '../bundle/package-closure.js';
 import { ApertusError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
@@ -43,6 +44,16 @@ export const RUNTIME_PATHS = {
   server: 'server.mjs',
   supervisor: 'supervisor.mjs',
 } as const;
+
+/** The runtime component's files inside a release on the host. */
+export function runtimePaths(releaseDir: string): { node: string; supervisor: string; dir: string } {
+  const dir = posixPath.join(releaseDir, 'runtime');
+  return {
+    dir,
+    node: posixPath.join(dir, RUNTIME_PATHS.node),
+    supervisor: posixPath.join(dir, RUNTIME_PATHS.supervisor),
+  };
+}
 
 /** The prebuilt-binary packages node-llama-cpp lists; exactly one is wanted per target. */
 const PREBUILT_SCOPE = '@node-llama-cpp/';

@@ -1,10 +1,14 @@
 import path from 'node:path/posix';
+import { z } from 'zod';
 import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { startServices, stopServices } from '../runtimes/lifecycle.js';
+import { serviceSpecSchema } from '../runtimes/registry.js';
 import { checkReleaseServices } from '../runtimes/release-health.js';
+import { resourceName, versionString } from '../spec/safe-values.js';
+import { describeIssues } from '../spec/zod-issues.js';
 import type { HostLayout } from './layout.js';
 import type { ServiceManager } from './preflight.js';
 import { parseProcNetTcp } from './probe.js';
@@ -17,21 +21,47 @@ export interface Release {
   services: ServiceSpec[];
 }
 
+/**
+ * release.json of a release on the host, validated as the bundle it came from was: a
+ * record another process altered cannot name a service, path or argument the bundle could
+ * not. Null when the release has none (incomplete, or gone).
+ */
 export async function readRelease(
   transport: Transport,
   layout: HostLayout,
   linkTarget: string,
 ): Promise<Release | null> {
   const dir = path.join(layout.root, linkTarget);
-  const result = await transport.exec(shellQuote(['cat', path.join(dir, RELEASE_FILE)]), { reject: false });
+  const file = path.join(dir, RELEASE_FILE);
+  const result = await transport.exec(shellQuote(['cat', file]), { reject: false });
   if (result.exitCode !== 0) return null;
+  let raw: unknown;
   try {
-    const record = JSON.parse(result.stdout) as ReleaseRecord;
-    return { dir, record, services: record.services ?? [] };
+    raw = JSON.parse(result.stdout);
   } catch {
-    return null;
+    raw = undefined;
   }
+  const parsed = releaseRecordSchema.safeParse(raw);
+  if (!parsed.success) {
+    throw new ApertusError(
+      'host-release-invalid',
+      `${file} on ${transport.description} is not a release record apertus wrote (${describeIssues(parsed.error)}); nothing of it was started or stopped.`,
+      {
+        kind: 'operation',
+        hint: `Keep it as evidence and install that release again (apertus install rebuilds ${dir}).`,
+      },
+    );
+  }
+  return { dir, record: parsed.data, services: parsed.data.services };
 }
+
+const releaseRecordSchema: z.ZodType<ReleaseRecord> = z.object({
+  name: resourceName,
+  version: versionString,
+  manifestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
+  stagedAt: z.string(),
+  services: z.array(serviceSpecSchema),
+});
 
 /** Points `current` at a release by renaming a new link over it: readers see old or new, never none. */
 export async function switchCurrent(

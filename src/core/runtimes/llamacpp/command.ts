@@ -3,7 +3,7 @@
  * node-llama-cpp, run by the Node binary the bundle ships.
  */
 import { ApertusError } from '../../errors.js';
-import type { ServiceSpec } from '../../layout/types.js';
+import type { LlamacppServiceSpec } from './spec.js';
 
 export interface LlamacppPaths {
   /** The shipped Node binary on the host. */
@@ -15,7 +15,7 @@ export interface LlamacppPaths {
 }
 
 function requireInteger(
-  service: ServiceSpec,
+  service: LlamacppServiceSpec,
   field: string,
   value: number,
   min: number,
@@ -37,19 +37,14 @@ function requireInteger(
  * The server's argv, program first. Threads are always passed: node-llama-cpp's own
  * default (at least 4) oversubscribes small hosts and runs hundreds of times slower.
  * The server listens on loopback unless `host` says otherwise; the RAG service and the
- * installer's checks reach it there.
+ * installer's checks reach it there. The numbers were validated when the bundle was
+ * loaded; they are checked again here, where they become arguments.
  */
 export function renderLlamacppCommand(
-  service: ServiceSpec,
+  service: LlamacppServiceSpec,
   paths: LlamacppPaths,
   options: { host?: string } = {},
 ): string[] {
-  if (service.runtime !== 'llamacpp') {
-    throw new ApertusError(
-      'service-invalid',
-      `service ${service.name} uses runtime ${service.runtime}, not llamacpp`,
-    );
-  }
   return [
     paths.node,
     paths.server,

@@ -26,7 +26,7 @@ export interface RagCanaryOptions {
   signal?: AbortSignal;
 }
 
-/** The shape of install's ServiceCheck (src/core/runtimes/verify-services.ts). */
+/** The shape of install's ServiceCheck (src/core/runtimes/service-check.ts). */
 export interface RagCanaryCheck {
   id: 'verify.rag-canary';
   service: string;

@@ -13,8 +13,8 @@ import { auditCheckpointsPath } from '../../audit/checkpoints.js';
 import { ApertusError } from '../../errors.js';
 import { shellQuote } from '../../host/shell-quote.js';
 import type { Transport } from '../../host/transport.js';
-import type { RagServiceSpec } from '../../layout/types.js';
 import type { RuntimeTreeFile } from '../runtime-files.js';
+import type { RagServiceSpec } from './spec.js';
 
 /** The service's modules, in templates/rag/ and under RAG_DIR in the runtime directory. */
 export const RAG_FILES = [
@@ -60,6 +60,8 @@ export interface RagCommandPaths {
   server: string;
   dataDir: string;
   auditLog: string;
+  /** The host's key (target/host-key.ts): the service signs checkpoints of its audit log with it. */
+  checkpointKey: string;
 }
 
 function requireInteger(
@@ -94,6 +96,8 @@ export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): 
     paths.dataDir,
     '--audit-log',
     paths.auditLog,
+    '--checkpoint-key',
+    paths.checkpointKey,
     '--runtime-url',
     spec.runtimeUrl,
     ...(spec.embeddingsUrl ? ['--embeddings-url', spec.embeddingsUrl] : []),

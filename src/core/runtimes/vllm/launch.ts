@@ -10,8 +10,9 @@ import { fitDevices } from '../../check/evaluate-gpu.js';
 import { isApertusError } from '../../errors.js';
 import { DEFAULT_GPU_MEMORY_UTILIZATION, planFit } from '../../gpu/fit.js';
 import type { GpuInventory } from '../../gpu/gpu-inventory.js';
-import type { ServiceImage, VllmChoice, VllmServiceSpec } from '../../layout/types.js';
 import type { ModelWorkload } from '../../operations/check-subject.js';
+import type { ServiceImage } from '../container/service-image.js';
+import type { VllmChoice, VllmServiceSpec } from './spec.js';
 import { selectBundledVllmImage, type VllmFitFlags, vllmFlagsFromFit } from './vllm.js';
 
 export interface VllmLaunchInput {

@@ -1,7 +1,8 @@
 /**
- * The vLLM adapter: turns a vLLM service and its fit plan into a container service
+ * The vLLM container: a vLLM service and its fit plan as a container run spec
  * (src/core/runtimes/container/engine.ts). Facts from runtime-facts 3:
- * - the image is chosen by the host driver: the image's CUDA needs a minimum driver (4.1);
+ * - the image is chosen by the host driver among the bundle's images: the image's CUDA
+ *   needs a minimum driver (4.1);
  * - the entrypoint is explicit (`vllm` + `serve`): it changed between releases (3.1, 3.3);
  * - the model is served by path, positional, with HF_HUB_OFFLINE=1 (3.3);
  * - the flags come from the fit plan: --tensor-parallel-size, --max-model-len,
@@ -11,11 +12,10 @@
 import path from 'node:path/posix';
 import { ApertusError } from '../../errors.js';
 import { compareVersions, type ImageCuda, imageCudaFromConfig, judgeDriver } from '../../gpu/cuda-driver.js';
-import type { FitReport } from '../../gpu/fit.js';
+import { DEFAULT_GPU_MEMORY_UTILIZATION, type FitReport } from '../../gpu/fit.js';
 import type { ContainerRunSpec, PortBinding, RestartPolicy } from '../container/engine.js';
-
-/** The image repository vLLM publishes on Docker Hub. */
-export const VLLM_IMAGE_REPOSITORY = 'docker.io/vllm/vllm-openai';
+import { containerDataDir } from '../container/service.js';
+import type { VllmServiceSpec } from './spec.js';
 
 /** The port vLLM listens on inside its container (its default). */
 export const VLLM_CONTAINER_PORT = 8000;
@@ -25,61 +25,6 @@ export const VLLM_MODELS_DIR = '/models';
 
 /** The writable cache vLLM, torch.compile and Triton use (runtime-facts 3.3: the model mount is read-only). */
 export const VLLM_CACHE_DIR = '/var/cache/vllm';
-
-/**
- * vLLM image tags whose CUDA runtime-facts 3.1 names, newest CUDA first. v0.10.2 is the
- * first release that serves Apertus.
- */
-export const VLLM_IMAGE_TAGS: ReadonlyArray<{ tag: string; cuda: string; source: string }> = [
-  { tag: 'v0.20.0', cuda: '13.0', source: 'v0.20.0 release notes: image switched to CUDA 13.0' },
-  { tag: 'v0.20.0-cu129', cuda: '12.9.1', source: '-cu129 variant of v0.20.0 (CUDA 12.9.1)' },
-  {
-    tag: 'v0.10.2',
-    cuda: '12.8.1',
-    source: 'Dockerfile ARG CUDA_VERSION=12.8.1 (first release with Apertus)',
-  },
-];
-
-export interface VllmImageChoice {
-  tag: string;
-  image: string;
-  cuda: string;
-  /** Why this one: the driver verdict in words. */
-  detail: string;
-}
-
-/**
- * The newest vLLM image tag the host driver runs without relying on CUDA minor-version
- * compatibility. Throws with the driver to install when none fits.
- */
-export function chooseVllmImageTag(
-  driverVersion: string,
-  candidates: ReadonlyArray<{ tag: string; cuda: string }> = VLLM_IMAGE_TAGS,
-): VllmImageChoice {
-  for (const candidate of candidates) {
-    const verdict = judgeDriver(driverVersion, { version: candidate.cuda, source: 'given' });
-    if (verdict.status === 'ok') {
-      return {
-        tag: candidate.tag,
-        image: `${VLLM_IMAGE_REPOSITORY}:${candidate.tag}`,
-        cuda: candidate.cuda,
-        detail: verdict.detail,
-      };
-    }
-  }
-  const oldest = candidates[candidates.length - 1];
-  const need = oldest
-    ? judgeDriver('0', { version: oldest.cuda, source: 'given' }).requirement?.minDriver
-    : undefined;
-  throw new ApertusError(
-    'vllm-driver-too-old',
-    `NVIDIA driver ${driverVersion} runs none of the vLLM images ${candidates.map((c) => `${c.tag} (CUDA ${c.cuda})`).join(', ')}`,
-    {
-      kind: 'operation',
-      hint: `Install NVIDIA driver ${need ?? 'of a newer branch'} or newer on the host (vLLM ${oldest?.tag ?? ''} is the oldest image that serves Apertus).`,
-    },
-  );
-}
 
 /** A vLLM image in the bundle, with its config (for CUDA_VERSION). */
 export interface BundledVllmImage {
@@ -270,4 +215,31 @@ export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
     ipcHost: fit.tensorParallelSize > 1,
     ...(input.engineArgs ? { engineArgs: input.engineArgs } : {}),
   };
+}
+
+/** The container a bundle's vLLM service runs as from a release; defaults as the fit plan's. */
+export function vllmRunSpec(
+  service: VllmServiceSpec,
+  releaseDir: string,
+  root: string,
+  engineArgs?: readonly string[],
+): ContainerRunSpec {
+  return renderVllmContainer({
+    service: service.name,
+    image: service.image.reference,
+    modelDir: path.join(releaseDir, service.model.component),
+    servedModelName: service.model.id,
+    port: service.port,
+    bind: service.bind,
+    cacheDir: path.join(containerDataDir(root, service.name), 'cache'),
+    fit: {
+      tensorParallelSize: service.tensorParallelSize ?? 1,
+      ...(service.maxModelLen === undefined ? {} : { maxModelLen: service.maxModelLen }),
+      gpuMemoryUtilization: service.gpuMemoryUtilization ?? DEFAULT_GPU_MEMORY_UTILIZATION,
+    },
+    dtype: service.dtype,
+    embeddings: service.embeddings,
+    extraArgs: service.extraArgs,
+    ...(engineArgs ? { engineArgs } : {}),
+  });
 }

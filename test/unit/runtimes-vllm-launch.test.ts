@@ -13,8 +13,8 @@ import { estimateParameters, kvBytesPerToken, modelShapeFromConfig } from '../..
 import { GIB } from '../../src/core/gpu/units.js';
 import type { VllmServiceSpec } from '../../src/core/layout/types.js';
 import { parseContainerProbe, renderContainerRun } from '../../src/core/runtimes/container/engine.js';
-import { containerRunSpec } from '../../src/core/runtimes/container/service.js';
 import { planVllmLaunch, vllmLaunchRecord } from '../../src/core/runtimes/vllm/launch.js';
+import { vllmRunSpec } from '../../src/core/runtimes/vllm/vllm.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 
 const MODELS = path.resolve('test/fixtures/models');
@@ -65,7 +65,7 @@ function smallerH100(gib: number): GpuInventory {
 /** The argv install runs for the service on a host without systemd. */
 function argvFor(spec: VllmServiceSpec): string[] {
   if (!HOST) throw new Error('probe');
-  return renderContainerRun(containerRunSpec(spec, '/var/lib/apertus/current', '/var/lib/apertus'), HOST);
+  return renderContainerRun(vllmRunSpec(spec, '/var/lib/apertus/current', '/var/lib/apertus'), HOST);
 }
 
 function flag(argv: readonly string[], name: string): string | undefined {

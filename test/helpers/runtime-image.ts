@@ -1,5 +1,6 @@
 /**
- * Packages our CPU runtime server (templates/runtime/server.mjs over node-llama-cpp, the
+ * Test fixture for the container path (test/e2e/container-runtime-image.test.ts): no
+ * command ships it, so it lives with the tests. Packages our CPU runtime server (templates/runtime/server.mjs over node-llama-cpp, the
  * files collectRuntimeFiles gathers) as an OCI image, written as an OCI image layout
  * directory with no daemon and no base image:
  *
@@ -17,12 +18,16 @@ import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { finished } from 'node:stream/promises';
 import { execa } from 'execa';
-import { ApertusError } from '../errors.js';
-import { MEDIA_TYPE } from '../layout/media-types.js';
-import { planTarArchive, type TarSourceFile, tarArchiveChunks } from '../layout/tar-writer.js';
-import type { Descriptor } from '../layout/types.js';
-import type { RunOptions } from '../progress.js';
-import { collectRuntimeFiles, RUNTIME_PATHS, type RuntimeFiles } from './runtime-files.js';
+import { ApertusError } from '../../src/core/errors.js';
+import { MEDIA_TYPE } from '../../src/core/layout/media-types.js';
+import { planTarArchive, type TarSourceFile, tarArchiveChunks } from '../../src/core/layout/tar-writer.js';
+import type { Descriptor } from '../../src/core/layout/types.js';
+import type { RunOptions } from '../../src/core/progress.js';
+import {
+  collectRuntimeFiles,
+  RUNTIME_PATHS,
+  type RuntimeFiles,
+} from '../../src/core/runtimes/runtime-files.js';
 
 /** Where the runtime lives inside the image. */
 export const RUNTIME_IMAGE_DIR = '/apertus/runtime';

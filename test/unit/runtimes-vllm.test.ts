@@ -13,7 +13,6 @@ import {
   renderContainerUnit,
 } from '../../src/core/runtimes/container/engine.js';
 import {
-  chooseVllmImageTag,
   embeddingFlags,
   renderVllmContainer,
   selectBundledVllmImage,
@@ -46,22 +45,26 @@ const podman: ContainerHost = {
 };
 
 describe('vLLM image by host driver (runtime-facts 3.1, 4.1)', () => {
-  it('picks the CUDA 13 image for a 580 driver, -cu129 for 575.57, v0.10.2 for 570.124, refuses older', () => {
-    expect(chooseVllmImageTag('580.95.05')).toMatchObject({
-      tag: 'v0.20.0',
-      image: 'docker.io/vllm/vllm-openai:v0.20.0',
-    });
-    expect(chooseVllmImageTag('575.57.08').tag).toBe('v0.20.0-cu129');
-    expect(chooseVllmImageTag('575.51.03').tag).toBe('v0.10.2');
-    expect(chooseVllmImageTag('570.124.06').tag).toBe('v0.10.2');
-    expect(() => chooseVllmImageTag('535.104.05')).toThrow(/runs none of the vLLM images/);
-  });
+  /** The images runtime-facts 3.1 names, with the CUDA_VERSION their configs carry. */
+  const released = [
+    { image: 'vllm-openai:v0.10.2', config: { config: { Env: ['CUDA_VERSION=12.8.1'] } } },
+    { image: 'vllm-openai:v0.20.0', config: { config: { Env: ['CUDA_VERSION=13.0.2'] } } },
+    { image: 'vllm-openai:v0.20.0-cu129', config: { config: { Env: ['CUDA_VERSION=12.9.1'] } } },
+  ];
 
-  it('follows the drivers of the captured H100 hosts', () => {
-    const h100 = driverOf('h100-80gb-hbm3');
-    const old = driverOf('h100-driver-575');
-    expect(chooseVllmImageTag(old).cuda.startsWith('12.')).toBe(true);
-    expect(chooseVllmImageTag(h100)).toBeDefined();
+  it('runs the CUDA 13 image on the 580 H100 capture and the -cu129 one on the 575 capture', () => {
+    expect(selectBundledVllmImage(released, driverOf('h100-80gb-hbm3'))).toMatchObject({
+      image: 'vllm-openai:v0.20.0',
+      cuda: { version: '13.0.2' },
+    });
+    expect(selectBundledVllmImage(released, driverOf('h100-driver-575'))).toMatchObject({
+      image: 'vllm-openai:v0.20.0-cu129',
+      cuda: { version: '12.9.1' },
+    });
+    expect(selectBundledVllmImage(released, '570.124.06').image).toBe('vllm-openai:v0.10.2');
+    expect(() => selectBundledVllmImage(released, '535.104.05')).toThrow(
+      /runs none of the bundle's vLLM images/,
+    );
   });
 
   it('chooses among bundled images by the CUDA_VERSION in their configs', () => {

@@ -6,7 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApertusError } from '../../src/core/errors.js';
 import { quoteArg } from '../../src/core/host/shell-quote.js';
-import type { ServiceSpec } from '../../src/core/layout/types.js';
+import type { LlamacppServiceSpec } from '../../src/core/layout/types.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
 import { renderLlamacppCommand } from '../../src/core/runtimes/llamacpp/command.js';
 import { collectRuntimeFiles, RUNTIME_PATHS } from '../../src/core/runtimes/runtime-files.js';
@@ -21,7 +21,7 @@ import { quoteSystemdArg, renderSystemdUnit, systemdUnitName } from '../../src/c
 
 const execFileAsync = promisify(execFile);
 
-const service: ServiceSpec = {
+const service: LlamacppServiceSpec = {
   name: 'llm',
   runtime: 'llamacpp',
   model: { component: 'model', path: 'tiny-llama.gguf', id: 'apertus-demo-tiny' },

@@ -1,0 +1,92 @@
+/**
+ * The llamacpp runtime: a GGUF model served on CPU by templates/runtime/server.mjs, run by
+ * the Node binary the bundle ships, under systemd or apertus's supervisor.
+ */
+import path from 'node:path/posix';
+import type { z } from 'zod';
+import { ApertusError } from '../../errors.js';
+import { componentIssue, type RuntimeAdapter } from '../adapter.js';
+import { modelServerParts } from '../model-server.js';
+import { RUNTIME_PATHS, runtimePaths } from '../runtime-files.js';
+import { managedStopScript, startRuntimeCommand } from '../service-manager.js';
+import { renderLlamacppCommand } from './command.js';
+import {
+  type LlamacppRecipeService,
+  type LlamacppServiceSpec,
+  llamacppRecipeService,
+  llamacppServiceSchema,
+  splitModelPath,
+} from './spec.js';
+
+export const llamacppRuntime: RuntimeAdapter<
+  LlamacppServiceSpec,
+  LlamacppRecipeService,
+  z.input<typeof llamacppRecipeService>
+> = {
+  runtime: 'llamacpp',
+  recipeSchema: llamacppRecipeService,
+  checkRecipe(service, recipe) {
+    const { component } = splitModelPath(service.model);
+    return recipe.componentKind(component) === undefined
+      ? [componentIssue(['model'], component, undefined, recipe.componentNames)]
+      : [];
+  },
+  recipeModel: (service) => ({ embeddings: service.embeddings }),
+  resolve(service, context) {
+    const { component, path: modelPath } = splitModelPath(service.model);
+    if (!(context.filesOf(component) ?? []).includes(modelPath)) {
+      throw new ApertusError(
+        'recipe-model-missing',
+        `Service ${service.name} serves ${service.model}, which component ${component} does not hold.`,
+        {
+          hint: `Check services[].model in ${context.recipeFile}: it is COMPONENT/PATH, with PATH as listed under the component's source.`,
+        },
+      );
+    }
+    return {
+      name: service.name,
+      runtime: 'llamacpp',
+      model: { component, path: modelPath, id: service.modelId },
+      port: service.port,
+      threads: service.threads,
+      contextSize: service.contextSize,
+      embeddings: service.embeddings,
+    };
+  },
+  needsRuntimeComponent: true,
+
+  bundleSchema: llamacppServiceSchema,
+  checkBundle(service, bundle) {
+    const { component } = service.model;
+    return bundle.componentKind(component) === undefined
+      ? [componentIssue(['model', 'component'], component, undefined, bundle.componentNames)]
+      : [];
+  },
+  dependsOn: () => [],
+  modelId: modelServerParts.modelId,
+  endpoint: modelServerParts.endpoint,
+
+  needsContainerEngine: false,
+  start: (transport, service, context) =>
+    startRuntimeCommand(
+      transport,
+      service.name,
+      llamacppReleaseCommand(service, context.releaseDir),
+      context,
+    ),
+  stopScript: (service, layout) => managedStopScript(service.name, layout),
+  healthPath: modelServerParts.healthPath,
+  verify: modelServerParts.verify,
+  report: (service) => ({ modelId: service.model.id }),
+  summary: (service) => service.model.id,
+};
+
+/** The server's argv in a release, program first. */
+export function llamacppReleaseCommand(service: LlamacppServiceSpec, releaseDir: string): string[] {
+  const runtime = runtimePaths(releaseDir);
+  return renderLlamacppCommand(service, {
+    node: runtime.node,
+    server: path.join(runtime.dir, RUNTIME_PATHS.server),
+    modelPath: path.join(releaseDir, service.model.component, service.model.path),
+  });
+}

@@ -1,0 +1,108 @@
+/**
+ * The GPU runtime: a model component served by vLLM in its vllm/vllm-openai container,
+ * with the image and the flags the recipe leaves out chosen for each host's GPUs and driver.
+ */
+import type { z } from 'zod';
+import { componentIssue, type FieldIssue, type RuntimeAdapter } from '../adapter.js';
+import { containerStopScript, startContainerService } from '../container/service.js';
+import { resolveServiceImage } from '../container/service-image.js';
+import { modelServerParts } from '../model-server.js';
+import { planVllmLaunch, vllmLaunchRecord } from './launch.js';
+import {
+  type VllmRecipeService,
+  type VllmServiceSpec,
+  vllmRecipeService,
+  vllmServiceSchema,
+} from './spec.js';
+import { vllmRunSpec } from './vllm.js';
+
+export const vllmRuntime: RuntimeAdapter<
+  VllmServiceSpec,
+  VllmRecipeService,
+  z.input<typeof vllmRecipeService>
+> = {
+  runtime: 'vllm',
+  recipeSchema: vllmRecipeService,
+  checkRecipe(service, recipe) {
+    const issues: FieldIssue[] = [];
+    const names = recipe.componentNames;
+    if (recipe.componentKind(service.image) !== 'image')
+      issues.push(componentIssue(['image'], service.image, 'image', names));
+    service.alternativeImages.forEach((image, j) => {
+      if (recipe.componentKind(image) !== 'image')
+        issues.push(componentIssue(['alternativeImages', j], image, 'image', names));
+    });
+    if (recipe.componentKind(service.model) !== 'model')
+      issues.push(componentIssue(['model'], service.model, 'model', names));
+    return issues;
+  },
+  recipeModel: (service) => ({ embeddings: service.embeddings }),
+  resolve(service, context) {
+    const image = resolveServiceImage(context, service.name, service.image);
+    // checkRecipe made sure the model is a model component.
+    return {
+      name: service.name,
+      runtime: 'vllm',
+      image,
+      model: { component: service.model, path: '', id: service.modelId },
+      port: service.port,
+      bind: service.bind,
+      embeddings: service.embeddings,
+      dtype: service.dtype,
+      ...(service.maxModelLen === undefined ? {} : { maxModelLen: service.maxModelLen }),
+      ...(service.tensorParallelSize === undefined ? {} : { tensorParallelSize: service.tensorParallelSize }),
+      ...(service.gpuMemoryUtilization === undefined
+        ? {}
+        : { gpuMemoryUtilization: service.gpuMemoryUtilization }),
+      extraArgs: service.extraArgs,
+      ...(service.alternativeImages.length > 0
+        ? {
+            alternativeImages: service.alternativeImages.map((component) =>
+              resolveServiceImage(context, service.name, component),
+            ),
+          }
+        : {}),
+    };
+  },
+  needsRuntimeComponent: false,
+
+  bundleSchema: vllmServiceSchema,
+  checkBundle(service, bundle) {
+    const issues: FieldIssue[] = [];
+    const names = bundle.componentNames;
+    if (bundle.componentKind(service.image.component) !== 'image')
+      issues.push(componentIssue(['image', 'component'], service.image.component, 'image', names));
+    (service.alternativeImages ?? []).forEach((image, j) => {
+      if (bundle.componentKind(image.component) !== 'image')
+        issues.push(componentIssue(['alternativeImages', j, 'component'], image.component, 'image', names));
+    });
+    if (bundle.componentKind(service.model.component) !== 'model')
+      issues.push(componentIssue(['model', 'component'], service.model.component, 'model', names));
+    return issues;
+  },
+  dependsOn: () => [],
+  modelId: modelServerParts.modelId,
+  endpoint: modelServerParts.endpoint,
+
+  needsContainerEngine: true,
+  planLaunch: (service, host) =>
+    planVllmLaunch(service, {
+      gpu: host.gpu,
+      // check-subject.ts labels a model component's vLLM workload by its config.json.
+      workload: host.workloads.find(
+        (w) => w.runtime === 'vllm' && w.label === `${service.model.component}/config.json (vLLM)`,
+      ),
+      imageConfigs: host.imageConfigs,
+    }),
+  start: (transport, service, context) =>
+    startContainerService(transport, vllmRunSpec(service, context.releaseDir, context.layout.root), context),
+  stopScript: (service, layout) => containerStopScript(service.name, layout),
+  healthPath: modelServerParts.healthPath,
+  verify: modelServerParts.verify,
+  report: (service) => ({
+    modelId: service.model.id,
+    image: service.image.reference,
+    vllm: vllmLaunchRecord(service),
+  }),
+  summary: (service) => service.model.id,
+};

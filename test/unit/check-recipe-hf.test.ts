@@ -97,7 +97,7 @@ describe('check --recipe, hf: source in the Hugging Face cache with HF_HUB_OFFLI
     const workload = onlyWorkload(subject);
     expect(workload).toMatchObject({
       label: 'model/config.json (vLLM)',
-      runtime: 'vllm',
+      device: 'gpu',
       weights: { bytes: indexedWeightBytes, source: '2 safetensors headers' },
     });
     expect(workload?.shape).toMatchObject({

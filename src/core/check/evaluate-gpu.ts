@@ -8,8 +8,9 @@ import { compareVersions, type ImageCuda, judgeDriver, newestCudaFor } from '../
 import { DEFAULT_GPU_MEMORY_UTILIZATION, type FitDevice, type FitReport, planFit } from '../gpu/fit.js';
 import type { GpuDevice, GpuInventory } from '../gpu/gpu-inventory.js';
 import { formatGB, MIB } from '../gpu/units.js';
-import type { CheckSubject, ModelWorkload } from '../operations/check-subject.js';
+import type { CheckSubject } from '../operations/check-subject.js';
 import type { CheckResult, CheckStatus } from './check-result.js';
+import type { ModelWorkload } from './model-workload.js';
 
 /**
  * The oldest image that serves Apertus: vLLM 0.10.2, CUDA 12.8.1 (runtime-facts 1.4, 3.1).
@@ -25,7 +26,7 @@ export interface FitSettings {
 }
 
 function gpuNeeded(subject: CheckSubject | undefined): boolean {
-  return subject?.workloads.some((w) => w.runtime === 'vllm') ?? false;
+  return subject?.workloads.some((w) => w.device === 'gpu') ?? false;
 }
 
 function describeGpus(gpus: readonly GpuDevice[]): string {
@@ -128,7 +129,7 @@ export function checkComputeCapability(gpu: GpuInventory, subject: CheckSubject 
   if (gpu.state !== 'ok') return [];
   const results: CheckResult[] = [];
   const unknown = gpu.gpus.filter((g) => !g.computeCapability);
-  const workloads = subject?.workloads.filter((w) => w.runtime === 'vllm') ?? [];
+  const workloads = subject?.workloads.filter((w) => w.device === 'gpu') ?? [];
   const required = subject?.requirements?.computeCapability;
   if (unknown.length > 0) {
     results.push({
@@ -264,7 +265,7 @@ export function checkFit(
 ): { results: CheckResult[]; reports: Array<{ workload: string; report: FitReport }> } {
   const results: CheckResult[] = [];
   const reports: Array<{ workload: string; report: FitReport }> = [];
-  const workloads: ModelWorkload[] = subject?.workloads.filter((w) => w.runtime === 'vllm') ?? [];
+  const workloads: ModelWorkload[] = subject?.workloads.filter((w) => w.device === 'gpu') ?? [];
   if (workloads.length === 0) return { results, reports };
   const { devices, maxTensorParallel } = fitDevices(gpu);
   for (const workload of workloads) {

@@ -58,7 +58,7 @@ export function checkOs(probe: HostProbe): CheckResult {
 /** The runtime the bundle ships (node + llama.cpp prebuilt) is linux-x64 only (src/core/runtimes/runtime-files.ts). */
 export function checkArch(probe: HostProbe, subject: CheckSubject | undefined): CheckResult {
   const arch = probe.arch ?? 'unknown';
-  const needsX64 = subject?.workloads.some((w) => w.runtime === 'llamacpp') ?? false;
+  const needsX64 = subject?.needsNodeRuntime ?? false;
   if (arch === 'x86_64') return { id: 'arch', status: 'ok', detail: arch };
   if (needsX64) {
     return {
@@ -80,7 +80,7 @@ export function checkArch(probe: HostProbe, subject: CheckSubject | undefined): 
 }
 
 export function checkLibc(probe: HostProbe, subject: CheckSubject | undefined): CheckResult {
-  const needsNode = subject?.workloads.some((w) => w.runtime === 'llamacpp') ?? false;
+  const needsNode = subject?.needsNodeRuntime ?? false;
   const libc = probe.libc;
   if (!libc) {
     return {
@@ -313,7 +313,7 @@ export function checkMemory(
 ): { results: CheckResult[]; reports: Array<{ workload: string; report: CpuFitReport }> } {
   const results: CheckResult[] = [];
   const reports: Array<{ workload: string; report: CpuFitReport }> = [];
-  for (const workload of subject?.workloads.filter((w) => w.runtime === 'llamacpp') ?? []) {
+  for (const workload of subject?.workloads.filter((w) => w.device === 'cpu') ?? []) {
     const report = planCpuFit({
       model: workload.shape,
       weights: workload.weights ?? { bytes: 0, source: 'unknown' },

@@ -9,38 +9,32 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import {
   bundleComponentViews,
-  type ComponentFile,
   type ComponentView,
   directoryView,
   type RecipeViewOptions,
   recipeComponentViews,
 } from '../bundle/component-files.js';
+import {
+  componentWorkload,
+  configWorkload,
+  ggufWorkload,
+  type ModelWorkload,
+  READS_SHAPE,
+  type ReadableFile,
+} from '../check/model-workload.js';
 import { ApertusError } from '../errors.js';
 import { type ImageCuda, imageCudaFromConfig } from '../gpu/cuda-driver.js';
-import { readGgufHeader } from '../gpu/gguf-metadata.js';
-import { type ModelShape, modelShapeFromConfig, modelShapeFromGguf } from '../gpu/model-shape.js';
-import { isCastFloat, readSafetensorsHeader, type SafetensorsHeader } from '../gpu/safetensors-header.js';
 import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { type LoadedBundle, loadBundle } from '../layout/load-bundle.js';
 import type { BundleConfig, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
+import { adapterOf, needsContainerEngine, needsRuntimeComponent } from '../runtimes/registry.js';
 import { resolveServices } from '../runtimes/resolve-services.js';
 import { listLocalFiles } from '../sources/file/local-files.js';
 import { loadRecipe } from '../spec/load-recipe.js';
 import type { PlanInput } from './install-plan.js';
 
-export interface ModelWorkload {
-  /** What and where, for the report: 'model/config.json (vLLM)'. */
-  label: string;
-  /** vllm: GPU, judged by the fit calculation; llamacpp: CPU, judged against RAM. */
-  runtime: 'vllm' | 'llamacpp';
-  shape: ModelShape;
-  /** Weight bytes as served, when the weight files were at hand. */
-  weights?: { bytes: number; source: string };
-  /** The llamacpp service serving it. */
-  service?: string;
-  contextSize?: number;
-}
+export type { ModelWorkload } from '../check/model-workload.js';
 
 export type DiskNeed =
   /** The install planner decides, against the blobs the host already has. */
@@ -53,8 +47,10 @@ export interface CheckSubject {
   workloads: ModelWorkload[];
   ports: Array<{ port: number; service: string }>;
   disk?: DiskNeed;
-  /** A container runtime is needed: the bundle or recipe has images, or a model is served by vLLM. */
+  /** A container runtime is needed: the bundle or recipe has images, or a model is served on GPU. */
   needsContainers: boolean;
+  /** The bundle carries our Node runtime (llamacpp and rag services, a GGUF model): the host runs its linux-x64 binaries. */
+  needsNodeRuntime: boolean;
   requirements?: BundleConfig['requirements'];
 }
 
@@ -96,9 +92,9 @@ export async function loadCheckSubject(
 }
 
 /**
- * The models the services serve and how each is judged: a llamacpp service's GGUF file on
- * CPU; any other model component's Hugging Face config.json (with its safetensors headers
- * for the weight bytes) as vLLM's on GPU. The one place here that knows service kinds.
+ * The models the services serve and how each is judged: each service kind reads its own
+ * (runtimes/<kind>/adapter.ts `workloads`); a model component no service claims is judged
+ * as vLLM would serve it, by its Hugging Face config.json, on GPU.
  */
 export async function modelWorkloads(
   services: readonly ServiceSpec[],
@@ -106,142 +102,19 @@ export async function modelWorkloads(
 ): Promise<ModelWorkload[]> {
   const byName = new Map(components.map((c) => [c.name, c]));
   const workloads: ModelWorkload[] = [];
-  const servedByLlamacpp = new Set<string>();
+  const claimed = new Set<string>();
   for (const service of services) {
-    if (service.runtime !== 'llamacpp') continue;
-    const { component: name, path: file } = service.model;
-    const component = byName.get(name);
-    const found = component?.files.find((f) => f.path === file);
-    if (!component || !found) {
-      const why = `service ${service.name} serves`;
-      throw component
-        ? component.missing(file, why)
-        : new ApertusError(
-            'model-component-missing',
-            `Service ${service.name} serves ${name}/${file}: there is no component ${name}.`,
-            {
-              hint: 'Name a component of kind model in services[].model.',
-            },
-          );
-    }
-    servedByLlamacpp.add(name);
-    // A delta that leaves the model out: the host holds it from the base release.
-    if (found.read === undefined) continue;
-    workloads.push(await ggufWorkload({ ...found, read: found.read }, `${name}/${file}`, service));
+    const adapter = adapterOf(service);
+    const component = adapter.modelComponent?.(service);
+    if (component !== undefined) claimed.add(component);
+    workloads.push(...((await adapter.workloads?.(service, byName)) ?? []));
   }
-  const vllm = new Map(services.flatMap((s) => (s.runtime === 'vllm' ? [[s.model.component, s.name]] : [])));
   for (const component of components) {
-    if (component.kind !== 'model' || servedByLlamacpp.has(component.name)) continue;
-    const config = component.files.find((f) => f.path === 'config.json');
-    // A listing that may lack files (the HF cache) must say so, not pass the model unjudged.
-    if (!config && component.partial) {
-      const service = vllm.get(component.name);
-      throw component.missing(
-        'config.json',
-        service ? `the fit check of vLLM service ${service} reads` : READS_SHAPE,
-      );
-    }
-    // Without config.json (or, in a delta, without its bytes) there is nothing to judge.
-    if (config?.read === undefined) continue;
-    workloads.push(await configWorkload(component, { ...config, read: config.read }));
+    if (component.kind !== 'model' || claimed.has(component.name)) continue;
+    const workload = await componentWorkload(component);
+    if (workload) workloads.push(workload);
   }
   return workloads;
-}
-
-/** Why config.json is needed, in a missing-file message: "…without config.json, which …". */
-const READS_SHAPE = "the fit check reads the model's shape from";
-
-type ReadableFile = ComponentFile & Required<Pick<ComponentFile, 'read'>>;
-
-/** config.json is a few KB; anything near this is not a model config. */
-const MAX_CONFIG_BYTES = 16 << 20;
-
-async function configWorkload(component: ComponentView, config: ReadableFile): Promise<ModelWorkload> {
-  const label = `${component.name}/config.json`;
-  let json: unknown;
-  try {
-    if (config.size > MAX_CONFIG_BYTES) throw new Error(`it is ${config.size} bytes, too large for a config`);
-    json = JSON.parse((await config.read(0, config.size)).toString('utf8'));
-  } catch (error) {
-    if (error instanceof ApertusError) throw error;
-    throw new ApertusError('model-config-invalid', `Cannot read ${label}: ${(error as Error).message}.`, {
-      hint: 'A Hugging Face model directory holds config.json next to its .safetensors files.',
-      cause: error,
-    });
-  }
-  const shape = modelShapeFromConfig(json, label);
-  const headers: SafetensorsHeader[] = [];
-  for (const shard of await servedShards(component)) {
-    headers.push(await readSafetensorsHeader(shard.read, `${component.name}/${shard.path}`));
-  }
-  return {
-    label: `${label} (vLLM)`,
-    runtime: 'vllm',
-    shape,
-    ...(headers.length > 0
-      ? { weights: { bytes: servedWeightBytes(headers), source: `${headers.length} safetensors headers` } }
-      : {}),
-  };
-}
-
-const SHARD_INDEX = 'model.safetensors.index.json';
-
-/**
- * The .safetensors files vLLM loads (the model directory's own, not a subfolder such as
- * original/), when every one is readable; else none, and the weights are sized from
- * config.json. A listing that may lack files counts only when the shard index (or a single
- * model.safetensors) shows nothing is missing.
- */
-async function servedShards(component: ComponentView): Promise<ReadableFile[]> {
-  const shards = component.files.filter((f) => f.path.endsWith('.safetensors') && !f.path.includes('/'));
-  // A delta may leave some shards out.
-  if (shards.length === 0 || shards.some((f) => f.read === undefined)) return [];
-  const readable = shards as ReadableFile[];
-  if (!component.partial) return readable;
-  const index = component.files.find((f) => f.path === SHARD_INDEX);
-  if (index?.read === undefined || index.size > MAX_CONFIG_BYTES * 4) {
-    return readable.length === 1 && readable[0]?.path === 'model.safetensors' ? readable : [];
-  }
-  let named: string[];
-  try {
-    const parsed = JSON.parse((await index.read(0, index.size)).toString('utf8')) as { weight_map?: unknown };
-    named = Object.values((parsed.weight_map ?? {}) as Record<string, unknown>).map(String);
-  } catch {
-    return [];
-  }
-  const present = new Set(readable.map((f) => f.path));
-  return named.length > 0 && named.every((name) => present.has(name)) ? readable : [];
-}
-
-async function ggufWorkload(
-  file: ReadableFile,
-  label: string,
-  service?: { name: string; contextSize: number },
-): Promise<ModelWorkload> {
-  const header = await readGgufHeader(file.read, label);
-  const shape = modelShapeFromGguf(header, label);
-  return {
-    label: `${label} (llamacpp${service ? `, service ${service.name}` : ''})`,
-    runtime: 'llamacpp',
-    shape,
-    weights: { bytes: file.size - header.dataOffset, source: 'GGUF tensor data' },
-    ...(service ? { service: service.name } : {}),
-    contextSize: service?.contextSize ?? shape.maxPositionEmbeddings ?? 4096,
-  };
-}
-
-/**
- * Weight bytes as vLLM holds them: float tensors in the 16-bit model dtype (an fp32
- * checkpoint is served in 16 bits, runtime-facts 3.3), quantized tensors (F8, packed
- * ints) as stored.
- */
-function servedWeightBytes(headers: readonly SafetensorsHeader[]): number {
-  let bytes = 0;
-  for (const header of headers) {
-    for (const tensor of header.tensors)
-      bytes += isCastFloat(tensor.dtype) ? tensor.parameters * 2 : tensor.bytes;
-  }
-  return bytes;
 }
 
 /** What bundles and recipes have in common: the ports their services take, and whether containers run. */
@@ -249,11 +122,14 @@ function servicesAndContainers(
   services: readonly ServiceSpec[],
   components: readonly ComponentView[],
   workloads: readonly ModelWorkload[],
-): Pick<CheckSubject, 'ports' | 'needsContainers'> {
+): Pick<CheckSubject, 'ports' | 'needsContainers' | 'needsNodeRuntime'> {
   return {
     ports: services.map((s) => ({ port: s.port, service: s.name })),
     needsContainers:
-      components.some((c) => c.kind === 'image') || workloads.some((w) => w.runtime === 'vllm'),
+      components.some((c) => c.kind === 'image') ||
+      needsContainerEngine(services) ||
+      workloads.some((w) => w.device === 'gpu'),
+    needsNodeRuntime: needsRuntimeComponent(services),
   };
 }
 
@@ -364,7 +240,8 @@ async function subjectFromModel(modelPath: string): Promise<CheckSubject> {
     workloads: [workload],
     ports: [],
     disk: { kind: 'estimate', bytes, detail: 'the model files, without a runtime or its image' },
-    needsContainers: workload.runtime === 'vllm',
+    needsContainers: workload.device === 'gpu',
+    needsNodeRuntime: workload.device === 'cpu',
   };
 }
 

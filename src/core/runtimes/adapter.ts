@@ -8,10 +8,11 @@
  * registry, which imports the adapters): the pure parts of a kind live in its spec.ts.
  */
 import type { z } from 'zod';
+import type { ComponentView } from '../bundle/component-files.js';
+import type { ModelWorkload } from '../check/model-workload.js';
 import type { GpuInventory } from '../gpu/gpu-inventory.js';
 import type { Transport } from '../host/transport.js';
 import type { VerifySpec } from '../layout/types.js';
-import type { ModelWorkload } from '../operations/check-subject.js';
 import type { HostLayout } from '../target/layout.js';
 import type { ServiceManager } from '../target/preflight.js';
 import type { ContainerHost } from './container/engine.js';
@@ -131,6 +132,10 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   modelId(service: S): string | null;
   /** Where and what it serves to the RAG service; null when it is no model server. */
   endpoint(service: S): ModelEndpoint | null;
+  /** The model component it serves, which no other judgement of the check takes; absent: none. */
+  modelComponent?(service: S): string;
+  /** What the host check judges of the model it serves, read from the components (bundle or recipe). */
+  workloads?(service: S, components: ReadonlyMap<string, ComponentView>): Promise<ModelWorkload[]>;
 
   // On a host.
   /** Runs in a container: the host needs podman or docker. */

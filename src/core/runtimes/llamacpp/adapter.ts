@@ -4,6 +4,7 @@
  */
 import path from 'node:path/posix';
 import type { z } from 'zod';
+import { ggufWorkload } from '../../check/model-workload.js';
 import { ApertusError } from '../../errors.js';
 import { componentIssue, type RuntimeAdapter } from '../adapter.js';
 import { modelServerParts } from '../model-server.js';
@@ -65,6 +66,24 @@ export const llamacppRuntime: RuntimeAdapter<
   dependsOn: () => [],
   modelId: modelServerParts.modelId,
   endpoint: modelServerParts.endpoint,
+  modelComponent: (service) => service.model.component,
+  async workloads(service, components) {
+    const { component: name, path: file } = service.model;
+    const component = components.get(name);
+    const found = component?.files.find((f) => f.path === file);
+    if (!component || !found) {
+      throw component
+        ? component.missing(file, `service ${service.name} serves`)
+        : new ApertusError(
+            'model-component-missing',
+            `Service ${service.name} serves ${name}/${file}: there is no component ${name}.`,
+            { hint: 'Name a component of kind model in services[].model.' },
+          );
+    }
+    // A delta that leaves the model out: the host holds it from the base release.
+    if (found.read === undefined) return [];
+    return [await ggufWorkload({ ...found, read: found.read }, `${name}/${file}`, service, name)];
+  },
 
   needsContainerEngine: false,
   start: (transport, service, context) =>

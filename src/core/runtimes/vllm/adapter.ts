@@ -3,6 +3,7 @@
  * with the image and the flags the recipe leaves out chosen for each host's GPUs and driver.
  */
 import type { z } from 'zod';
+import { componentWorkload } from '../../check/model-workload.js';
 import { componentIssue, type FieldIssue, type RuntimeAdapter } from '../adapter.js';
 import { containerStopScript, startContainerService } from '../container/service.js';
 import { resolveServiceImage } from '../container/service-image.js';
@@ -83,15 +84,18 @@ export const vllmRuntime: RuntimeAdapter<
   dependsOn: () => [],
   modelId: modelServerParts.modelId,
   endpoint: modelServerParts.endpoint,
+  modelComponent: (service) => service.model.component,
+  async workloads(service, components) {
+    const component = components.get(service.model.component);
+    const workload = component ? await componentWorkload(component, service.name) : undefined;
+    return workload ? [workload] : [];
+  },
 
   needsContainerEngine: true,
   planLaunch: (service, host) =>
     planVllmLaunch(service, {
       gpu: host.gpu,
-      // check-subject.ts labels a model component's vLLM workload by its config.json.
-      workload: host.workloads.find(
-        (w) => w.runtime === 'vllm' && w.label === `${service.model.component}/config.json (vLLM)`,
-      ),
+      workload: host.workloads.find((w) => w.device === 'gpu' && w.component === service.model.component),
       imageConfigs: host.imageConfigs,
     }),
   start: (transport, service, context) =>

@@ -17,7 +17,6 @@ import { fetchOciImage } from '../../src/core/sources/oci/fetch-oci.js';
 import { resolveOci } from '../../src/core/sources/oci/resolve-oci.js';
 import { loadImages } from '../../src/core/target/images.js';
 import { hostLayout } from '../../src/core/target/layout.js';
-import type { HostFacts } from '../../src/core/target/preflight.js';
 import { verifyBundle } from '../../src/core/verify/verify-bundle.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
 import {
@@ -110,17 +109,11 @@ describe.skipIf(!requirement.ok || !podman.ok)(`image components ${requirement.w
     await mkdir(root, { recursive: true });
     await execa('tar', ['-xf', written.path, '-C', root, 'blobs']);
     const layout = hostLayout(root);
-    const facts: HostFacts = {
-      os: 'linux',
-      arch: 'x86_64',
-      user: 'root',
-      hashTool: 'sha256sum',
-      serviceManager: 'supervisor',
-      diskAvailableBytes: 1e12,
-      blobs: new Set(),
-      partial: new Map(),
-      current: null,
-    } as HostFacts;
+    // A fresh host's store as the probe sees it: nothing in it yet, plenty of disk.
+    const facts = {
+      root: { blobs: new Map<string, number>(), partial: new Map<string, number>(), current: null },
+      disks: [{ availableBytes: 1e12 }],
+    };
     const installPlan = planInstall(
       {
         config: bundle.config,

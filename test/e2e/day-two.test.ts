@@ -245,7 +245,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
         hint: expect.stringContaining(`rm -r ${lock}`),
       });
       const status = json<HostStatus>((await apertus(['status', ...target, '--json'])).stdout);
-      expect(status.lock).toEqual({ held: true, holder: null, stale: null });
+      expect(status.lock).toEqual({ held: true, holder: null, stale: null, description: null });
       expect(status.warnings).toContain(
         `${lock} names no holder: remove it if no apertus command is running`,
       );

@@ -10,9 +10,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openBundle } from '../../src/core/layout/bundle-reader.js';
-import { loadBundle } from '../../src/core/layout/load-bundle.js';
 import type { VllmServiceSpec } from '../../src/core/layout/types.js';
+import { prepareBundle } from '../../src/core/operations/prepare-bundle.js';
 import { planLaunches } from '../../src/core/runtimes/launch-plan.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 import {
@@ -97,20 +96,19 @@ describe.skipIf(!requirement.ok)(`vLLM launch decided from a bundle ${requiremen
     if (work) await rm(work, { recursive: true, force: true });
   });
 
+  /** As install decides it: the bundle prepared once (its workloads and image configs), the host's GPUs. */
   async function launch(fixture: string): Promise<VllmServiceSpec> {
-    const reader = await openBundle(bundlePath);
+    const prepared = await prepareBundle(bundlePath);
     try {
-      const bundle = await loadBundle(reader);
-      const [service] = await planLaunches(bundle.config.services, {
-        bundlePath,
-        reader,
-        components: bundle.components,
+      const [service] = planLaunches(prepared.bundle.config.services, {
         gpu: gpuFixture(fixture),
+        workloads: prepared.subject.workloads,
+        imageConfigs: prepared.imageConfigs,
       });
       if (service?.runtime !== 'vllm') throw new Error('no vllm service');
       return service;
     } finally {
-      await reader.close();
+      await prepared.close();
     }
   }
 

@@ -23,7 +23,12 @@ export function startApertusBin(args: string[]): {
   process: ResultPromise;
   done: Promise<BinRun & { signal: string | null }>;
 } {
-  const child = execa(process.execPath, [BIN, ...args], { reject: false, env: { CI: 'true' } });
+  // No SIGKILL 5 s after a SIGTERM (execa's default): the command takes its time to put the host back.
+  const child = execa(process.execPath, [BIN, ...args], {
+    reject: false,
+    env: { CI: 'true' },
+    forceKillAfterDelay: false,
+  });
   const done = child.then((r) => ({
     exitCode: r.exitCode ?? -1,
     stdout: String(r.stdout),

@@ -45,15 +45,6 @@ export function hexFromDigest(digest: string): string {
   return digest.slice('sha256:'.length);
 }
 
-export function digestFromHex(hex: string): string {
-  if (!isHex(hex)) {
-    throw new ApertusError('bundle-bad-digest', `"${hex}" is not a sha256 hex digest`, {
-      hint: 'A sha256 hex digest is 64 lowercase hex digits.',
-    });
-  }
-  return `sha256:${hex}`;
-}
-
 export function blobPath(digest: string): string {
   return `${BLOBS_SHA256_DIR}/${hexFromDigest(digest)}`;
 }

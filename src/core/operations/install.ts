@@ -6,6 +6,7 @@ import type { ServiceSpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { planLaunches } from '../runtimes/launch-plan.js';
 import { preflightServices, startOrder, startServices, stopServices } from '../runtimes/lifecycle.js';
+import { settleCheckSteps } from '../runtimes/service-check.js';
 import {
   type ServiceCheck,
   type CheckId as VerifyCheckId,
@@ -74,14 +75,6 @@ const NOT_APPLICABLE: Record<VerifyCheckId, string> = {
 };
 
 const VERIFY_STEPS = INSTALL_STEPS.filter((step): step is VerifyCheckId => step.startsWith('verify.'));
-
-/** One line for a step's checks: the failure, or what each service showed. */
-function summariseChecks(checks: ServiceCheck[], failed: ServiceCheck | undefined): string {
-  if (failed) return `${failed.service}: ${failed.detail}`;
-  return checks.length === 1
-    ? (checks[0]?.detail ?? '')
-    : checks.map((c) => `${c.service}: ${c.detail}`).join('; ');
-}
 
 export interface InstallOptions extends RunOptions {
   bundlePath: string;
@@ -584,21 +577,13 @@ async function activateAndVerify(
       metrics: { packets },
     });
   }
-  for (const id of VERIFY_STEPS) {
-    const mine = checks.filter((c) => c.id === id);
-    const failed = mine.find((c) => c.status === 'fail');
-    if (mine.length === 0)
-      emit(
-        id,
-        'skip',
-        interrupted
-          ? 'not run: interrupted'
-          : startError === null
-            ? NOT_APPLICABLE[id]
-            : 'not run: activation failed',
-      );
-    else emit(id, failed ? 'fail' : 'ok', summariseChecks(mine, failed));
-  }
+  settleCheckSteps(VERIFY_STEPS, checks, emit, (id) =>
+    interrupted
+      ? 'not run: interrupted'
+      : startError === null
+        ? NOT_APPLICABLE[id]
+        : 'not run: activation failed',
+  );
   const ok = startError === null && !interrupted && checks.every((c) => c.status === 'ok');
 
   // A disk that filled up is the likeliest cause of a failure nobody else explains: say so.

@@ -5,6 +5,7 @@ import type { ServiceSpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { startServices, stopServices } from '../runtimes/lifecycle.js';
 import { checkReleaseServices } from '../runtimes/release-health.js';
+import { settleCheckSteps } from '../runtimes/service-check.js';
 import type { ServiceCheck } from '../runtimes/verify-services.js';
 import type { InstallTarget } from '../target/connect.js';
 import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
@@ -253,28 +254,9 @@ async function applyRollback(
     );
   }
   const interrupted = signal?.aborted === true;
-  for (const id of ['verify.health', 'verify.models'] as const) {
-    const mine = checks.filter((c) => c.id === id);
-    const failed = mine.find((c) => c.status === 'fail');
-    if (mine.length === 0)
-      emit(
-        id,
-        'skip',
-        interrupted
-          ? 'not run: interrupted'
-          : activateError
-            ? 'not run: activation failed'
-            : 'no such services',
-      );
-    else
-      emit(
-        id,
-        failed ? 'fail' : 'ok',
-        failed
-          ? `${failed.service}: ${failed.detail}`
-          : mine.map((c) => `${c.service}: ${c.detail}`).join('; '),
-      );
-  }
+  settleCheckSteps(['verify.health', 'verify.models'], checks, emit, () =>
+    interrupted ? 'not run: interrupted' : activateError ? 'not run: activation failed' : 'no such services',
+  );
   const ok = activateError === null && !interrupted && checks.every((c) => c.status === 'ok');
 
   let restored: RollbackReport['restored'] = null;

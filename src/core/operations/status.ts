@@ -97,8 +97,6 @@ export interface HostStatusOptions extends RunOptions {
   healthTimeoutMs?: number | undefined;
 }
 
-export const STATUS_STEPS = ['connect', 'status.read', 'status.health'] as const;
-
 /** Reads the host's releases, blob store, audit log, trust and lock, and asks each current service for /health. Changes nothing. */
 export async function hostStatus(options: HostStatusOptions): Promise<HostStatus> {
   const onProgress = options.onProgress ?? noProgress;

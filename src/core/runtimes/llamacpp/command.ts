@@ -2,7 +2,7 @@
  * The llamacpp runtime: our OpenAI-compatible server (templates/runtime/server.mjs) over
  * node-llama-cpp, run by the Node binary the bundle ships.
  */
-import { ApertusError } from '../../errors.js';
+import { serviceInteger } from '../service-check.js';
 import type { LlamacppServiceSpec } from './spec.js';
 
 export interface LlamacppPaths {
@@ -12,25 +12,6 @@ export interface LlamacppPaths {
   server: string;
   /** The GGUF file on the host. */
   modelPath: string;
-}
-
-function requireInteger(
-  service: LlamacppServiceSpec,
-  field: string,
-  value: number,
-  min: number,
-  max: number,
-): string {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ApertusError(
-      'service-invalid',
-      `service ${service.name}: ${field} must be an integer from ${min} to ${max}, got ${value}`,
-      {
-        hint: `Fix services[].${field} of "${service.name}" in the recipe.`,
-      },
-    );
-  }
-  return String(value);
 }
 
 /**
@@ -55,11 +36,11 @@ export function renderLlamacppCommand(
     '--host',
     options.host ?? '127.0.0.1',
     '--port',
-    requireInteger(service, 'port', service.port, 1, 65535),
+    serviceInteger(service, 'port', service.port, 1, 65535),
     '--threads',
-    requireInteger(service, 'threads', service.threads, 1, 1024),
+    serviceInteger(service, 'threads', service.threads, 1, 1024),
     '--context-size',
-    requireInteger(service, 'contextSize', service.contextSize, 1, 16 * 1024 * 1024),
+    serviceInteger(service, 'contextSize', service.contextSize, 1, 16 * 1024 * 1024),
     ...(service.embeddings ? ['--embeddings'] : []),
   ];
 }

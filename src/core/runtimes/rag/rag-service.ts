@@ -14,6 +14,7 @@ import { ApertusError } from '../../errors.js';
 import { shellQuote } from '../../host/shell-quote.js';
 import type { Transport } from '../../host/transport.js';
 import type { RuntimeTreeFile } from '../runtime-files.js';
+import { serviceInteger } from '../service-check.js';
 import type { RagServiceSpec } from './spec.js';
 
 /** The service's modules, in templates/rag/ and under RAG_DIR in the runtime directory. */
@@ -64,34 +65,17 @@ export interface RagCommandPaths {
   checkpointKey: string;
 }
 
-function requireInteger(
-  spec: RagServiceSpec,
-  field: string,
-  value: number,
-  min: number,
-  max: number,
-): string {
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ApertusError(
-      'service-invalid',
-      `service ${spec.name}: ${field} must be an integer from ${min} to ${max}, got ${value}`,
-      { hint: `Fix services[].${field} of "${spec.name}" in the recipe.` },
-    );
-  }
-  return String(value);
-}
-
 /** The service's argv, program first. It listens on loopback only. */
 export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): string[] {
   const optional = (flag: string, field: keyof RagServiceSpec, value: number | undefined, min: number) =>
-    value === undefined ? [] : [flag, requireInteger(spec, field, value, min, 10_000_000)];
+    value === undefined ? [] : [flag, serviceInteger(spec, field, value, min, 10_000_000)];
   return [
     paths.node,
     paths.server,
     '--host',
     '127.0.0.1',
     '--port',
-    requireInteger(spec, 'port', spec.port, 1, 65535),
+    serviceInteger(spec, 'port', spec.port, 1, 65535),
     '--data-dir',
     paths.dataDir,
     '--audit-log',
@@ -104,7 +88,7 @@ export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): 
     '--embedding-model',
     spec.embeddingModel,
     '--dimension',
-    requireInteger(spec, 'dimension', spec.dimension, 1, 65536),
+    serviceInteger(spec, 'dimension', spec.dimension, 1, 65536),
     '--chat-model',
     spec.chatModel,
     ...optional('--chunk-size', 'chunkSize', spec.chunkSize, 50),

@@ -3,11 +3,15 @@ import type { AuditLogVerification } from '../../core/audit/audit-verify.js';
 import { ApertusError } from '../../core/errors.js';
 import type { InstallLogVerification } from '../../core/operations/verify-install-log.js';
 import { withExamples } from '../help-text.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { ReportedFailure } from '../reported-failure.js';
 import { type HostTargetFlags, hostPath, hostTarget, withHostTargetOptions } from './host-target.js';
+
+/** Verifying reads only. */
+const AUDIT_HINT = 'Nothing was changed on the host; run the verification again.';
 
 interface AuditVerifyFlags extends HostTargetFlags {
   log?: string;
@@ -48,7 +52,10 @@ export function registerAudit(program: Command, io: CliIO): void {
           io,
           chooseRendererMode(io, flags),
           [{ id: 'audit.read', title: 'Verify the log of installs' }],
-          (onProgress) => verifyInstallLog({ target, root: flags.root, onProgress }),
+          (onProgress) =>
+            runInterruptible(io, AUDIT_HINT, (signal) =>
+              verifyInstallLog({ target, root: flags.root, signal, onProgress }),
+            ),
         );
         if (flags.json) writeJson(io, result);
         else io.stdout.write(formatInstallLogVerification(result));
@@ -60,7 +67,10 @@ export function registerAudit(program: Command, io: CliIO): void {
         io,
         chooseRendererMode(io, flags),
         [{ id: 'audit.read', title: 'Verify audit log' }],
-        (onProgress) => auditVerify({ target, root: flags.root, logPath: flags.log, onProgress }),
+        (onProgress) =>
+          runInterruptible(io, AUDIT_HINT, (signal) =>
+            auditVerify({ target, root: flags.root, logPath: flags.log, signal, onProgress }),
+          ),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatAuditVerification(result));

@@ -4,6 +4,7 @@ import { ApertusError } from '../../core/errors.js';
 import type { CheckHostsOptions, ChecksReport, CheckTarget } from '../../core/operations/check.js';
 import { existingBundle, existingFile, positiveNumber } from '../flag-values.js';
 import { withExamples } from '../help-text.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
@@ -92,8 +93,13 @@ export function registerCheck(program: Command, io: CliIO): void {
         import('../output/run-steps.js'),
       ]);
       const steps = targets.map((t) => ({ id: `host:${t.name}`, title: t.name }));
-      const report = await runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
-        checkHosts(targets, { ...options, onProgress }),
+      const report = await runInterruptible(
+        io,
+        'Nothing was changed on any host; run the check again.',
+        (signal) =>
+          runSteps(io, chooseRendererMode(io, flags), steps, (onProgress) =>
+            checkHosts(targets, { ...options, signal, onProgress }),
+          ),
       );
       if (flags.json) writeJson(io, report);
       else io.stdout.write(formatChecksReport(report));

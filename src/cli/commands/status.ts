@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { HostStatus } from '../../core/operations/status.js';
 import { withExamples } from '../help-text.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
@@ -23,7 +24,11 @@ export function registerStatus(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON status on stdout')
     .action(async (flags: StatusFlags) => {
       const { hostStatus } = await import('../../core/operations/status.js');
-      const result = await hostStatus({ target: hostTarget(flags), root: flags.root });
+      const result = await runInterruptible(
+        io,
+        'Nothing was changed on the host; run the command again.',
+        (signal) => hostStatus({ target: hostTarget(flags), root: flags.root, signal }),
+      );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatHostStatus(result));
       // A service of the current release that does not answer is a failure scripts must see.

@@ -2,9 +2,13 @@ import type { Command } from 'commander';
 import type { TrustChange, TrustList } from '../../core/operations/trust.js';
 import { keyFile } from '../flag-values.js';
 import { withExamples } from '../help-text.js';
+import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
+
+/** A trust change is one small write under the lock: interrupted, it happened or it did not. */
+const TRUST_HINT = 'Run `apertus trust list` to see which keys the host trusts, then the command again.';
 
 interface TrustFlags extends HostTargetFlags {
   json?: boolean;
@@ -28,7 +32,9 @@ export function registerTrust(program: Command, io: CliIO): void {
       ),
   ).action(async (keyPath: string, flags: TrustFlags) => {
     const { addTrust } = await import('../../core/operations/trust.js');
-    const change = await addTrust({ target: hostTarget(flags), root: flags.root, keyPath });
+    const change = await runInterruptible(io, TRUST_HINT, (signal) =>
+      addTrust({ target: hostTarget(flags), root: flags.root, keyPath, signal }),
+    );
     if (flags.json) writeJson(io, change);
     else io.stdout.write(formatChange(change));
   });
@@ -46,7 +52,9 @@ export function registerTrust(program: Command, io: CliIO): void {
       .argument('<key>', 'the key id, as `apertus trust list` prints it, or its .pub file'),
   ).action(async (key: string, flags: TrustFlags) => {
     const { removeTrust } = await import('../../core/operations/trust.js');
-    const change = await removeTrust({ target: hostTarget(flags), root: flags.root, key });
+    const change = await runInterruptible(io, TRUST_HINT, (signal) =>
+      removeTrust({ target: hostTarget(flags), root: flags.root, key, signal }),
+    );
     if (flags.json) writeJson(io, change);
     else io.stdout.write(formatChange(change));
   });
@@ -60,7 +68,9 @@ export function registerTrust(program: Command, io: CliIO): void {
   const list = withFlags(trust.command('list').description('Show the keys the host trusts')).action(
     async (flags: TrustFlags) => {
       const { listTrust } = await import('../../core/operations/trust.js');
-      const listed = await listTrust({ target: hostTarget(flags), root: flags.root });
+      const listed = await runInterruptible(io, TRUST_HINT, (signal) =>
+        listTrust({ target: hostTarget(flags), root: flags.root, signal }),
+      );
       if (flags.json) writeJson(io, listed);
       else io.stdout.write(formatList(listed));
     },

@@ -34,9 +34,10 @@ import type { CpuFitReport, FitReport } from '../gpu/fit.js';
 import type { GpuInventory } from '../gpu/gpu-inventory.js';
 import type { Transport } from '../host/transport.js';
 import { noProgress, type RunOptions } from '../progress.js';
-import { type InstallTarget, openTarget } from '../target/connect.js';
-import { DEFAULT_HOST_ROOT } from '../target/layout.js';
+import type { InstallTarget } from '../target/connect.js';
+import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
 import { type HostProbe, runProbe } from '../target/probe.js';
+import { withHostSession } from '../target/session.js';
 import { type CheckSubject, loadCheckSubject, type SubjectSource } from './check-subject.js';
 
 export interface EvaluateOptions {
@@ -174,19 +175,28 @@ export async function checkHost(
     { root },
     { ...(options.signal ? { signal: options.signal } : {}), ...(options.now ? { now: options.now } : {}) },
   );
+  return judgeHost(transport.description, probe, { sentAtMs, receivedAtMs }, { ...options, subject });
+}
+
+/** The check's verdict on a probed host. */
+function judgeHost(
+  host: string,
+  probe: HostProbe,
+  probedAt: { sentAtMs: number; receivedAtMs: number },
+  options: Pick<CheckHostOptions, 'subject' | 'image' | 'fit'>,
+): HostCheckReport {
   const evaluation = evaluateHost(probe, {
-    subject,
+    subject: options.subject,
     image: options.image,
     fit: options.fit,
-    sentAtMs,
-    receivedAtMs,
+    ...probedAt,
   });
   return {
-    host: transport.description,
-    transport: transport.description,
+    host,
+    transport: host,
     status: worstStatus(evaluation.results),
     ...evaluation,
-    facts: summarise(probe, sentAtMs, receivedAtMs),
+    facts: summarise(probe, probedAt.sentAtMs, probedAt.receivedAtMs),
   };
 }
 
@@ -253,14 +263,20 @@ export async function checkHosts(
         memory: [],
       };
     };
-    let transport: Transport;
     try {
-      transport = await openTarget(target.target, { signal: options.signal });
-    } catch (error) {
-      return unreachable(error);
-    }
-    try {
-      const report = await checkHost(transport, { ...options, subject, root: target.root });
+      // A read-only host session: the one probe, no lock, nothing written.
+      const report = await withHostSession(
+        {
+          target: target.target,
+          root: parseHostRoot(target.root ?? DEFAULT_HOST_ROOT),
+          command: 'check',
+          lock: false,
+          probe: { system: true },
+          signal: options.signal,
+        },
+        async (session) =>
+          judgeHost(session.transport.description, session.probe, session.probedAt, { ...options, subject }),
+      );
       const failed = report.results.filter((r) => r.status === 'fail').map((r) => r.id);
       onProgress({
         step,
@@ -270,8 +286,6 @@ export async function checkHosts(
       return { ...report, host: target.name };
     } catch (error) {
       return unreachable(error);
-    } finally {
-      await transport.close().catch(() => {});
     }
   };
   await Promise.all(

@@ -115,7 +115,7 @@ export async function hostStatus(options: HostStatusOptions): Promise<HostStatus
       const { transport, layout, probe, state, signal } = session;
       onProgress({ step: 'status.read', status: 'start' });
       const link = probe.root.current;
-      const problems: string[] = [];
+      const problems: string[] = session.stateProblem ? [session.stateProblem] : [];
       const release = link
         ? await readRelease(transport, layout, link).catch((error: unknown) => {
             if (!isApertusError(error)) throw error;

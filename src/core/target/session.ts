@@ -32,7 +32,7 @@ import { assertRootSafe } from './preflight.js';
 import { type HostProbe, type ProbeOptions, runProbe } from './probe.js';
 import { judgeRoot } from './root-safety.js';
 import { writeFileScript } from './safe-write.js';
-import { type HostState, parseHostState, writeHostStateScript } from './state.js';
+import { EMPTY_STATE, type HostState, parseHostState, writeHostStateScript } from './state.js';
 
 export interface SessionOptions {
   target: InstallTarget;
@@ -57,6 +57,8 @@ export interface HostSession {
   /** The operator's clock around the probe's round trip (for the clock-skew check). */
   probedAt: { sentAtMs: number; receivedAtMs: number };
   state: HostState;
+  /** Why state.json could not be read, in a read-only session (which then sees no state); null when it could. */
+  stateProblem: string | null;
   /** The lock this session holds; null for a read-only session. */
   lock: HeldLock | null;
   /** The audit log's verified tail; null for a read-only session (which does not judge it). */
@@ -124,7 +126,16 @@ export async function withHostSession<T>(
       signal ? { signal } : {},
     );
     const { probe } = probed;
-    const state = parseHostState(probe.root.stateText, `${layout.state} on ${transport.description}`);
+    // A command that changes the host needs a state file it can trust; one that only looks
+    // (status, check) reports a damaged one instead of stopping at it.
+    let state = EMPTY_STATE;
+    let stateProblem: string | null = null;
+    try {
+      state = parseHostState(probe.root.stateText, `${layout.state} on ${transport.description}`);
+    } catch (error) {
+      if (lock !== null || !isApertusError(error)) throw error;
+      stateProblem = error.message;
+    }
     let tail: AuditTail | null = null;
     if (lock !== null) {
       assertRootSafe(judgeRoot(probe.root.entries, layout, probe.uid), layout, transport.description);
@@ -137,6 +148,7 @@ export async function withHostSession<T>(
       probe,
       probedAt: { sentAtMs: probed.sentAtMs, receivedAtMs: probed.receivedAtMs },
       state,
+      stateProblem,
       lock,
       tail,
       signal,

@@ -7,28 +7,24 @@
 //   node server.mjs --model PATH --threads N --port P [--model-id ID] [--host H]
 //                   [--context-size N] [--embeddings]
 //
-// Endpoints: GET /health, GET /v1/models, POST /v1/chat/completions (JSON or SSE),
-// POST /v1/embeddings (with --embeddings). One request line per request on stdout;
-// llama.cpp's own messages (errors only) on stderr.
+// Endpoints: GET /health, GET /metrics (Prometheus text, runtime-metrics.mjs), GET /v1/models,
+// GET /v1/models/{id}, POST /v1/chat/completions (JSON or SSE), POST /v1/embeddings (with
+// --embeddings). Every OpenAI parameter is honoured or refused with a 400 naming it
+// (openai-request.mjs); `response_format` json_object and json_schema constrain the
+// output with a llama.cpp grammar, so it parses whatever the weights. One request line
+// per request on stdout; llama.cpp's own messages (errors only) on stderr.
 
 import { createServer } from 'node:http';
 import { basename } from 'node:path';
 import { parseArgs } from 'node:util';
+import { HttpError, parseChatRequest, parseEmbeddingsRequest } from './openai-request.mjs';
+import { createRuntimeMetrics } from './runtime-metrics.mjs';
 
 const MAX_BODY_BYTES = 10 * 1024 * 1024;
 const DEFAULT_CONTEXT_SIZE = 4096;
 // llama.cpp server's default; OpenAI's is 1, which is noisy for small models.
 const DEFAULT_TEMPERATURE = 0.8;
 const SHUTDOWN_GRACE_MS = 5000;
-
-class HttpError extends Error {
-  constructor(status, message, type = 'invalid_request_error', param = null) {
-    super(message);
-    this.status = status;
-    this.type = type;
-    this.param = param;
-  }
-}
 
 function usageError(message) {
   process.stderr.write(`server.mjs: ${message}\n`);
@@ -94,18 +90,30 @@ let shuttingDown = false;
 /** Aborted on shutdown so a long generation does not hold the process. */
 const shutdownController = new AbortController();
 
+const metrics = createRuntimeMetrics({ modelId: options.modelId });
+
 // One context sequence serves every request, so requests take turns: a promise chain is
 // the whole scheduler, and concurrent clients queue instead of crashing the sequence.
 let queueTail = Promise.resolve();
+let waiting = 0;
 function serialised(task) {
-  const result = queueTail.then(task);
+  const queued = process.hrtime.bigint();
+  waiting += 1;
+  metrics.queueDepth(waiting);
+  const result = queueTail.then(() => {
+    waiting -= 1;
+    metrics.queueDepth(waiting);
+    metrics.queueWait(Number(process.hrtime.bigint() - queued) / 1e9);
+    return task();
+  });
   queueTail = result.catch(() => {});
   return result;
 }
 
 async function loadRuntime() {
   // Imported here, after listen, so /health answers 503 during the import as well.
-  const { getLlama, LlamaLogLevel, resolveChatWrapper } = await import('node-llama-cpp');
+  const { getLlama, LlamaGrammarEvaluationState, LlamaLogLevel, resolveChatWrapper, TokenBias } =
+    await import('node-llama-cpp');
   const llama = await getLlama({
     // CPU only, the prebuilt binary shipped next to us or nothing: never download llama.cpp,
     // never build it (an air-gapped host has no compiler toolchain and no network).
@@ -134,7 +142,19 @@ async function loadRuntime() {
     : null;
   const chatWrapper = resolveChatWrapper(model);
   const vocabularySize = model.fileInfo.metadata?.tokenizer?.ggml?.tokens?.length ?? 0;
-  return { llama, model, context, sequence, embeddingContext, chatWrapper, contextSize, vocabularySize };
+  return {
+    llama,
+    model,
+    context,
+    sequence,
+    embeddingContext,
+    chatWrapper,
+    contextSize,
+    vocabularySize,
+    LlamaGrammarEvaluationState,
+    TokenBias,
+    grammars: new Map(),
+  };
 }
 
 // ---- HTTP plumbing ---------------------------------------------------------------------
@@ -147,23 +167,22 @@ function sendJson(res, status, body) {
 }
 
 function sendError(res, error) {
-  if (error instanceof HttpError) {
-    sendJson(res, error.status, {
-      error: { message: error.message, type: error.type, param: error.param, code: null },
-    });
-    return;
-  }
-  process.stderr.write(`server.mjs: ${error?.stack ?? error}\n`);
-  const message = error instanceof Error ? error.message : String(error);
+  const known =
+    error instanceof HttpError
+      ? error
+      : new HttpError(500, error instanceof Error ? error.message : String(error), {
+          code: 'internal_error',
+        });
+  if (!(error instanceof HttpError)) process.stderr.write(`server.mjs: ${error?.stack ?? error}\n`);
   if (res.headersSent) {
     // Mid-stream: the status is gone, so report in-band and close the stream.
     if (!res.writableEnded) {
-      res.write(`data: ${JSON.stringify({ error: { message, type: 'server_error' } })}\n\n`);
+      res.write(`data: ${JSON.stringify(known.toJSON())}\n\n`);
       res.end();
     }
     return;
   }
-  sendJson(res, 500, { error: { message, type: 'server_error', param: null, code: null } });
+  sendJson(res, known.status, known.toJSON());
 }
 
 async function readJsonBody(req) {
@@ -171,126 +190,33 @@ async function readJsonBody(req) {
   let size = 0;
   for await (const chunk of req) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) throw new HttpError(413, `request body is over ${MAX_BODY_BYTES} bytes`);
+    if (size > MAX_BODY_BYTES)
+      throw new HttpError(413, `request body is over ${MAX_BODY_BYTES} bytes`, { code: 'request_too_large' });
     chunks.push(chunk);
   }
   const text = Buffer.concat(chunks).toString('utf8');
-  if (text.trim() === '') throw new HttpError(400, 'request body is empty; send a JSON object');
+  if (text.trim() === '')
+    throw new HttpError(400, 'request body is empty; send a JSON object', { code: 'invalid_json' });
   let body;
   try {
     body = JSON.parse(text);
   } catch (error) {
-    throw new HttpError(400, `request body is not valid JSON: ${error.message}`);
+    throw new HttpError(400, `request body is not valid JSON: ${error.message}`, { code: 'invalid_json' });
   }
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    throw new HttpError(400, 'request body must be a JSON object');
+    throw new HttpError(400, 'request body must be a JSON object', { code: 'invalid_json' });
   }
   return body;
 }
 
 function requireReady() {
   if (runtime === null)
-    throw new HttpError(503, 'the model is still loading; retry when /health says ok', 'unavailable');
-}
-
-function optionalNumber(body, name, { min, max, integer = false } = {}) {
-  const value = body[name];
-  if (value === undefined || value === null) return undefined;
-  if (typeof value !== 'number' || !Number.isFinite(value) || (integer && !Number.isInteger(value))) {
-    throw new HttpError(
-      400,
-      `${name} must be ${integer ? 'an integer' : 'a number'}`,
-      'invalid_request_error',
-      name,
-    );
-  }
-  if ((min !== undefined && value < min) || (max !== undefined && value > max)) {
-    throw new HttpError(400, `${name} must be between ${min} and ${max}`, 'invalid_request_error', name);
-  }
-  return value;
+    throw new HttpError(503, 'the model is still loading; retry when /health says ok', {
+      code: 'model_loading',
+    });
 }
 
 // ---- chat completions --------------------------------------------------------------------
-
-function messageText(content, index) {
-  if (typeof content === 'string') return content;
-  if (Array.isArray(content)) {
-    return content
-      .map((part) => {
-        if (part?.type === 'text' && typeof part.text === 'string') return part.text;
-        throw new HttpError(
-          400,
-          `messages[${index}].content: only text parts are supported`,
-          undefined,
-          'messages',
-        );
-      })
-      .join('');
-  }
-  if (content === null || content === undefined) return '';
-  throw new HttpError(
-    400,
-    `messages[${index}].content must be a string or an array of text parts`,
-    undefined,
-    'messages',
-  );
-}
-
-function toChatHistory(messages) {
-  if (!Array.isArray(messages) || messages.length === 0) {
-    throw new HttpError(400, 'messages must be a non-empty array', undefined, 'messages');
-  }
-  return messages.map((message, index) => {
-    const text = messageText(message?.content, index);
-    switch (message?.role) {
-      case 'system':
-      case 'developer':
-        return { type: 'system', text };
-      case 'user':
-        return { type: 'user', text };
-      case 'assistant':
-        return { type: 'model', response: [text] };
-      default:
-        throw new HttpError(
-          400,
-          `messages[${index}].role must be system, developer, user or assistant`,
-          undefined,
-          'messages',
-        );
-    }
-  });
-}
-
-function readStopStrings(body) {
-  const { stop } = body;
-  if (stop === undefined || stop === null) return [];
-  const list = typeof stop === 'string' ? [stop] : stop;
-  if (!Array.isArray(list) || list.some((s) => typeof s !== 'string' || s === '')) {
-    throw new HttpError(400, 'stop must be a non-empty string or an array of them', undefined, 'stop');
-  }
-  return list;
-}
-
-function parseChatRequest(body) {
-  const chatHistory = toChatHistory(body.messages);
-  if (body.model !== undefined && typeof body.model !== 'string') {
-    throw new HttpError(400, 'model must be a string', undefined, 'model');
-  }
-  // One context sequence, one choice: n > 1 would silently return fewer choices.
-  optionalNumber(body, 'n', { min: 1, max: 1, integer: true });
-  return {
-    chatHistory,
-    stream: body.stream === true,
-    includeUsage: body.stream_options?.include_usage === true,
-    maxTokens:
-      optionalNumber(body, 'max_completion_tokens', { min: 1, integer: true }) ??
-      optionalNumber(body, 'max_tokens', { min: 1, integer: true }),
-    temperature: optionalNumber(body, 'temperature', { min: 0, max: 2 }) ?? DEFAULT_TEMPERATURE,
-    topP: optionalNumber(body, 'top_p', { min: 0, max: 1 }),
-    seed: optionalNumber(body, 'seed', { integer: true }),
-    stop: readStopStrings(body),
-  };
-}
 
 /** Cut the text at the first stop string; returns null while none occurs. */
 function cutAtStop(text, stop) {
@@ -302,45 +228,111 @@ function cutAtStop(text, stop) {
   return cut === -1 ? null : text.slice(0, cut);
 }
 
-/**
- * Generate a reply. `onText` gets text as it becomes final (never half a UTF-8 character,
- * never a prefix of a stop string). Runs inside the queue.
- */
-async function generateChat(request, { onText, isCancelled }) {
-  const { model, sequence, chatWrapper, contextSize } = runtime;
-  const { contextText } = chatWrapper.generateContextState({ chatHistory: request.chatHistory });
-  const promptTokens = contextText.tokenize(model.tokenizer);
-  const room = contextSize - promptTokens.length;
-  if (room < 1) {
-    throw new HttpError(
-      400,
-      `the prompt is ${promptTokens.length} tokens and the context holds ${contextSize}; shorten the messages`,
-      'invalid_request_error',
-      'messages',
-    );
+const MAX_CACHED_GRAMMARS = 32;
+
+/** The grammar `response_format` asks for, or null; grammars are cached by their schema text. */
+async function grammarFor(responseFormat) {
+  if (responseFormat.kind === 'text') return null;
+  const { llama, grammars } = runtime;
+  const key = responseFormat.kind === 'json_object' ? 'json' : JSON.stringify(responseFormat.schema);
+  let grammar = grammars.get(key);
+  if (grammar === undefined) {
+    try {
+      grammar =
+        responseFormat.kind === 'json_object'
+          ? await llama.getGrammarFor('json')
+          : await llama.createGrammarForJsonSchema(responseFormat.schema);
+    } catch (error) {
+      throw new HttpError(
+        400,
+        `response_format.json_schema.schema cannot be turned into a grammar: ${error.message}`,
+        { code: 'invalid_value', param: 'response_format' },
+      );
+    }
+    if (grammars.size >= MAX_CACHED_GRAMMARS) grammars.delete(grammars.keys().next().value);
+    grammars.set(key, grammar);
   }
+  return grammar;
+}
+
+function tokenLogprob(model, token, probability) {
+  const text = model.detokenize([token]);
+  return {
+    token: text,
+    logprob: Math.log(Math.max(probability, Number.MIN_VALUE)),
+    bytes: [...Buffer.from(text)],
+  };
+}
+
+/**
+ * Generate one choice. `onText` gets text as it becomes final (never half a UTF-8
+ * character, never a prefix of a stop string). Runs inside the queue.
+ */
+async function generateChoice(request, promptTokens, grammar, { onText, isCancelled }) {
+  const { model, sequence, contextSize, LlamaGrammarEvaluationState, TokenBias } = runtime;
+  const room = contextSize - promptTokens.length;
   const maxTokens = Math.min(request.maxTokens ?? room, room);
+  const startedAt = process.hrtime.bigint();
+  let firstTokenSeconds = null;
 
   await sequence.clearHistory();
   const generated = [];
+  const logprobs = [];
   let emitted = '';
   let finishReason = 'length';
   const longestStop = Math.max(0, ...request.stop.map((s) => s.length));
-  const evaluation = sequence.evaluate(promptTokens, {
-    temperature: request.temperature,
-    topP: request.topP,
-    seed: request.seed,
-    // The end-of-generation token is generated like any other: it counts in
-    // completion_tokens (as llama.cpp's server counts it) but adds no text.
-    yieldEogToken: true,
-  });
+  const penalised = request.frequencyPenalty !== 0 || request.presencePenalty !== 0;
+  let tokenBias;
+  if (request.logitBias !== null) {
+    tokenBias = new TokenBias(model.tokenizer);
+    for (const [token, bias] of request.logitBias) {
+      if (token >= runtime.vocabularySize) {
+        throw new HttpError(400, `logit_bias names token ${token}, beyond the vocabulary`, {
+          code: 'invalid_value',
+          param: 'logit_bias',
+        });
+      }
+      tokenBias.set(token, bias <= -100 ? 'never' : { logit: bias });
+    }
+  }
+  const evaluation = sequence.evaluateWithMetadata(
+    promptTokens,
+    { probabilities: request.logprobs },
+    {
+      temperature: request.temperature ?? DEFAULT_TEMPERATURE,
+      topP: request.topP,
+      seed: request.seed,
+      grammarEvaluationState:
+        grammar === null ? undefined : new LlamaGrammarEvaluationState({ model, grammar }),
+      repeatPenalty: penalised
+        ? {
+            punishTokens: () => generated,
+            maxPunishTokens: Math.max(64, Math.min(maxTokens, 1024)),
+            penalty: 1,
+            frequencyPenalty: request.frequencyPenalty,
+            presencePenalty: request.presencePenalty,
+          }
+        : undefined,
+      tokenBias,
+      // The end-of-generation token is generated like any other: it counts in
+      // completion_tokens (as llama.cpp's server counts it) but adds no text.
+      yieldEogToken: true,
+    },
+  );
   let endOfGeneration = false;
-  for await (const token of evaluation) {
+  for await (const { token, probabilities } of evaluation) {
+    firstTokenSeconds ??= Number(process.hrtime.bigint() - startedAt) / 1e9;
     if (model.isEogToken(token)) {
       endOfGeneration = true;
       break;
     }
     generated.push(token);
+    if (request.logprobs) {
+      const top = [...probabilities.entries()]
+        .slice(0, request.topLogprobs)
+        .map(([t, p]) => tokenLogprob(model, t, p));
+      logprobs.push({ ...tokenLogprob(model, token, probabilities.get(token) ?? 0), top_logprobs: top });
+    }
     const text = model.detokenize(generated);
     const stopped = cutAtStop(text, request.stop);
     if (stopped !== null) {
@@ -368,9 +360,47 @@ async function generateChat(request, { onText, isCancelled }) {
     }
   }
   const completionTokens = generated.length + (endOfGeneration ? 1 : 0);
+  metrics.generation({
+    completion: completionTokens,
+    firstTokenSeconds,
+    totalSeconds: Number(process.hrtime.bigint() - startedAt) / 1e9,
+  });
   return {
     text: emitted,
     finishReason,
+    completionTokens,
+    logprobs: request.logprobs ? { content: logprobs, refusal: null } : null,
+  };
+}
+
+/** Every choice of a request, one after another on the one sequence. Runs inside the queue. */
+async function generateChat(request, { onText, onChoiceEnd, isCancelled }) {
+  const { model, chatWrapper, contextSize } = runtime;
+  const { contextText } = chatWrapper.generateContextState({ chatHistory: request.chatHistory });
+  const promptTokens = contextText.tokenize(model.tokenizer);
+  if (contextSize - promptTokens.length < 1) {
+    throw new HttpError(
+      400,
+      `the prompt is ${promptTokens.length} tokens and the context holds ${contextSize}; shorten the messages`,
+      { code: 'context_length_exceeded', param: 'messages' },
+    );
+  }
+  const grammar = await grammarFor(request.responseFormat);
+  metrics.promptTokens('chat', promptTokens.length);
+  const choices = [];
+  for (let index = 0; index < request.n && !isCancelled(); index++) {
+    // A fixed seed would give every choice the same text; each gets its own.
+    const seed = request.seed === undefined ? undefined : request.seed + index;
+    const choice = await generateChoice({ ...request, seed }, promptTokens, grammar, {
+      onText: (text) => onText(index, text),
+      isCancelled,
+    });
+    choices.push(choice);
+    onChoiceEnd(index, choice);
+  }
+  const completionTokens = choices.reduce((sum, c) => sum + c.completionTokens, 0);
+  return {
+    choices,
     usage: {
       prompt_tokens: promptTokens.length,
       completion_tokens: completionTokens,
@@ -381,7 +411,7 @@ async function generateChat(request, { onText, isCancelled }) {
 
 async function handleChatCompletions(req, res) {
   requireReady();
-  const request = parseChatRequest(await readJsonBody(req));
+  const request = parseChatRequest(await readJsonBody(req), { modelId: options.modelId });
   const id = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
   const created = Math.floor(Date.now() / 1000);
   let cancelled = false;
@@ -391,20 +421,20 @@ async function handleChatCompletions(req, res) {
   const isCancelled = () => cancelled || shutdownController.signal.aborted;
 
   if (!request.stream) {
-    const result = await serialised(() => generateChat(request, { onText: () => {}, isCancelled }));
+    const result = await serialised(() =>
+      generateChat(request, { onText: () => {}, onChoiceEnd: () => {}, isCancelled }),
+    );
     sendJson(res, 200, {
       id,
       object: 'chat.completion',
       created,
       model: options.modelId,
-      choices: [
-        {
-          index: 0,
-          message: { role: 'assistant', content: result.text },
-          logprobs: null,
-          finish_reason: result.finishReason,
-        },
-      ],
+      choices: result.choices.map((choice, index) => ({
+        index,
+        message: { role: 'assistant', content: choice.text, refusal: null },
+        logprobs: choice.logprobs,
+        finish_reason: choice.finishReason,
+      })),
       usage: result.usage,
     });
     return;
@@ -424,27 +454,38 @@ async function handleChatCompletions(req, res) {
   await serialised(async () => {
     // Headers go out with the first text, so a prompt that is too long still gets a plain 400.
     let started = false;
-    const start = () => {
-      if (started) return;
-      started = true;
-      res.writeHead(200, {
-        'content-type': 'text/event-stream',
-        'cache-control': 'no-cache',
-        connection: 'keep-alive',
-      });
+    const opened = new Set();
+    const open = (index) => {
+      if (!started) {
+        started = true;
+        res.writeHead(200, {
+          'content-type': 'text/event-stream',
+          'cache-control': 'no-cache',
+          connection: 'keep-alive',
+        });
+      }
+      if (opened.has(index)) return;
+      opened.add(index);
       writeEvent(
-        chunk([{ index: 0, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
+        chunk([{ index, delta: { role: 'assistant', content: '' }, logprobs: null, finish_reason: null }]),
       );
     };
+    // Logprobs go with the choice's last chunk: the text streams as it is final, which
+    // does not line up with tokens (held-back UTF-8 and stop-string prefixes).
     const result = await generateChat(request, {
-      onText: (text) => {
-        start();
-        writeEvent(chunk([{ index: 0, delta: { content: text }, logprobs: null, finish_reason: null }]));
+      onText: (index, text) => {
+        open(index);
+        writeEvent(chunk([{ index, delta: { content: text }, logprobs: null, finish_reason: null }]));
+      },
+      onChoiceEnd: (index, choice) => {
+        open(index);
+        writeEvent(
+          chunk([{ index, delta: {}, logprobs: choice.logprobs, finish_reason: choice.finishReason }]),
+        );
       },
       isCancelled,
     });
-    start();
-    writeEvent(chunk([{ index: 0, delta: {}, logprobs: null, finish_reason: result.finishReason }]));
+    if (!started) open(0);
     if (request.includeUsage) writeEvent(chunk([], { usage: result.usage }));
     writeEvent('[DONE]');
     res.end();
@@ -453,49 +494,27 @@ async function handleChatCompletions(req, res) {
 
 // ---- embeddings --------------------------------------------------------------------------
 
-function parseEmbeddingInputs(input, vocabularySize) {
-  // Token ids outside the vocabulary would trip an assertion inside llama.cpp and take the
-  // process down, so they are checked here (and refused when the size is unknown).
-  const isTokenList = (v) =>
-    Array.isArray(v) && v.length > 0 && v.every((t) => Number.isInteger(t) && t >= 0 && t < vocabularySize);
-  if (typeof input === 'string') return [input];
-  if (isTokenList(input)) return [input];
-  if (Array.isArray(input) && input.length > 0) {
-    if (input.every((item) => typeof item === 'string')) return input;
-    if (input.every(isTokenList)) return input;
-  }
-  throw new HttpError(
-    400,
-    'input must be a string, a non-empty array of strings, or token id arrays',
-    'invalid_request_error',
-    'input',
-  );
-}
-
 async function handleEmbeddings(req, res) {
   requireReady();
   const body = await readJsonBody(req);
   const { embeddingContext, model, contextSize } = runtime;
   if (embeddingContext === null) {
-    throw new HttpError(
-      501,
-      'embeddings are not enabled on this server; start it with --embeddings',
-      'not_supported',
-    );
+    throw new HttpError(400, 'embeddings are not enabled on this server; start it with --embeddings', {
+      code: 'embeddings_disabled',
+    });
   }
-  const format = body.encoding_format ?? 'float';
-  if (format !== 'float' && format !== 'base64') {
-    throw new HttpError(400, 'encoding_format must be "float" or "base64"', undefined, 'encoding_format');
-  }
-  const inputs = parseEmbeddingInputs(body.input, runtime.vocabularySize);
+  const { format, inputs } = parseEmbeddingsRequest(body, {
+    modelId: options.modelId,
+    vocabularySize: runtime.vocabularySize,
+    dimension: model.embeddingVectorSize,
+  });
   const tokenLists = inputs.map((input) => (typeof input === 'string' ? model.tokenize(input) : input));
   tokenLists.forEach((tokens, index) => {
     if (tokens.length > contextSize) {
       throw new HttpError(
         400,
         `input[${index}] is ${tokens.length} tokens and the context holds ${contextSize}; split it`,
-        undefined,
-        'input',
+        { code: 'context_length_exceeded', param: 'input' },
       );
     }
   });
@@ -503,12 +522,13 @@ async function handleEmbeddings(req, res) {
     const out = [];
     for (const tokens of tokenLists) {
       if (shutdownController.signal.aborted)
-        throw new HttpError(503, 'the server is shutting down', 'unavailable');
+        throw new HttpError(503, 'the server is shutting down', { code: 'shutting_down' });
       out.push((await embeddingContext.getEmbeddingFor(tokens)).vector);
     }
     return out;
   });
   const promptTokens = tokenLists.reduce((sum, tokens) => sum + tokens.length, 0);
+  metrics.promptTokens('embeddings', promptTokens);
   sendJson(res, 200, {
     object: 'list',
     model: options.modelId,
@@ -524,6 +544,29 @@ async function handleEmbeddings(req, res) {
 
 // ---- routing -----------------------------------------------------------------------------
 
+const modelObject = () => ({ id: options.modelId, object: 'model', created: startedAt, owned_by: 'apertus' });
+
+function handleModel(req, res) {
+  const raw = req.url.split('?')[0].slice('/v1/models/'.length);
+  let id;
+  try {
+    id = decodeURIComponent(raw);
+  } catch {
+    id = raw;
+  }
+  if (id !== options.modelId) {
+    throw new HttpError(
+      404,
+      `The model \`${id}\` does not exist on this server; it serves \`${options.modelId}\`.`,
+      {
+        code: 'model_not_found',
+        param: 'model',
+      },
+    );
+  }
+  sendJson(res, 200, modelObject());
+}
+
 const routes = {
   'GET /health': (_req, res) => {
     if (runtime === null || shuttingDown) {
@@ -532,34 +575,50 @@ const routes = {
     }
     sendJson(res, 200, { status: 'ok' });
   },
-  'GET /v1/models': (_req, res) => {
-    sendJson(res, 200, {
-      object: 'list',
-      data: [{ id: options.modelId, object: 'model', created: startedAt, owned_by: 'apertus' }],
-    });
+  'GET /metrics': async (_req, res) => {
+    const text = await metrics.render();
+    res.writeHead(200, { 'content-type': metrics.contentType, 'content-length': Buffer.byteLength(text) });
+    res.end(text);
   },
+  'GET /v1/models': (_req, res) => {
+    sendJson(res, 200, { object: 'list', data: [modelObject()] });
+  },
+  'GET /v1/models/:id': handleModel,
   'POST /v1/chat/completions': handleChatCompletions,
   'POST /v1/embeddings': handleEmbeddings,
 };
 
+/** The route pattern a path falls under (a bounded metrics label), or null. */
+function routeOf(path) {
+  if (/^\/v1\/models\/[^/]+$/.test(path)) return '/v1/models/:id';
+  return Object.keys(routes).some((route) => route.endsWith(` ${path}`)) ? path : null;
+}
+
 const server = createServer((req, res) => {
   const started = process.hrtime.bigint();
   const path = (req.url ?? '/').split('?')[0];
+  const route = routeOf(path);
   res.on('close', () => {
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
     const status = res.writableFinished ? res.statusCode : `${res.statusCode}-aborted`;
-    process.stdout.write(`${new Date().toISOString()} ${req.method} ${path} ${status} ${ms.toFixed(1)}ms\n`);
+    metrics.request(route ?? 'unmatched', req.method, status, seconds);
+    process.stdout.write(
+      `${new Date().toISOString()} ${req.method} ${path} ${status} ${(seconds * 1000).toFixed(1)}ms\n`,
+    );
   });
-  const handler = routes[`${req.method} ${path}`];
+  const handler = route === null ? undefined : routes[`${req.method} ${route}`];
   if (handler === undefined) {
-    const known = Object.keys(routes).some((route) => route.endsWith(` ${path}`));
-    if (known) sendError(res, new HttpError(405, `${req.method} is not allowed on ${path}`));
-    else sendError(res, new HttpError(404, `no route for ${req.method} ${path}`, 'not_found'));
+    if (route !== null)
+      sendError(
+        res,
+        new HttpError(405, `${req.method} is not allowed on ${path}`, { code: 'method_not_allowed' }),
+      );
+    else sendError(res, new HttpError(404, `no route for ${req.method} ${path}`, { code: 'unknown_url' }));
     req.resume();
     return;
   }
-  if (shuttingDown && path !== '/health') {
-    sendError(res, new HttpError(503, 'the server is shutting down', 'unavailable'));
+  if (shuttingDown && path !== '/health' && path !== '/metrics') {
+    sendError(res, new HttpError(503, 'the server is shutting down', { code: 'shutting_down' }));
     req.resume();
     return;
   }
@@ -603,6 +662,7 @@ server.listen(options.port, options.host, () => {
     .then((loaded) => {
       if (shuttingDown) return;
       runtime = loaded;
+      metrics.modelLoaded((Date.now() - loadStarted) / 1000);
       process.stdout.write(
         `${new Date().toISOString()} model loaded in ${Date.now() - loadStarted}ms ` +
           `(context ${loaded.contextSize}, embeddings ${loaded.embeddingContext ? 'on' : 'off'})\n`,

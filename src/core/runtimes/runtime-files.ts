@@ -1,8 +1,8 @@
 /**
  * What the `runtime` component of a bundle carries so an air-gapped host needs nothing of
  * ours beyond POSIX tools: the Node binary (its own layer, as it is large and changes on
- * its own schedule) and one tree layer with server.mjs, supervisor.mjs and the
- * node_modules closure server.mjs loads at run time.
+ * its own schedule) and one tree layer with server.mjs (and its modules), supervisor.mjs and
+ * the node_modules closure server.mjs and the RAG service load at run time.
  *
  * The closure follows package.json dependencies from node-llama-cpp, resolving the way
  * Node does (nearest node_modules upwards). Of node-llama-cpp's prebuilt binaries only
@@ -44,6 +44,9 @@ export const RUNTIME_PATHS = {
   server: 'server.mjs',
   supervisor: 'supervisor.mjs',
 } as const;
+
+/** Modules server.mjs imports, next to it in templates/runtime/ and in the runtime directory. */
+const SERVER_MODULES = ['openai-request.mjs', 'runtime-metrics.mjs'] as const;
 
 /** The runtime component's files inside a release on the host. */
 export function runtimePaths(releaseDir: string): { node: string; supervisor: string; dir: string } {
@@ -109,7 +112,9 @@ export async function collectRuntimeFiles(
   const wantedPrebuilt = `${PREBUILT_SCOPE}${platform}`;
   const closure = await collectPackageClosure({
     root,
-    entries: ['node-llama-cpp'],
+    // prom-client serves /metrics of the runtime server and the RAG service (under rag/,
+    // which resolves packages from this same node_modules).
+    entries: ['node-llama-cpp', 'prom-client'],
     // Of the prebuilt binaries only the target's CPU package: CUDA, Vulkan and other platforms' stay out.
     followOptional: (dep) =>
       !dep.startsWith(PREBUILT_SCOPE) ? 'if-installed' : dep === wantedPrebuilt ? 'required' : 'skip',
@@ -130,7 +135,7 @@ export async function collectRuntimeFiles(
     );
   }
 
-  for (const script of [RUNTIME_PATHS.server, RUNTIME_PATHS.supervisor]) {
+  for (const script of [RUNTIME_PATHS.server, RUNTIME_PATHS.supervisor, ...SERVER_MODULES]) {
     const from = path.join(root, 'templates', 'runtime', script);
     const info = await stat(from).catch(() => null);
     if (info === null) {

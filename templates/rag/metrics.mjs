@@ -1,91 +1,108 @@
-// Prometheus text exposition (format 0.0.4) for the RAG service, without a client library.
+// Prometheus metrics of the RAG service, with prom-client (the standard Node client; it
+// travels in the runtime component's node_modules, which rag/ resolves packages from).
+// Requests by route and status, their latency, retrieval latency and hits, the collection
+// and the audit log; process_* from the client's defaults.
+
+import client from 'prom-client';
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+/** Passages a retrieval returned: top_k is at most 50. */
+const HIT_BUCKETS = [0, 1, 2, 3, 4, 5, 8, 10, 20, 50];
+const SCORE_BUCKETS = [0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1];
+// Gauges named *_total, which `promtool check metrics` rejects.
+const LINT_FAILING_DEFAULTS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
 
-function escapeLabel(value) {
-  return String(value).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
-}
+/** `readGauges()` gives the values read at scrape time: documents, chunks, auditRecords, auditLastSeq, runtimeUp. */
+export function createMetrics(readGauges) {
+  const registry = new client.Registry();
+  client.collectDefaultMetrics({ register: registry });
+  for (const name of LINT_FAILING_DEFAULTS) registry.removeSingleMetric(name);
+  const registers = [registry];
 
-function labels(pairs) {
-  const entries = Object.entries(pairs);
-  if (entries.length === 0) return '';
-  return `{${entries.map(([k, v]) => `${k}="${escapeLabel(v)}"`).join(',')}}`;
-}
+  const requests = new client.Counter({
+    name: 'apertus_rag_requests_total',
+    help: 'HTTP requests answered, by route, method and status.',
+    labelNames: ['endpoint', 'method', 'status'],
+    registers,
+  });
+  const duration = new client.Histogram({
+    name: 'apertus_rag_request_duration_seconds',
+    help: 'Time from request to response sent, by route.',
+    labelNames: ['endpoint'],
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const retrievalSeconds = new client.Histogram({
+    name: 'apertus_rag_retrieval_duration_seconds',
+    help: 'Time to embed a question and search the collection.',
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
+  const retrievalHits = new client.Histogram({
+    name: 'apertus_rag_retrieval_hits',
+    help: 'Passages one retrieval returned.',
+    buckets: HIT_BUCKETS,
+    registers,
+  });
+  const retrievalTopScore = new client.Histogram({
+    name: 'apertus_rag_retrieval_top_score',
+    help: 'Cosine similarity of the best passage of a retrieval; falling scores mean questions the documents do not answer.',
+    buckets: SCORE_BUCKETS,
+    registers,
+  });
+  const emptyRetrievals = new client.Counter({
+    name: 'apertus_rag_retrievals_empty_total',
+    help: 'Retrievals that found no passage at all.',
+    registers,
+  });
 
-function formatNumber(n) {
-  if (n === Number.POSITIVE_INFINITY) return '+Inf';
-  if (Number.isNaN(n)) return 'NaN';
-  return String(n);
-}
-
-export function createMetrics() {
-  /** key `endpoint\0method\0status` -> count */
-  const requests = new Map();
-  /** endpoint -> { buckets: number[], sum, count } */
-  const latency = new Map();
-  const startedSeconds = Date.now() / 1000;
+  const gauge = (name, help, read) =>
+    new client.Gauge({
+      name,
+      help,
+      registers,
+      collect() {
+        this.set(read(readGauges()));
+      },
+    });
+  gauge('apertus_rag_documents', 'Documents in the collection.', (g) => g.documents);
+  gauge('apertus_rag_chunks', 'Chunks (vectors) in the collection.', (g) => g.chunks);
+  gauge(
+    'apertus_rag_audit_last_seq',
+    'Sequence number of the last audit record in the log.',
+    (g) => g.auditLastSeq,
+  );
+  gauge('apertus_rag_runtime_up', '1 when the model runtime answered its last health check.', (g) =>
+    g.runtimeUp ? 1 : 0,
+  );
+  new client.Counter({
+    name: 'apertus_rag_audit_records_total',
+    help: 'Audit records appended by this process.',
+    registers,
+    collect() {
+      // The audit log counts; the counter shows its count (it only grows within a process).
+      this.reset();
+      this.inc(readGauges().auditRecords);
+    },
+  });
 
   return {
+    contentType: registry.contentType,
+    render: () => registry.metrics(),
     /** `endpoint` is the route pattern (e.g. /v1/documents/:id), never the raw path: bounded labels. */
     observe(endpoint, method, status, seconds) {
-      const key = `${endpoint}\0${method}\0${status}`;
-      requests.set(key, (requests.get(key) ?? 0) + 1);
-      let h = latency.get(endpoint);
-      if (h === undefined) {
-        h = { buckets: new Array(LATENCY_BUCKETS.length).fill(0), sum: 0, count: 0 };
-        latency.set(endpoint, h);
-      }
-      for (let i = 0; i < LATENCY_BUCKETS.length; i++) if (seconds <= LATENCY_BUCKETS[i]) h.buckets[i] += 1;
-      h.sum += seconds;
-      h.count += 1;
+      requests.inc({ endpoint, method, status: String(status) });
+      duration.observe({ endpoint }, seconds);
     },
-
-    /** `gauges`: values read at scrape time. */
-    render(gauges) {
-      const out = [];
-      const family = (name, type, help) => out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-
-      family('apertus_rag_requests_total', 'counter', 'HTTP requests answered, by route, method and status.');
-      for (const [key, count] of [...requests.entries()].sort()) {
-        const [endpoint, method, status] = key.split('\0');
-        out.push(`apertus_rag_requests_total${labels({ endpoint, method, status })} ${count}`);
-      }
-
-      family(
-        'apertus_rag_request_duration_seconds',
-        'histogram',
-        'Time from request to response sent, by route.',
-      );
-      for (const [endpoint, h] of [...latency.entries()].sort()) {
-        LATENCY_BUCKETS.forEach((le, i) => {
-          out.push(
-            `apertus_rag_request_duration_seconds_bucket${labels({ endpoint, le: formatNumber(le) })} ${h.buckets[i]}`,
-          );
-        });
-        out.push(`apertus_rag_request_duration_seconds_bucket${labels({ endpoint, le: '+Inf' })} ${h.count}`);
-        out.push(`apertus_rag_request_duration_seconds_sum${labels({ endpoint })} ${h.sum}`);
-        out.push(`apertus_rag_request_duration_seconds_count${labels({ endpoint })} ${h.count}`);
-      }
-
-      family('apertus_rag_documents', 'gauge', 'Documents in the collection.');
-      out.push(`apertus_rag_documents ${gauges.documents}`);
-      family('apertus_rag_chunks', 'gauge', 'Chunks (vectors) in the collection.');
-      out.push(`apertus_rag_chunks ${gauges.chunks}`);
-      family('apertus_rag_audit_records_total', 'counter', 'Audit records appended by this process.');
-      out.push(`apertus_rag_audit_records_total ${gauges.auditRecords}`);
-      family('apertus_rag_audit_last_seq', 'gauge', 'Sequence number of the last audit record in the log.');
-      out.push(`apertus_rag_audit_last_seq ${gauges.auditLastSeq}`);
-      family('apertus_rag_runtime_up', 'gauge', '1 when the model runtime answered its last health check.');
-      out.push(`apertus_rag_runtime_up ${gauges.runtimeUp ? 1 : 0}`);
-      family(
-        'process_start_time_seconds',
-        'gauge',
-        'Start time of the process since the Unix epoch, in seconds.',
-      );
-      out.push(`process_start_time_seconds ${Math.floor(startedSeconds)}`);
-      family('process_resident_memory_bytes', 'gauge', 'Resident memory size in bytes.');
-      out.push(`process_resident_memory_bytes ${process.memoryUsage.rss()}`);
-      return `${out.join('\n')}\n`;
+    retrieval(seconds, hits) {
+      retrievalSeconds.observe(seconds);
+      retrievalHits.observe(hits.length);
+      if (hits.length === 0) emptyRetrievals.inc();
+      else retrievalTopScore.observe(Math.max(...hits.map((h) => Number(h.score) || 0)));
     },
   };
 }

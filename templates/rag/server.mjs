@@ -3,7 +3,8 @@
 // passages, answer with their sources, and write every request to a hash-chained audit log.
 //
 // Plain JavaScript on purpose, like templates/runtime/server.mjs: it runs on the
-// air-gapped host with the Node binary the bundle ships, and needs no npm package at all.
+// air-gapped host with the Node binary the bundle ships; its one npm package, prom-client,
+// comes from the runtime component's node_modules (rag/ sits inside that directory).
 //
 //   node server.mjs --port P --data-dir DIR --embedding-model ID --chat-model ID --dimension N
 //                   [--host 127.0.0.1] [--runtime-url http://127.0.0.1:18080] [--embeddings-url URL]
@@ -22,7 +23,10 @@
 //                                  answers and its embeddings have the collection's model and
 //                                  dimension; 503 {status, detail} before. Not audited.
 //   GET    /metrics                Prometheus text. Not audited.
-//   GET    /v1/models              the chat model, for OpenAI clients.
+//   GET    /v1/models              the chat model (and the embedding model when it differs), for
+//                                  OpenAI clients; GET /v1/models/:id one of them, 404 model_not_found else.
+//   POST   /v1/embeddings          passed to the embeddings runtime as sent (so an app needs one base
+//                                  URL); `model` must be the collection's embedding model.
 //   POST   /v1/documents           {text, id?, title?, source?, format?: text|markdown|html}
 //                                  -> 201 (200 when it replaced a document of that id)
 //   GET    /v1/documents           {object:'list', data:[document]}
@@ -31,9 +35,24 @@
 //   POST   /v1/query               {query, top_k?} -> {data:[{document, chunk, score, text, title, source}]}
 //   POST   /v1/chat/completions    an OpenAI chat request; passages retrieved for the last user
 //                                  message go first as numbered sources; the runtime's answer
-//                                  comes back with `sources: [{index, document, chunk, score, title, source}]`.
-//                                  `stream: true` is answered as server-sent events, sent whole
-//                                  once the answer is complete (its audit record comes first).
+//                                  comes back with `sources: [{index, document, chunk, score, title, source}]`,
+//                                  top level and in `usage.sources` (see "Sources" below). Every other
+//                                  parameter goes to the runtime, which honours it or refuses it with
+//                                  a 400 naming it; that refusal reaches the caller as it is.
+//                                  `stream: true` streams the runtime's chunks as it produces them;
+//                                  the sources ride in the first chunk.
+//
+// Sources: LangChain's ChatOpenAI keeps, of a chat completion, the message's content,
+// tool_calls, function_call and audio, each choice's finish_reason and logprobs, and the
+// response's id, model, system_fingerprint, service_tier and `usage` as a whole dict in
+// response_metadata.token_usage (langchain_openai/chat_models/base.py, _create_chat_result
+// and _convert_dict_to_message); a top-level `sources` is dropped. So the sources are also
+// in `usage.sources` (LangChain: `message.response_metadata["token_usage"]["sources"]`),
+// which leaves the content, the one thing every client shows, as the model wrote it.
+// Streamed, `usage` comes only with stream_options.include_usage, and the sources with it.
+//
+// Errors: OpenAI's shape, `type` from OpenAI's set (invalid_request_error for 4xx,
+// server_error for 5xx), `code` naming the case (model_not_found, unsupported_parameter, ...).
 //
 // Caller identity: the `x-apertus-caller` header (at most 128 characters), 'anonymous' when
 // absent. The service does not authenticate it: it listens on loopback, and whatever fronts
@@ -41,7 +60,10 @@
 //
 // Audit: every request but /health and /metrics, including refused and unknown ones, gets
 // one record (see audit-log.mjs) written and fsync'd before its response is sent; the
-// response carries the record's number in `x-apertus-audit-seq`. A request whose record
+// response carries the record's number in `x-apertus-audit-seq`. A streamed answer is the
+// exception: its record, with the hash of every byte streamed, is written when the stream
+// ends, and its number comes as the `x-apertus-audit-seq` HTTP trailer; if that record
+// cannot be written, the stream ends with an error event instead of [DONE]. A request whose record
 // cannot be written gets 503 and no record. With --checkpoint-key (an unencrypted minisign
 // secret key: the host's key), the log's head is anchored in signed checkpoints in
 // `<audit log>.checkpoints`: every --checkpoint-every records, at shutdown and at start, so
@@ -77,13 +99,47 @@ const RUNTIME_HEALTH_TTL_MS = 1000;
 const SHUTDOWN_GRACE_MS = 10_000;
 const CALLER_HEADER = 'x-apertus-caller';
 
+/** `code` names the case; the OpenAI `type` follows from the status (openAiError). */
 class HttpError extends Error {
-  constructor(status, message, type = 'invalid_request_error', param = null) {
+  constructor(status, message, code = null, param = null) {
     super(message);
     this.status = status;
-    this.type = type;
+    this.code = code;
     this.param = param;
   }
+}
+
+const DEFAULT_CODES = {
+  400: 'invalid_value',
+  404: 'not_found',
+  405: 'method_not_allowed',
+  413: 'request_too_large',
+};
+
+/** OpenAI's error object: a runtime's own 4xx error passes as it is, so its code and param reach the caller. */
+function openAiError(error) {
+  if (error instanceof RuntimeError && error.upstreamError !== null) {
+    const upstream = error.upstreamError;
+    return {
+      message: typeof upstream.message === 'string' ? upstream.message : error.message,
+      type: typeof upstream.type === 'string' ? upstream.type : 'invalid_request_error',
+      param: typeof upstream.param === 'string' ? upstream.param : null,
+      code: typeof upstream.code === 'string' ? upstream.code : (DEFAULT_CODES[error.status] ?? null),
+    };
+  }
+  const status = error.status ?? 500;
+  const type =
+    status === 401
+      ? 'authentication_error'
+      : status === 403
+        ? 'permission_error'
+        : status === 429
+          ? 'rate_limit_error'
+          : status >= 500
+            ? 'server_error'
+            : 'invalid_request_error';
+  const code = error instanceof RuntimeError ? error.type : (error.code ?? DEFAULT_CODES[status] ?? null);
+  return { message: error.message, type, param: error.param ?? null, code };
 }
 
 function log(line) {
@@ -202,7 +258,12 @@ function runtimeClient(url) {
 const runtime = runtimeClient(options.runtimeUrl);
 const embedder =
   options.embeddingsUrl === options.runtimeUrl ? runtime : runtimeClient(options.embeddingsUrl);
-const metrics = createMetrics();
+const metrics = createMetrics(() => ({
+  ...(store?.stats() ?? { documents: 0, chunks: 0 }),
+  auditRecords: audit?.appendedSinceStart ?? 0,
+  auditLastSeq: audit?.seq ?? 0,
+  runtimeUp: runtimeHealth.ok,
+}));
 
 // ---- one service per data dir ----------------------------------------------------------
 
@@ -344,17 +405,22 @@ function documentId(raw) {
   } catch {
     throw new HttpError(400, 'the document id in the path is not valid percent-encoding');
   }
-  if (!DOCUMENT_ID.test(id)) throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'not_found');
+  if (!DOCUMENT_ID.test(id))
+    throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'document_not_found');
   return id;
 }
 
 function requireReady() {
-  if (state !== 'ready') throw new HttpError(503, `the service is ${state}: ${stateDetail}`, 'unavailable');
+  if (state !== 'ready')
+    throw new HttpError(503, `the service is ${state}: ${stateDetail}`, 'service_unavailable');
 }
 
 async function retrieve(query, k) {
+  const started = process.hrtime.bigint();
   const [vector] = await embed([`${options.queryPrefix}${query}`]);
-  return store.search(vector, k);
+  const hits = await store.search(vector, k);
+  metrics.retrieval(Number(process.hrtime.bigint() - started) / 1e9, hits);
+  return hits;
 }
 
 const json = (status, value, documents = []) => ({
@@ -397,7 +463,7 @@ async function ingestDocument({ body: raw }) {
       throw new HttpError(
         400,
         `the embedding model refused a chunk of this document (${error.message}); start the RAG service with a smaller --chunk-size`,
-        'invalid_request_error',
+        'invalid_value',
         'text',
       );
     }
@@ -426,7 +492,7 @@ async function getDocument({ params }) {
   requireReady();
   const id = documentId(params.id);
   const document = await store.getDocument(id);
-  if (document === null) throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'not_found');
+  if (document === null) throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'document_not_found');
   return json(200, { object: 'document', ...document }, [id]);
 }
 
@@ -434,7 +500,7 @@ async function deleteDocument({ params }) {
   requireReady();
   const id = documentId(params.id);
   if (!(await store.deleteDocument(id)))
-    throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'not_found');
+    throw new HttpError(404, `no document ${JSON.stringify(id)}`, 'document_not_found');
   return json(200, { id, object: 'document', deleted: true }, [id]);
 }
 
@@ -488,11 +554,33 @@ function contextMessage(hits) {
   return { content, sources: used };
 }
 
+/** 404 model_not_found unless `model` is absent or `expected`, as OpenAI answers an unknown model. */
+function checkModel(body, expected) {
+  if (body.model === undefined) return;
+  if (typeof body.model !== 'string')
+    throw new HttpError(400, 'model must be a string', 'invalid_type', 'model');
+  if (body.model !== expected) {
+    throw new HttpError(
+      404,
+      `The model \`${body.model}\` does not exist here; this endpoint serves \`${expected}\` (GET /v1/models lists the models).`,
+      'model_not_found',
+      'model',
+    );
+  }
+}
+
+/** Parameters the RAG service itself reads; every other one goes to the runtime to honour or refuse. */
+const RAG_CHAT_PARAMETERS = new Set(['model', 'messages', 'stream', 'stream_options', 'rag_top_k']);
+
 async function chatCompletions({ body: raw }) {
   requireReady();
   const body = objectBody(raw);
+  checkModel(body, options.chatModel);
   if (!Array.isArray(body.messages) || body.messages.length === 0) {
     throw new HttpError(400, 'messages must be a non-empty array', undefined, 'messages');
+  }
+  if (body.stream !== undefined && typeof body.stream !== 'boolean') {
+    throw new HttpError(400, 'stream must be true or false', 'invalid_type', 'stream');
   }
   const lastUser = [...body.messages].reverse().find((m) => m?.role === 'user');
   const question = lastUser === undefined ? '' : messageText(lastUser.content);
@@ -507,67 +595,94 @@ async function chatCompletions({ body: raw }) {
     messages.unshift({ role: 'system', content: context.content });
   }
   const forwarded = { model: options.chatModel, messages };
-  for (const name of ['max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'seed', 'stop', 'n']) {
-    if (body[name] !== undefined) forwarded[name] = body[name];
+  for (const [name, value] of Object.entries(body)) {
+    if (!RAG_CHAT_PARAMETERS.has(name)) forwarded[name] = value;
   }
-  const answer = await runtime.chat(forwarded);
   const documents = [...new Set(context.sources.map((s) => s.document))];
-  if (body.stream !== true) return json(200, { ...answer, sources: context.sources }, documents);
+  const withSources = (usage) => (usage ? { ...usage, sources: context.sources } : usage);
+  if (body.stream !== true) {
+    const answer = await runtime.chat(forwarded);
+    return json(200, { ...answer, usage: withSources(answer.usage), sources: context.sources }, documents);
+  }
 
-  // Streaming clients get the answer as server-sent events, sent whole: the audit record
-  // holds the hash of the response, so the response is complete before any of it is sent.
-  const base = {
-    id: answer.id,
-    object: 'chat.completion.chunk',
-    created: answer.created,
-    model: answer.model,
-  };
-  const choice = answer.choices?.[0] ?? {};
-  const events = [
-    {
-      ...base,
-      choices: [
-        {
-          index: 0,
-          delta: { role: 'assistant', content: choice.message?.content ?? '' },
-          logprobs: null,
-          finish_reason: null,
-        },
-      ],
-    },
-    {
-      ...base,
-      choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: choice.finish_reason ?? 'stop' }],
-      sources: context.sources,
-    },
-  ];
-  if (body.stream_options?.include_usage === true) events.push({ ...base, choices: [], usage: answer.usage });
-  const text = `${events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join('')}data: [DONE]\n\n`;
+  // Streamed as the runtime produces it: the runtime's refusal (a 4xx before any event)
+  // still reaches the caller as a plain error, since nothing is sent before it answers 200.
+  if (body.stream_options != null) forwarded.stream_options = body.stream_options;
+  const upstream = await runtime.openChatStream(forwarded);
   return {
     status: 200,
-    body: text,
     type: 'text/event-stream',
     documents,
     headers: { 'cache-control': 'no-cache' },
+    async stream(write) {
+      let first = true;
+      try {
+        for await (const event of upstream.events) {
+          const chunk = { ...event };
+          if (first) chunk.sources = context.sources;
+          first = false;
+          if (chunk.usage) chunk.usage = withSources(chunk.usage);
+          write(`data: ${JSON.stringify(chunk)}\n\n`);
+        }
+      } finally {
+        upstream.abort();
+      }
+    },
   };
 }
 
+function modelObjects() {
+  const created = Math.floor(startedAt / 1000);
+  const ids = [...new Set([options.chatModel, store?.lock.embeddingModel ?? options.embeddingModel])];
+  return ids.map((id) => ({ id, object: 'model', created, owned_by: 'apertus-rag' }));
+}
+
 async function listModels() {
-  return json(200, {
-    object: 'list',
-    data: [
-      {
-        id: options.chatModel,
-        object: 'model',
-        created: Math.floor(startedAt / 1000),
-        owned_by: 'apertus-rag',
-      },
-    ],
-  });
+  return json(200, { object: 'list', data: modelObjects() });
+}
+
+async function getModel({ params }) {
+  let id;
+  try {
+    id = decodeURIComponent(params.id);
+  } catch {
+    id = params.id;
+  }
+  const model = modelObjects().find((m) => m.id === id);
+  if (model === undefined) {
+    throw new HttpError(404, `The model \`${id}\` does not exist here.`, 'model_not_found', 'model');
+  }
+  return json(200, model);
+}
+
+/**
+ * /v1/embeddings as the embeddings runtime answers it, so an app needs one base URL. The
+ * model must be the collection's (anything else would embed into another space); the
+ * runtime checks the rest and its refusals pass as they are. Empty input is refused here
+ * too, as not every runtime refuses it.
+ */
+async function embeddings({ body: raw }) {
+  requireReady();
+  const body = objectBody(raw);
+  const model = store.lock.embeddingModel;
+  checkModel(body, model);
+  const { input } = body;
+  const empty = (v) => v === '' || (Array.isArray(v) && v.length === 0);
+  if (input === undefined || empty(input) || (Array.isArray(input) && input.some(empty))) {
+    throw new HttpError(
+      400,
+      'input must be a non-empty string or a non-empty array of non-empty strings',
+      'invalid_value',
+      'input',
+    );
+  }
+  return json(200, await embedder.embeddings({ ...body, model }));
 }
 
 const routes = [
   { method: 'GET', pattern: '/v1/models', handler: listModels },
+  { method: 'GET', pattern: '/v1/models/:id', handler: getModel },
+  { method: 'POST', pattern: '/v1/embeddings', handler: embeddings },
   { method: 'POST', pattern: '/v1/documents', handler: ingestDocument },
   { method: 'GET', pattern: '/v1/documents', handler: listDocuments },
   { method: 'GET', pattern: '/v1/documents/:id', handler: getDocument },
@@ -594,13 +709,16 @@ function matchRoute(method, path) {
 
 function errorResult(error) {
   if (error instanceof HttpError || error instanceof RuntimeError) {
-    return json(error.status, {
-      error: { message: error.message, type: error.type, param: error.param ?? null, code: null },
-    });
+    return json(error.status, { error: openAiError(error) });
   }
   process.stderr.write(`rag server.mjs: ${error?.stack ?? error}\n`);
   return json(500, {
-    error: { message: error?.message ?? String(error), type: 'server_error', param: null, code: null },
+    error: {
+      message: error?.message ?? String(error),
+      type: 'server_error',
+      param: null,
+      code: 'internal_error',
+    },
   });
 }
 
@@ -640,12 +758,12 @@ async function serveAudited(req, res, path) {
       new HttpError(400, `the ${CALLER_HEADER} header is over ${MAX_CALLER_CHARS} characters`),
     );
   } else if (shuttingDown)
-    result = errorResult(new HttpError(503, 'the service is shutting down', 'unavailable'));
+    result = errorResult(new HttpError(503, 'the service is shutting down', 'shutting_down'));
   else if (route === null) {
     result = errorResult(
       pathMatched
         ? new HttpError(405, `${req.method} is not allowed on ${path}`)
-        : new HttpError(404, `no route for ${req.method} ${path}`, 'not_found'),
+        : new HttpError(404, `no route for ${req.method} ${path}`, 'unknown_url'),
     );
   } else {
     try {
@@ -655,6 +773,7 @@ async function serveAudited(req, res, path) {
     }
   }
 
+  if (result.stream !== undefined) return serveStream(req, res, { route, caller, request, result });
   const body = Buffer.from(result.body);
   let record;
   try {
@@ -688,6 +807,61 @@ async function serveAudited(req, res, path) {
   return { route: route?.pattern ?? 'unmatched', status: result.status, caller, seq: record.seq };
 }
 
+/**
+ * A streamed answer: sent as it comes, then recorded with the hash of every byte sent; the
+ * record's number follows as a trailer. A record that cannot be written ends the stream
+ * with an error event in place of [DONE], so the client knows the answer is not on record.
+ */
+async function serveStream(req, res, { route, caller, request, result }) {
+  res.writeHead(result.status, {
+    'content-type': result.type,
+    ...(result.headers ?? {}),
+    trailer: 'x-apertus-audit-seq',
+  });
+  const hash = createHash('sha256');
+  const write = (text) => {
+    hash.update(text);
+    if (!res.writableEnded) res.write(text);
+  };
+  let status = result.status;
+  try {
+    await result.stream(write);
+  } catch (error) {
+    process.stderr.write(`rag server.mjs: stream cut: ${error?.message ?? error}\n`);
+    status = error?.status ?? 502;
+    write(
+      `data: ${JSON.stringify({ error: openAiError(error instanceof Error ? error : new Error(String(error))) })}\n\n`,
+    );
+  }
+  let record = null;
+  try {
+    if (audit === null) throw new AuditLogError('the audit log is not open');
+    // The response hash covers the events; [DONE] follows only once the record is written.
+    record = await audit.append({
+      caller,
+      method: req.method,
+      endpoint: req.url.split('?')[0],
+      status,
+      requestSha256: request.sha256,
+      responseSha256: hash.digest('hex'),
+      documents: result.documents,
+    });
+    if (status === result.status && !res.writableEnded) res.write('data: [DONE]\n\n');
+    res.addTrailers({ 'x-apertus-audit-seq': String(record.seq) });
+  } catch (error) {
+    process.stderr.write(`rag server.mjs: audit record not written: ${error.message}\n`);
+    const refused = {
+      message: `the answer is not on record: its audit record could not be written (${error.message})`,
+      type: 'server_error',
+      param: null,
+      code: 'audit_unavailable',
+    };
+    if (!res.writableEnded) res.write(`data: ${JSON.stringify({ error: refused })}\n\n`);
+  }
+  res.end();
+  return { route: route?.pattern ?? 'unmatched', status, caller, seq: record?.seq ?? null };
+}
+
 async function health(res) {
   if (state !== 'ready' || shuttingDown) {
     send(
@@ -715,16 +889,6 @@ async function health(res) {
   return status;
 }
 
-function metricsText() {
-  const stats = store?.stats() ?? { documents: 0, chunks: 0 };
-  return metrics.render({
-    ...stats,
-    auditRecords: audit?.appendedSinceStart ?? 0,
-    auditLastSeq: audit?.seq ?? 0,
-    runtimeUp: runtimeHealth.ok,
-  });
-}
-
 const startedAt = Date.now();
 
 const server = createServer((req, res) => {
@@ -743,9 +907,10 @@ const server = createServer((req, res) => {
     work = health(res).then((status) => finish('/health', status));
   } else if (req.method === 'GET' && path === '/metrics') {
     req.resume();
-    send(res, 200, metricsText(), 'text/plain; version=0.0.4; charset=utf-8');
-    finish('/metrics', 200);
-    return;
+    work = metrics.render().then((text) => {
+      send(res, 200, text, metrics.contentType);
+      finish('/metrics', 200);
+    });
   } else {
     work = serveAudited(req, res, path).then((r) =>
       finish(r.route, r.status, ` caller=${r.caller} audit=${r.seq ?? 'none'}`),
@@ -757,7 +922,9 @@ const server = createServer((req, res) => {
       send(
         res,
         500,
-        JSON.stringify({ error: { message: 'internal error', type: 'server_error' } }),
+        JSON.stringify({
+          error: { message: 'internal error', type: 'server_error', param: null, code: 'internal_error' },
+        }),
         'application/json',
       );
     finish('error', 500);

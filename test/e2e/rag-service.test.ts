@@ -106,7 +106,13 @@ function parsePrometheus(text: string): Map<string, number> {
     if (line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
     const match = sample.exec(line);
     if (match === null) throw new Error(`not a Prometheus sample line: ${line}`);
-    samples.set(`${match[1]}${match[2] ?? ''}`, Number(match[3]));
+    // Label order is the client library's choice; keys hold them sorted by name.
+    const labels = (match[2] ?? '').replace(/^\{|,?\}$/g, '');
+    const sorted =
+      labels === ''
+        ? ''
+        : `{${(labels.match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"/g) ?? []).sort().join(',')}}`;
+    samples.set(`${match[1]}${sorted}`, Number(match[3]));
   }
   return samples;
 }
@@ -277,7 +283,7 @@ describe('RAG service over the llamacpp runtime (real inference on the tiny mode
 
   it('answers chat through the runtime with the retrieved passages as numbered sources', async () => {
     const chat = await call('POST', '/v1/chat/completions', {
-      model: 'whatever-the-client-says',
+      model: TINY_MODEL.id,
       messages: [
         { role: 'system', content: 'Be brief.' },
         { role: 'user', content: guideChunks[1] },

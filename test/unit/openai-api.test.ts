@@ -6,19 +6,18 @@
  * it parses whatever the weights. /metrics of both passes `promtool check metrics`.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
+import { collectRuntimeFiles, MONITORING_FILES } from '../../src/core/runtimes/runtime-files.js';
 import { generateTinyModel, TINY_MODEL } from '../../src/core/tiny-model/generate.js';
 
 const RUNTIME_SERVER = path.join(PROJECT_ROOT, 'templates', 'runtime', 'server.mjs');
 const RAG_SERVER = path.join(PROJECT_ROOT, 'templates', 'rag', 'server.mjs');
-const execFileAsync = promisify(execFile);
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -141,6 +140,18 @@ async function refusal(call: Promise<unknown>): Promise<InstanceType<typeof Open
   return error as InstanceType<typeof OpenAI.APIError>;
 }
 
+/** A 400 the SDK raises as BadRequestError, naming `param`, with `code` and OpenAI's type. */
+async function badRequest(call: () => Promise<unknown>, param: string, code: string) {
+  const error = await refusal(call());
+  expect(error, param).toBeInstanceOf(OpenAI.BadRequestError);
+  expect({ param: error.param, code: error.code, type: error.type }).toEqual({
+    param,
+    code,
+    type: 'invalid_request_error',
+  });
+  return error;
+}
+
 const JSON_SCHEMA = {
   type: 'object',
   properties: {
@@ -237,7 +248,7 @@ describe('the runtime server through the openai SDK', () => {
     else expect(content.trimStart().startsWith('{')).toBe(true);
   });
 
-  it('gives n choices and logprobs, and penalties change nothing it was not asked to', async () => {
+  it('gives n choices with logprobs and top_logprobs, under a frequency penalty', async () => {
     const reply = await runtime.chat.completions.create({
       model: MODEL,
       messages: [{ role: 'user', content: 'hi' }],
@@ -263,72 +274,75 @@ describe('the runtime server through the openai SDK', () => {
   });
 
   it('refuses what it cannot do with a 400 naming the parameter', async () => {
-    const cases: Array<[string, Promise<unknown>, string]> = [
+    const cases: Array<[string, () => Promise<unknown>, string]> = [
       [
         'tools',
-        runtime.chat.completions.create({
-          model: MODEL,
-          messages: [{ role: 'user', content: 'hi' }],
-          tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }],
-        }),
+        () =>
+          runtime.chat.completions.create({
+            model: MODEL,
+            messages: [{ role: 'user', content: 'hi' }],
+            tools: [{ type: 'function', function: { name: 'lookup', parameters: { type: 'object' } } }],
+          }),
         'unsupported_parameter',
       ],
       [
         'n',
-        runtime.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], n: 64 }),
+        () =>
+          runtime.chat.completions.create({
+            model: MODEL,
+            messages: [{ role: 'user', content: 'hi' }],
+            n: 64,
+          }),
         'invalid_value',
       ],
       [
         'dimensions',
-        runtime.embeddings.create({ model: MODEL, input: 'x', dimensions: 16 }),
+        () => runtime.embeddings.create({ model: MODEL, input: 'x', dimensions: 16 }),
         'unsupported_parameter',
       ],
-      ['input', runtime.embeddings.create({ model: MODEL, input: '' }), 'invalid_value'],
-      ['input', runtime.embeddings.create({ model: MODEL, input: [] }), 'invalid_value'],
-      ['input', runtime.embeddings.create({ model: MODEL, input: ['a', ''] }), 'invalid_value'],
+      ['input', () => runtime.embeddings.create({ model: MODEL, input: '' }), 'invalid_value'],
+      ['input', () => runtime.embeddings.create({ model: MODEL, input: [] }), 'invalid_value'],
+      ['input', () => runtime.embeddings.create({ model: MODEL, input: ['a', ''] }), 'invalid_value'],
       [
         'top_logprobs',
-        runtime.chat.completions.create({
-          model: MODEL,
-          messages: [{ role: 'user', content: 'hi' }],
-          top_logprobs: 2,
-        }),
+        () =>
+          runtime.chat.completions.create({
+            model: MODEL,
+            messages: [{ role: 'user', content: 'hi' }],
+            top_logprobs: 2,
+          }),
         'invalid_value',
       ],
       [
         'response_format',
-        runtime.chat.completions.create({
-          model: MODEL,
-          messages: [{ role: 'user', content: 'hi' }],
-          // biome-ignore lint/suspicious/noExplicitAny: a type the SDK would not let through
-          response_format: { type: 'xml' } as any,
-        }),
+        () =>
+          runtime.chat.completions.create({
+            model: MODEL,
+            messages: [{ role: 'user', content: 'hi' }],
+            // biome-ignore lint/suspicious/noExplicitAny: a type the SDK would not let through
+            response_format: { type: 'xml' } as any,
+          }),
         'unsupported_value',
       ],
       [
         'frobnicate',
-        runtime.chat.completions.create({
-          model: MODEL,
-          messages: [{ role: 'user', content: 'hi' }],
-          // biome-ignore lint/suspicious/noExplicitAny: an argument the API does not know
-          ...({ frobnicate: true } as any),
-        }),
+        () =>
+          runtime.chat.completions.create({
+            model: MODEL,
+            messages: [{ role: 'user', content: 'hi' }],
+            // biome-ignore lint/suspicious/noExplicitAny: an argument the API does not know
+            ...({ frobnicate: true } as any),
+          }),
         'unknown_parameter',
       ],
     ];
     for (const [param, call, code] of cases) {
-      const error = await refusal(call);
-      expect(error, param).toBeInstanceOf(OpenAI.BadRequestError);
-      expect({ param: error.param, code: error.code, type: error.type }).toEqual({
-        param,
-        code,
-        type: 'invalid_request_error',
-      });
+      const error = await badRequest(call, param, code);
       expect(error.message).toContain(param === 'frobnicate' ? param : param.split('_')[0]);
     }
   });
 
-  it('embeds through the SDK, float and base64 alike', async () => {
+  it("embeds through the SDK (which asks for base64 and decodes it), with dimensions when it is the model's own", async () => {
     const result = await runtime.embeddings.create({ model: MODEL, input: ['one', 'two'] });
     expect(result.data.map((d) => d.embedding.length)).toEqual([
       TINY_MODEL.embeddingLength,
@@ -391,10 +405,175 @@ describe('metrics', () => {
     expect(
       sample(text, `apertus_runtime_generation_tokens_per_second_count{model="${MODEL}"}`),
     ).toBeGreaterThan(0);
-    await writeFile(path.join(tmpdir(), 'apertus-openai-api-runtime.metrics'), text).catch(() => {});
   });
 });
 
-void execFileAsync;
-void rag;
-void ragUrl;
+describe('the RAG service through the openai SDK', () => {
+  type WithSources = { sources?: Array<{ index: number; document: string }> };
+
+  it('answers with sources, top level and in usage (where LangChain keeps them)', async () => {
+    const reply = await rag.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'When does the vault open?' }],
+      max_tokens: 6,
+      seed: 2,
+    });
+    const sources = (reply as unknown as WithSources).sources;
+    expect(sources?.[0]).toMatchObject({ index: 1, document: 'guide' });
+    expect((reply.usage as unknown as WithSources).sources).toEqual(sources);
+    expect(reply.usage?.prompt_tokens).toBeGreaterThan(20);
+  });
+
+  it('streams the answer as the runtime produces it, sources in the first chunk', async () => {
+    const request = {
+      model: MODEL,
+      messages: [{ role: 'user' as const, content: 'Where are the keys?' }],
+      max_tokens: 8,
+      seed: 3,
+    };
+    const whole = await rag.chat.completions.create(request);
+    const stream = await rag.chat.completions.create({
+      ...request,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    const chunks: OpenAI.ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const text = chunks.map((c) => c.choices[0]?.delta.content ?? '').join('');
+    expect(text).toBe(whole.choices[0]?.message.content);
+    expect(chunks.filter((c) => c.choices[0]?.delta.content).length).toBeGreaterThan(1);
+    expect((chunks[0] as unknown as WithSources).sources?.[0]?.document).toBe('guide');
+    const usage = chunks.at(-1)?.usage;
+    expect(usage?.completion_tokens).toBe(whole.usage?.completion_tokens);
+    expect((usage as unknown as WithSources).sources?.[0]?.document).toBe('guide');
+  });
+
+  it('serves /v1/embeddings from its embeddings runtime, one base URL for the app', async () => {
+    const viaRag = await rag.embeddings.create({ model: MODEL, input: 'the blue box' });
+    const direct = await runtime.embeddings.create({ model: MODEL, input: 'the blue box' });
+    expect(viaRag.data[0]?.embedding).toEqual(direct.data[0]?.embedding);
+    expect((await rag.models.list()).data.map((m) => m.id)).toEqual([MODEL]);
+    expect(await rag.models.retrieve(MODEL)).toMatchObject({ id: MODEL });
+  });
+
+  it('gives the same strict errors: 404 model_not_found, 400 naming the parameter', async () => {
+    for (const call of [
+      () => rag.models.retrieve('gpt-4o'),
+      () => rag.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'hi' }] }),
+      () => rag.embeddings.create({ model: 'text-embedding-3-small', input: 'x' }),
+    ]) {
+      const error = await refusal(call());
+      expect(error).toBeInstanceOf(OpenAI.NotFoundError);
+      expect(error.code).toBe('model_not_found');
+    }
+    const cases: Array<[string, () => Promise<unknown>, string]> = [
+      [
+        'tools',
+        () =>
+          rag.chat.completions.create({
+            model: MODEL,
+            messages: [{ role: 'user', content: 'hi' }],
+            tools: [{ type: 'function', function: { name: 'lookup' } }],
+          }),
+        'unsupported_parameter',
+      ],
+      [
+        'tools',
+        () =>
+          rag.chat.completions.create({
+            model: MODEL,
+            stream: true,
+            messages: [{ role: 'user', content: 'hi' }],
+            tools: [{ type: 'function', function: { name: 'lookup' } }],
+          }),
+        'unsupported_parameter',
+      ],
+      ['input', () => rag.embeddings.create({ model: MODEL, input: '' }), 'invalid_value'],
+      ['input', () => rag.embeddings.create({ model: MODEL, input: [] }), 'invalid_value'],
+      [
+        'dimensions',
+        () => rag.embeddings.create({ model: MODEL, input: 'x', dimensions: 8 }),
+        'unsupported_parameter',
+      ],
+    ];
+    for (const [param, call, code] of cases) await badRequest(call, param, code);
+  });
+
+  it('passes response_format to the runtime: json_schema output parses', async () => {
+    const reply = await rag.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Is the vault approved?' }],
+      max_tokens: 200,
+      seed: 5,
+      response_format: { type: 'json_schema', json_schema: { name: 'verdict', schema: JSON_SCHEMA } },
+    });
+    expect(reply.choices[0]?.finish_reason).toBe('stop');
+    expect(Object.keys(JSON.parse(reply.choices[0]?.message.content ?? '')).sort()).toEqual([
+      'approved',
+      'colour',
+    ]);
+  });
+
+  it('RAG /metrics passes promtool and shows retrieval latency and hits after 20 requests', async () => {
+    await Promise.all(
+      Array.from({ length: 20 }, (_, i) =>
+        i % 2 === 0
+          ? fetch(`${ragUrl}/v1/query`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ query: `vault question ${i}` }),
+            }).then((r) => r.text())
+          : rag.chat.completions.create({
+              model: MODEL,
+              messages: [{ role: 'user', content: `keys question ${i}` }],
+              max_tokens: 4,
+            }),
+      ),
+    );
+    const response = await fetch(`${ragUrl}/metrics`);
+    const text = await response.text();
+    const check = await promtoolCheck(text);
+    expect(check, check.output).toEqual({ code: 0, output: '' });
+    expect(sample(text, 'apertus_rag_requests_total{endpoint="/v1/query",method="POST",status="200"}')).toBe(
+      10,
+    );
+    expect(sample(text, 'apertus_rag_retrieval_duration_seconds_count')).toBeGreaterThanOrEqual(20);
+    expect(sample(text, 'apertus_rag_retrieval_hits_sum')).toBeGreaterThanOrEqual(20);
+    expect(sample(text, 'apertus_rag_retrieval_top_score_count')).toBeGreaterThanOrEqual(20);
+    expect(sample(text, 'apertus_rag_documents')).toBe(1);
+    expect(sample(text, 'apertus_rag_runtime_up')).toBe(1);
+    expect(sample(text, 'apertus_rag_audit_records_total')).toBe(sample(text, 'apertus_rag_audit_last_seq'));
+  });
+});
+
+describe('what the release ships for monitoring', () => {
+  it('a scrape config promtool accepts and a dashboard over metrics the servers export', async () => {
+    const monitoring = path.join(PROJECT_ROOT, 'templates', 'monitoring');
+    const config = await new Promise<{ code: number; output: string }>((resolve) =>
+      execFile(
+        'promtool',
+        ['check', 'config', path.join(monitoring, 'prometheus-scrape.yml')],
+        (error, out, err) => resolve({ code: error ? 1 : 0, output: `${out}${err}` }),
+      ),
+    );
+    expect(config.code, config.output).toBe(0);
+    const dashboard = JSON.parse(await readFile(path.join(monitoring, 'grafana-dashboard.json'), 'utf8')) as {
+      panels: Array<{ targets?: Array<{ expr: string }> }>;
+    };
+    const exported = `${await (await fetch(`${runtimeUrl}/metrics`)).text()}${await (await fetch(`${ragUrl}/metrics`)).text()}`;
+    const used = new Set(
+      dashboard.panels.flatMap((p) =>
+        (p.targets ?? []).flatMap((t) => t.expr.match(/apertus_[a-z_]+/g) ?? []),
+      ),
+    );
+    expect(used.size).toBeGreaterThan(10);
+    for (const name of used) expect(exported, name).toMatch(new RegExp(`^${name}[{ ]`, 'm'));
+
+    const files = await collectRuntimeFiles(PROJECT_ROOT);
+    const paths = files.tree.map((f) => f.path);
+    for (const name of MONITORING_FILES) expect(paths).toContain(`monitoring/${name}`);
+    expect(paths).toContain('openai-request.mjs');
+    expect(paths).toContain('runtime-metrics.mjs');
+    expect(files.packages.map((p) => p.name)).toContain('prom-client');
+  });
+});

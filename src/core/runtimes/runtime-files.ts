@@ -48,6 +48,13 @@ export const RUNTIME_PATHS = {
 /** Modules server.mjs imports, next to it in templates/runtime/ and in the runtime directory. */
 const SERVER_MODULES = ['openai-request.mjs', 'runtime-metrics.mjs'] as const;
 
+/**
+ * For the operator's Prometheus and Grafana: a scrape config for the runtime's and the
+ * RAG service's /metrics and a dashboard over them, from templates/monitoring/ to
+ * `monitoring/` in the runtime directory of every release.
+ */
+export const MONITORING_FILES = ['prometheus-scrape.yml', 'grafana-dashboard.json'] as const;
+
 /** The runtime component's files inside a release on the host. */
 export function runtimePaths(releaseDir: string): { node: string; supervisor: string; dir: string } {
   const dir = posixPath.join(releaseDir, 'runtime');
@@ -84,6 +91,24 @@ const UNUSED_PACKAGE_PATHS: Record<string, readonly string[]> = {
     'bins',
   ],
 };
+
+/** A file of templates/<dir>/ as a tree file at `target`; its absence means a broken installation. */
+async function templateFile(
+  root: string,
+  dir: string,
+  name: string,
+  target: string,
+): Promise<RuntimeTreeFile> {
+  const from = path.join(root, 'templates', dir, name);
+  const info = await stat(from).catch(() => null);
+  if (info === null) {
+    throw new ApertusError('runtime-missing-template', `${from} is missing`, {
+      hint: 'The apertus installation is incomplete; reinstall it.',
+      kind: 'operation',
+    });
+  }
+  return { path: target, source: from, mode: 0o644, size: info.size };
+}
 
 /**
  * Collect the runtime component's files from a project checkout (or the installed CLI),
@@ -136,17 +161,12 @@ export async function collectRuntimeFiles(
   }
 
   for (const script of [RUNTIME_PATHS.server, RUNTIME_PATHS.supervisor, ...SERVER_MODULES]) {
-    const from = path.join(root, 'templates', 'runtime', script);
-    const info = await stat(from).catch(() => null);
-    if (info === null) {
-      throw new ApertusError('runtime-missing-template', `${from} is missing`, {
-        hint: 'The apertus installation is incomplete; reinstall it.',
-        kind: 'operation',
-      });
-    }
-    files.push({ path: script, source: from, mode: 0o644, size: info.size });
+    files.push(await templateFile(root, 'runtime', script, script));
   }
-  // The RAG service needs no npm package: its modules ride in the same tree, under rag/.
+  for (const name of MONITORING_FILES) {
+    files.push(await templateFile(root, 'monitoring', name, `monitoring/${name}`));
+  }
+  // The RAG service's modules ride in the same tree, under rag/ (prom-client from the closure above).
   files.push(...(await collectRagFiles(root)));
 
   // The binary this process runs on is the one the closure was installed (and tested) with.

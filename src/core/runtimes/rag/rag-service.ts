@@ -3,8 +3,9 @@
  * its data lives on a host, the command that starts it, and the install-time check that
  * its collection is locked to the embedding model the bundle brings.
  *
- * It needs nothing of npm: its files go into the runtime component's tree layer under
- * `rag/`, and it runs on the same shipped Node binary as the llamacpp server.
+ * Its files go into the runtime component's tree layer under `rag/`, and it runs on the
+ * same shipped Node binary as the llamacpp server; prom-client, its one npm package, is
+ * in that tree's node_modules closure (runtime-files.ts), which Node finds from rag/.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';

@@ -341,7 +341,16 @@ async function embed(texts) {
   const vectors = [];
   for (let start = 0; start < texts.length; start += options.embedBatch) {
     const batch = texts.slice(start, start + options.embedBatch);
-    const result = await embedder.embed(options.embeddingModel, batch);
+    const result = await embedder.embed(options.embeddingModel, batch).catch((error) => {
+      if (error instanceof RuntimeError && error.upstreamError?.code === 'model_not_found') {
+        throw new RuntimeError(
+          502,
+          `the runtime at ${embedder.url} does not serve "${options.embeddingModel}", the embedding model the collection is locked to (it answered: ${error.message})`,
+          { type: 'embedding_model_mismatch' },
+        );
+      }
+      throw error;
+    });
     if (result.model !== null && result.model !== lock.embeddingModel) {
       throw new RuntimeError(
         502,
@@ -614,7 +623,9 @@ async function chatCompletions({ body: raw }) {
     type: 'text/event-stream',
     documents,
     headers: { 'cache-control': 'no-cache' },
-    async stream(write) {
+    async stream(write, signal) {
+      // A caller who hung up frees the runtime: its generation stops with our connection.
+      signal.addEventListener('abort', () => upstream.abort(), { once: true });
       let first = true;
       try {
         for await (const event of upstream.events) {
@@ -823,12 +834,17 @@ async function serveStream(req, res, { route, caller, request, result }) {
     hash.update(text);
     if (!res.writableEnded) res.write(text);
   };
+  const gone = new AbortController();
+  res.on('close', () => {
+    if (!res.writableFinished) gone.abort();
+  });
   let status = result.status;
   try {
-    await result.stream(write);
+    await result.stream(write, gone.signal);
   } catch (error) {
     process.stderr.write(`rag server.mjs: stream cut: ${error?.message ?? error}\n`);
-    status = error?.status ?? 502;
+    // 499: the caller closed the connection (nginx's code), recorded as such.
+    status = gone.signal.aborted ? 499 : (error?.status ?? 502);
     write(
       `data: ${JSON.stringify({ error: openAiError(error instanceof Error ? error : new Error(String(error))) })}\n\n`,
     );

@@ -544,7 +544,11 @@ describe('RAG service over the llamacpp runtime (real inference on the tiny mode
       };
     });
     expect(health.status).toBe(503);
-    expect(health.body.detail).toContain('embeds with model "tiny-b", but the collection is locked to');
+    // The runtime refuses a model it does not serve (404 model_not_found), and says which it serves.
+    expect(health.body.detail).toContain(
+      `does not serve "${TINY_MODEL.id}", the embedding model the collection is locked to`,
+    );
+    expect(health.body.detail).toContain('tiny-b');
     mismatched.child.kill('SIGTERM');
     expect(await mismatched.exited).toBe(0);
 

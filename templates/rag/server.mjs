@@ -852,7 +852,10 @@ async function serveStream(req, res, { route, caller, request, result }) {
   let record = null;
   try {
     if (audit === null) throw new AuditLogError('the audit log is not open');
-    // The response hash covers the events; [DONE] follows only once the record is written.
+    // The hash covers every byte sent, [DONE] included, which is sent only once the record
+    // holding it is written: a stream without a record never ends in [DONE].
+    const done = 'data: [DONE]\n\n';
+    if (status === result.status) hash.update(done);
     record = await audit.append({
       caller,
       method: req.method,
@@ -862,7 +865,7 @@ async function serveStream(req, res, { route, caller, request, result }) {
       responseSha256: hash.digest('hex'),
       documents: result.documents,
     });
-    if (status === result.status && !res.writableEnded) res.write('data: [DONE]\n\n');
+    if (status === result.status && !res.writableEnded) res.write(done);
     res.addTrailers({ 'x-apertus-audit-seq': String(record.seq) });
   } catch (error) {
     process.stderr.write(`rag server.mjs: audit record not written: ${error.message}\n`);

@@ -195,7 +195,7 @@ function readResponseFormat(body) {
       if (schema === null || typeof schema !== 'object' || Array.isArray(schema)) {
         throw invalid('response_format', 'response_format.json_schema.schema must be a JSON Schema object');
       }
-      return { kind: 'json_schema', schema };
+      return { kind: 'json_schema', schema: grammarSchema(schema) };
     }
     default:
       throw invalid(
@@ -204,6 +204,120 @@ function readResponseFormat(body) {
         'unsupported_value',
       );
   }
+}
+
+// ---- JSON Schema for the grammar -------------------------------------------------------------
+
+const SCHEMA_TYPES = new Set(['string', 'number', 'integer', 'boolean', 'null', 'object', 'array']);
+/** Keywords node-llama-cpp's grammar enforces (its GbnfJsonSchema type). */
+const GRAMMAR_KEYWORDS = new Set([
+  'type',
+  'const',
+  'enum',
+  'oneOf',
+  'properties',
+  'required',
+  'additionalProperties',
+  'minProperties',
+  'maxProperties',
+  'items',
+  'prefixItems',
+  'minItems',
+  'maxItems',
+  'minLength',
+  'maxLength',
+  'format',
+  '$defs',
+  '$ref',
+  'description',
+]);
+/** Annotations: they say nothing about which output is valid, so dropping them loses nothing. */
+const ANNOTATIONS = new Set([
+  'title',
+  'default',
+  'examples',
+  '$schema',
+  '$comment',
+  '$id',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+]);
+const MAX_SCHEMA_NODES = 2000;
+const MAX_SCHEMA_DEPTH = 32;
+
+/**
+ * The schema as node-llama-cpp's grammar takes it, or a 400 naming the first keyword it
+ * would not enforce (`pattern`, `minimum`, ...): silently dropping one would hand back
+ * output that breaks the schema. `anyOf` becomes `oneOf` (for generation both are "one
+ * of these shapes"); annotations are dropped. Size and depth are bounded, as building a
+ * grammar costs time and memory on the server.
+ */
+export function grammarSchema(schema) {
+  let nodes = 0;
+  const refuse = (at, why) =>
+    invalid('response_format', `response_format.json_schema.schema${at}: ${why}`, 'unsupported_value');
+  const walk = (node, at, depth) => {
+    nodes += 1;
+    if (nodes > MAX_SCHEMA_NODES) throw refuse('', `more than ${MAX_SCHEMA_NODES} subschemas`);
+    if (depth > MAX_SCHEMA_DEPTH) throw refuse(at, `nested deeper than ${MAX_SCHEMA_DEPTH}`);
+    if (node === null || typeof node !== 'object' || Array.isArray(node))
+      throw refuse(at, 'must be a schema object');
+    const out = {};
+    for (const [key, value] of Object.entries(node)) {
+      if (ANNOTATIONS.has(key)) continue;
+      const name = key === 'anyOf' ? 'oneOf' : key;
+      if (!GRAMMAR_KEYWORDS.has(name)) {
+        throw refuse(
+          at,
+          `the keyword "${key}" cannot be enforced by the grammar, so the output could break it; leave it out`,
+        );
+      }
+      const here = `${at}.${key}`;
+      switch (name) {
+        case 'type': {
+          const types = Array.isArray(value) ? value : [value];
+          if (types.length === 0 || !types.every((t) => SCHEMA_TYPES.has(t))) {
+            throw refuse(
+              here,
+              `must be one of ${[...SCHEMA_TYPES].join(', ')} or a list of them, got ${JSON.stringify(value)}`,
+            );
+          }
+          out.type = value;
+          break;
+        }
+        case 'oneOf':
+        case 'prefixItems':
+          if (!Array.isArray(value) || value.length === 0)
+            throw refuse(here, 'must be a non-empty list of schemas');
+          out[name] = value.map((v, i) => walk(v, `${here}[${i}]`, depth + 1));
+          break;
+        case 'properties':
+        case '$defs':
+          if (value === null || typeof value !== 'object' || Array.isArray(value))
+            throw refuse(here, 'must be an object of schemas');
+          out[name] = Object.fromEntries(
+            Object.entries(value).map(([k, v]) => [k, walk(v, `${here}.${k}`, depth + 1)]),
+          );
+          break;
+        case 'items':
+          out.items = walk(value, here, depth + 1);
+          break;
+        case 'additionalProperties':
+          out.additionalProperties = typeof value === 'boolean' ? value : walk(value, here, depth + 1);
+          break;
+        case '$ref':
+          if (typeof value !== 'string' || !/^#\/\$defs\/[^/]+$/.test(value))
+            throw refuse(here, 'must point into #/$defs/');
+          out.$ref = value;
+          break;
+        default:
+          out[name] = value;
+      }
+    }
+    return out;
+  };
+  return walk(schema, '', 0);
 }
 
 /** Tools are refused, loudly: node-llama-cpp calls functions only through its chat session, not per request. */

@@ -6,6 +6,7 @@
  * it parses whatever the weights. /metrics of both passes `promtool check metrics`.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -446,6 +447,69 @@ describe('the RAG service through the openai SDK', () => {
     const usage = chunks.at(-1)?.usage;
     expect(usage?.completion_tokens).toBe(whole.usage?.completion_tokens);
     expect((usage as unknown as WithSources).sources?.[0]?.document).toBe('guide');
+  });
+
+  it('records a streamed answer with the hash of every byte sent, its number as a trailer', async () => {
+    const { request: httpRequest } = await import('node:http');
+    const streamed = await new Promise<{ body: Buffer; trailers: NodeJS.Dict<string> }>((resolve, reject) => {
+      const req = httpRequest(
+        `${ragUrl}/v1/chat/completions`,
+        { method: 'POST', headers: { 'content-type': 'application/json' } },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ body: Buffer.concat(chunks), trailers: res.trailers }));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end(
+        JSON.stringify({
+          model: MODEL,
+          messages: [{ role: 'user', content: 'keys?' }],
+          max_tokens: 5,
+          stream: true,
+        }),
+      );
+    });
+    expect(streamed.body.toString().endsWith('data: [DONE]\n\n')).toBe(true);
+    const lines = (await readFile(path.join(dir, 'rag', 'audit.log'), 'utf8')).trim().split('\n');
+    const record = JSON.parse(lines.at(-1) ?? '{}') as {
+      seq: number;
+      status: number;
+      responseSha256: string;
+    };
+    expect(streamed.trailers['x-apertus-audit-seq']).toBe(String(record.seq));
+    expect(record.status).toBe(200);
+    expect(record.responseSha256).toBe(createHash('sha256').update(streamed.body).digest('hex'));
+  });
+
+  it('refuses a JSON schema keyword the grammar would not enforce, and takes Pydantic-style anyOf', async () => {
+    const ask = (schema: Record<string, unknown>) =>
+      rag.chat.completions.create({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 100,
+        seed: 6,
+        response_format: { type: 'json_schema', json_schema: { name: 'x', schema } },
+      });
+    for (const schema of [
+      { type: 'no-such-type' },
+      { type: 'object', properties: { n: { type: 'integer', minimum: 3 } } },
+      { type: 'string', pattern: '^a+$' },
+    ]) {
+      const error = await badRequest(() => ask(schema), 'response_format', 'unsupported_value');
+      expect(error.message).toMatch(/no-such-type|minimum|pattern/);
+    }
+    const optional = await ask({
+      title: 'Verdict',
+      type: 'object',
+      properties: { note: { anyOf: [{ type: 'boolean' }, { type: 'null' }], title: 'Note' } },
+      required: ['note'],
+      additionalProperties: false,
+    });
+    expect(optional.choices[0]?.finish_reason).toBe('stop');
+    expect([true, false, null]).toContain(JSON.parse(optional.choices[0]?.message.content ?? '').note);
   });
 
   it('serves /v1/embeddings from its embeddings runtime, one base URL for the app', async () => {

@@ -350,26 +350,29 @@ function readBody(req) {
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > options.maxBodyBytes)
     return Promise.resolve({ tooLarge: true, sha256: sha256Hex('') });
-  return new Promise((resolve, reject) => {
+  return new Promise((resolve) => {
     const hash = createHash('sha256');
     const chunks = [];
     let size = 0;
+    let settled = false;
+    const settle = (result) => {
+      if (settled) return;
+      settled = true;
+      req.off('data', onData);
+      chunks.length = 0;
+      resolve({ ...result, sha256: hash.digest('hex') });
+    };
     const onData = (chunk) => {
       size += chunk.length;
       hash.update(chunk);
-      if (size > options.maxBodyBytes) {
-        req.off('data', onData);
-        req.off('end', onEnd);
-        chunks.length = 0;
-        resolve({ tooLarge: true, sha256: hash.digest('hex') });
-        return;
-      }
-      chunks.push(chunk);
+      if (size > options.maxBodyBytes) settle({ tooLarge: true });
+      else chunks.push(chunk);
     };
-    const onEnd = () => resolve({ body: Buffer.concat(chunks), sha256: hash.digest('hex') });
     req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', reject);
+    req.once('end', () => settle({ body: Buffer.concat(chunks) }));
+    // The client went away (or the request timeout cut it) before the body was complete.
+    req.once('error', () => settle({ aborted: true }));
+    req.once('close', () => settle({ aborted: true }));
   });
 }
 
@@ -550,6 +553,8 @@ async function handle(req, res, path) {
 
   const request = await readBody(req);
   requestSha256 = request.sha256;
+  // 499 (nginx's "client closed request"): logged, never sent.
+  if (request.aborted) return { caller, status: 499, requestSha256, responseSha256: sha256Hex('') };
   if (request.tooLarge) {
     const error = new GatewayError(413, `the request body is over ${options.maxBodyBytes} bytes`, {
       code: 'request_too_large',
@@ -668,7 +673,16 @@ const servers = options.listen.map(({ host, port }) => {
   const server =
     tlsMaterial === null
       ? createHttpServer(serverOptions, onRequest)
-      : createHttpsServer({ ...serverOptions, ...tlsMaterial, minVersion: 'TLSv1.2' }, onRequest);
+      : createHttpsServer(
+          // A client that never finishes its handshake is cut like one that never sends headers.
+          {
+            ...serverOptions,
+            ...tlsMaterial,
+            minVersion: 'TLSv1.2',
+            handshakeTimeout: options.headerTimeoutMs,
+          },
+          onRequest,
+        );
   server.maxConnections = options.maxConnections;
   server.on('connection', (socket) => {
     openConnections += 1;
@@ -676,16 +690,8 @@ const servers = options.listen.map(({ host, port }) => {
       openConnections -= 1;
     });
   });
-  // A client that never finishes its TLS handshake is cut like one that never sends headers.
-  if (tlsMaterial !== null) {
-    server.on('connection', (socket) => {
-      const cut = setTimeout(() => socket.destroy(), options.headerTimeoutMs);
-      socket.once('secureConnect', () => clearTimeout(cut));
-      socket.once('close', () => clearTimeout(cut));
-    });
-    server.on('secureConnection', (socket) => socket.emit('secureConnect'));
-    server.on('tlsClientError', () => {});
-  }
+  // A client that cannot complete a handshake is not worth a log line.
+  server.on('tlsClientError', () => {});
   server.listen(port, host);
   return { server, host };
 });

@@ -738,7 +738,9 @@ async function shutdown(signal) {
   log(`${signal}: shutting down (${concurrency.active} requests in flight)`);
   const force = setTimeout(() => process.exit(0), SHUTDOWN_GRACE_MS);
   force.unref();
-  await Promise.all(servers.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+  const closed = Promise.all(servers.map(({ server }) => new Promise((resolve) => server.close(resolve))));
+  for (const { server } of servers) server.closeIdleConnections();
+  await closed;
   metricsServer?.close();
   await accessLog.close().catch(() => {});
   process.exit(0);

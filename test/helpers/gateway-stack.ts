@@ -3,21 +3,20 @@
  * service, and the gateway itself (templates/), each a child process on loopback, plus a
  * fetch that trusts a test CA (the SDK takes a fetch; Node's own cannot be given a CA).
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { promisify } from 'node:util';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
 import { TINY_MODEL } from '../../src/core/tiny-model/generate.js';
+import { createCa, issueCertificate } from '../../src/core/tls/openssl-ca.js';
 import { keyDigest } from '../../templates/gateway/api-keys.mjs';
 import { freePort } from './registry.js';
 
 export { freePort };
 
-const execFileAsync = promisify(execFile);
 export const GATEWAY_SERVER = path.join(PROJECT_ROOT, 'templates', 'gateway', 'server.mjs');
 const RUNTIME_SERVER = path.join(PROJECT_ROOT, 'templates', 'runtime', 'server.mjs');
 const RAG_SERVER = path.join(PROJECT_ROOT, 'templates', 'rag', 'server.mjs');
@@ -139,46 +138,16 @@ export async function writeKeyFile(file: string, keys: TestKey[]): Promise<void>
   await rename(`${file}.tmp`, file);
 }
 
-/** A CA and a certificate for 127.0.0.1 made with the openssl CLI. */
+/** A CA and a certificate for 127.0.0.1 and localhost, as `apertus tls ca|cert` make them. */
 export async function makeTestCertificates(dir: string): Promise<{ ca: string; cert: string; key: string }> {
-  const file = (name: string) => path.join(dir, name);
-  const openssl = (args: string[]) => execFileAsync('openssl', args);
-  await openssl(
-    ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2']
-      .concat(['-subj', '/CN=apertus test CA', '-keyout', file('ca.key'), '-out', file('ca.pem')])
-      .concat([
-        '-addext',
-        'basicConstraints=critical,CA:TRUE',
-        '-addext',
-        'keyUsage=critical,keyCertSign,cRLSign',
-      ]),
-  );
-  await openssl(
-    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'].concat([
-      '-subj',
-      '/CN=127.0.0.1',
-      '-keyout',
-      file('host.key'),
-      '-out',
-      file('host.csr'),
-    ]),
-  );
-  await writeFile(
-    file('host.ext'),
-    'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n',
-  );
-  await openssl(
-    ['x509', '-req', '-in', file('host.csr'), '-CA', file('ca.pem'), '-CAkey', file('ca.key')].concat([
-      '-CAcreateserial',
-      '-days',
-      '2',
-      '-extfile',
-      file('host.ext'),
-      '-out',
-      file('host.pem'),
-    ]),
-  );
-  return { ca: file('ca.pem'), cert: file('host.pem'), key: file('host.key') };
+  const ca = await createCa({ dir, name: 'apertus test CA', days: 2 });
+  const issued = await issueCertificate({
+    caDir: dir,
+    names: ['127.0.0.1', 'localhost'],
+    out: path.join(dir, 'host'),
+    days: 2,
+  });
+  return { ca: ca.cert, cert: issued.cert, key: issued.key };
 }
 
 /** A fetch over node:https that trusts `ca` (and only it), streaming the response body. */

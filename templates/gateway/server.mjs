@@ -36,7 +36,8 @@
 // Access log (--access-log): the RAG audit log's format (templates/rag/audit-log.mjs), one
 // record per request once its response has ended: caller is the key name, or
 // `unauthenticated`; requestSha256 covers the body bytes read; responseSha256 the bytes
-// sent (a stream included). `apertus audit verify` checks it like the RAG log.
+// sent (a stream included). `apertus audit verify` checks it like the RAG log. Requests
+// without a valid key beyond the per-address rate get 429 and no record (see handle()).
 //
 // Exit status: 0 after SIGTERM/SIGINT, 2 for bad arguments, 1 for other start failures.
 
@@ -498,6 +499,18 @@ async function handle(req, res, path) {
   const auth = await keyStore.authenticate(req.headers.authorization);
   if (!auth.ok) {
     metrics.authFailure(auth.reason);
+    // Failures share one bucket per source address (no key name has an '@'). Beyond it they
+    // get 429 and no access-log record: a flood without a key must not grow the log or
+    // cost an fsync each. The metric above still counts every one.
+    const flood = rateLimiter.take(`unauthenticated@${req.socket.remoteAddress}`);
+    if (!flood.ok) {
+      const error = new GatewayError(429, 'Too many requests without a valid API key.', {
+        type: 'requests',
+        code: 'rate_limit_exceeded',
+        headers: { 'retry-after': String(flood.retryAfterSeconds) },
+      });
+      return { ...respond(429, sendError(req, res, error, { drain: true })), unlogged: true };
+    }
     const error =
       auth.reason === 'unavailable'
         ? new GatewayError(503, auth.message, { type: 'server_error', code: 'keys_unavailable' })
@@ -650,6 +663,12 @@ function onRequest(req, res) {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       metrics.observe(r.caller, path, r.status, seconds);
       let seq = 'none';
+      if (r.unlogged) {
+        log(
+          `${req.method} ${path} ${r.status} ${(seconds * 1000).toFixed(1)}ms caller=${r.caller} log=none (flood)`,
+        );
+        return;
+      }
       try {
         const record = await accessLog.append({
           caller: r.caller,

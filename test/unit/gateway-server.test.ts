@@ -194,6 +194,15 @@ describe('the gateway in front of the runtime and the RAG service', () => {
       .split('\n')
       .map((l) => JSON.parse(l));
     expect(after.find((r) => r.seq === directSeq)?.caller).toBe('claimed:alice');
+    const guessed = await fetch(`http://127.0.0.1:${ragUrl}/v1/documents`, {
+      headers: { 'x-apertus-caller': 'alice', 'x-apertus-gateway': 'a'.repeat(43) },
+    });
+    const guessedSeq = Number(guessed.headers.get('x-apertus-audit-seq'));
+    const last = (await readFile(path.join(ragDataDir, 'audit.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(last.find((r) => r.seq === guessedSeq)?.caller).toBe('claimed:alice');
 
     // RAG chat through the model id rag:default, with its sources.
     const answer = await client(keys.all?.key).chat.completions.create({
@@ -267,6 +276,28 @@ describe('the gateway in front of the runtime and the RAG service', () => {
     expect(status).toBe('HTTP/1.1 413 Payload Too Large');
     const models = await client(keys.all?.key).models.list();
     expect(models.data.length).toBe(2);
+  });
+
+  it('limits requests without a valid key per address, and stops logging them beyond it', async () => {
+    const before = (await readFile(accessLog, 'utf8')).trim().split('\n').length;
+    const statuses: number[] = [];
+    for (let i = 0; i < 45; i++)
+      statuses.push(
+        (
+          await fetchTrusting(ca)(`${gateway.url}/v1/models`, {
+            headers: { authorization: 'Bearer apk-nope' },
+          })
+        ).status,
+      );
+    expect(statuses).toContain(401);
+    expect(statuses.at(-1)).toBe(429);
+    await new Promise((r) => setTimeout(r, 200));
+    const after = (await readFile(accessLog, 'utf8')).trim().split('\n').length;
+    expect(after - before).toBe(statuses.filter((s) => s === 401).length);
+    const metricsText = await (await fetch(gateway.metricsUrl)).text();
+    expect(metricsText).toMatch(
+      /apertus_gateway_auth_failures_total\{reason="malformed"\} (4[5-9]|[5-9][0-9])/,
+    );
   });
 
   it('answers a key over its rate with 429 and Retry-After', async () => {

@@ -420,22 +420,37 @@ function upstreamHeaders(req, caller, rag, length) {
   return headers;
 }
 
-/** Sends the request upstream and passes the answer through as it comes. Resolves {status, responseSha256}. */
+/**
+ * Sends the request upstream and passes the answer through as it comes. Resolves
+ * {status, responseSha256} exactly once, however it ends (answered, upstream failed, client
+ * gone mid-stream), so the caller always releases its concurrency slot.
+ */
 function proxy(req, res, route, caller, body) {
   return new Promise((resolve) => {
     const target = new URL(route.path, route.url);
     target.search = new URL(req.url ?? '/', 'http://x').search;
     const hash = createStreamingHash();
+    let settled = false;
+    const finish = (status, sent = null) => {
+      if (settled) return;
+      settled = true;
+      res.off('close', clientGone);
+      resolve({ status, responseSha256: sent === null ? hash.digest() : sha256Hex(sent) });
+    };
     const upstream = httpRequest(target, {
       method: req.method,
       headers: upstreamHeaders(req, caller, route.rag, body.length),
       timeout: options.upstreamTimeoutMs,
     });
-    const clientGone = () => upstream.destroy(new Error('the client went away'));
+    // 499 (nginx's "client closed request") when the client leaves before the answer ends.
+    const clientGone = () => {
+      upstream.destroy(new Error('the client went away'));
+      finish(499);
+    };
     res.once('close', clientGone);
     upstream.once('timeout', () => upstream.destroy(new Error('the upstream timed out')));
     upstream.once('error', (error) => {
-      res.off('close', clientGone);
+      if (settled) return;
       if (!res.headersSent) {
         const sent = sendError(
           req,
@@ -445,17 +460,18 @@ function proxy(req, res, route, caller, body) {
             code: 'upstream_unavailable',
           }),
         );
-        resolve({ status: 502, responseSha256: sha256Hex(sent) });
+        finish(502, sent);
       } else {
         res.destroy();
-        resolve({ status: res.statusCode, responseSha256: hash.digest() });
+        finish(res.statusCode);
       }
     });
     upstream.once('response', (answer) => {
+      const status = answer.statusCode ?? 502;
       const headers = {};
       for (const [name, value] of Object.entries(answer.headers))
         if (!RESPONSE_HOP_HEADERS.has(name)) headers[name] = value;
-      res.writeHead(answer.statusCode ?? 502, headers);
+      res.writeHead(status, headers);
       // Server-sent events are flushed chunk by chunk: no buffering here.
       answer.on('data', (chunk) => {
         hash.update(chunk);
@@ -463,13 +479,15 @@ function proxy(req, res, route, caller, body) {
       });
       res.on('drain', () => answer.resume());
       answer.once('end', () => {
-        res.off('close', clientGone);
         res.end();
-        resolve({ status: answer.statusCode ?? 502, responseSha256: hash.digest() });
+        finish(status);
       });
-      answer.once('error', () => {
-        res.destroy();
-        resolve({ status: answer.statusCode ?? 502, responseSha256: hash.digest() });
+      // The upstream cut its answer short: the client must not take it for a whole one.
+      answer.once('close', () => {
+        if (!answer.complete && !settled) {
+          res.destroy();
+          finish(status);
+        }
       });
     });
     upstream.end(body);

@@ -118,6 +118,26 @@ describe('the gateway in front of the runtime and the RAG service', () => {
     expect(embeddings.data[0]?.embedding).toHaveLength(TINY_MODEL.embeddingLength);
   });
 
+  it('frees the upstream slot when a client leaves in the middle of a stream', async () => {
+    const openai = client(keys.all?.key);
+    const stream = await openai.chat.completions.create({
+      model: TINY_MODEL.id,
+      messages: [{ role: 'user', content: 'talk' }],
+      max_tokens: 1500,
+      stream: true,
+    });
+    for await (const _ of stream) break;
+    const inFlight = async () =>
+      /^apertus_gateway_in_flight (\d+)$/m.exec(await (await fetch(gateway.metricsUrl)).text())?.[1];
+    let last: string | undefined;
+    for (let i = 0; i < 100 && last !== '0'; i++) {
+      last = await inFlight();
+      if (last !== '0') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(last).toBe('0');
+    expect((await openai.models.list()).data.length).toBe(2);
+  });
+
   it('answers no key, a wrong key and a revoked key with 401 invalid_api_key', async () => {
     const attempt = (apiKey: string | undefined) =>
       client(apiKey)

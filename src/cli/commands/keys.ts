@@ -84,7 +84,7 @@ function registerApiKeys(keys: Command, io: CliIO): void {
     },
   ]);
 
-  withFlags(
+  const list = withFlags(
     api.command('list').description('List the keys a host holds: names, scopes, fingerprints'),
   ).action(async (flags: ApiKeyFlags) => {
     const { listApiKeys } = await import('../../core/operations/api-keys.js');
@@ -100,7 +100,7 @@ function registerApiKeys(keys: Command, io: CliIO): void {
         );
   });
 
-  withFlags(
+  const revoke = withFlags(
     api
       .command('revoke')
       .description('Revoke a key; the running gateway refuses it from the next request on')
@@ -116,4 +116,13 @@ function registerApiKeys(keys: Command, io: CliIO): void {
         `key "${revoked.name}" ${revoked.changed ? 'revoked' : 'was already revoked'} (${revoked.revoked}).\n`,
       );
   });
+  withExamples(list, [
+    { run: 'keys api list --host root@10.0.0.5 --json', does: 'names, scopes and fingerprints, no keys' },
+  ]);
+  withExamples(revoke, [
+    {
+      run: 'keys api revoke analytics --host root@10.0.0.5',
+      does: 'the gateway refuses the key from its next request on',
+    },
+  ]);
 }

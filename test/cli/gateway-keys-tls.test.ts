@@ -160,7 +160,21 @@ describe('apertus keys api', () => {
       root,
       '--json',
     ]);
-    expect(JSON.parse(revokedAgain.stdout).changed).toBe(false);
+    expect(JSON.parse(revokedAgain.stdout)).toMatchObject({ changed: false, record: null });
+
+    // Both changes are signed records of the host's audit log, which verifies.
+    expect(alice.record.seq).toBe(1);
+    expect(JSON.parse(revoked.stdout).record.seq).toBe(2);
+    const log = (await readFile(path.join(root, 'audit.log'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(log.map((r) => [r.method, r.endpoint])).toEqual([
+      ['API-KEY-CREATE', 'alice'],
+      ['API-KEY-REVOKE', 'alice'],
+    ]);
+    const audit = await runCli(['audit', 'verify', '--installs', '--local', '--root', root, '--json']);
+    expect(audit.exitCode, audit.stdout).toBe(0);
 
     for (const file of [...(await filesUnder(root)), ...(await filesUnder(dir))])
       expect(await readFile(file, 'latin1'), file).not.toContain(alice.key);

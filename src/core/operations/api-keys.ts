@@ -4,7 +4,9 @@
  * renamed into place: target/safe-write.ts); the gateway re-reads it on change, so a
  * revocation takes effect on the next request. A new key is returned once, to be printed;
  * it never reaches the host, a file or argv. Names are never reused, revoked ones
- * included: a name in an audit record must mean one key.
+ * included: a name in an audit record must mean one key. A create or a revoke is recorded
+ * in the host's signed audit log (API-KEY-CREATE, API-KEY-REVOKE, with a report), like a
+ * trust change.
  */
 import { ApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
@@ -21,7 +23,7 @@ import { gatewayDataPaths } from '../runtimes/gateway/gateway-service.js';
 import type { InstallTarget } from '../target/connect.js';
 import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
 import { writeFileScript } from '../target/safe-write.js';
-import { withHostSession } from '../target/session.js';
+import { type HostSession, withHostSession } from '../target/session.js';
 
 export interface ApiKeyOptions extends RunOptions {
   target: InstallTarget;
@@ -37,7 +39,13 @@ export interface ApiKeyListing {
   fingerprint: string;
 }
 
-export interface CreatedApiKey extends ApiKeyListing {
+/** The host audit record and report of a change. */
+export interface ApiKeyRecord {
+  report: string;
+  record: { seq: number };
+}
+
+export interface CreatedApiKey extends ApiKeyListing, ApiKeyRecord {
   host: string;
   /** The key itself: shown once, stored nowhere. */
   key: string;
@@ -46,8 +54,10 @@ export interface CreatedApiKey extends ApiKeyListing {
 
 export interface RevokedApiKey extends ApiKeyListing {
   host: string;
-  /** false when the key was already revoked. */
+  /** false when the key was already revoked (then nothing is recorded). */
   changed: boolean;
+  report: string | null;
+  record: { seq: number } | null;
 }
 
 function session(options: ApiKeyOptions, command: string, lock: 'existing' | false) {
@@ -124,7 +134,14 @@ export async function createApiKey(
       created: new Date().toISOString(),
     };
     await writeKeyFile(host.transport, paths.keys, paths.dir, { ...file, keys: [...file.keys, entry] });
-    return { host: host.transport.description, key: made.key, file: paths.keys, ...listing(entry) };
+    const recorded = await record(host, 'create', entry);
+    return {
+      host: host.transport.description,
+      key: made.key,
+      file: paths.keys,
+      ...listing(entry),
+      ...recorded,
+    };
   });
 }
 
@@ -153,12 +170,37 @@ export async function revokeApiKey(options: ApiKeyOptions & { name: string }): P
       );
     }
     if (entry.revoked !== undefined)
-      return { host: host.transport.description, changed: false, ...listing(entry) };
+      return {
+        host: host.transport.description,
+        changed: false,
+        ...listing(entry),
+        report: null,
+        record: null,
+      };
     const revoked = { ...entry, revoked: new Date().toISOString() };
     await writeKeyFile(host.transport, paths.keys, paths.dir, {
       ...file,
       keys: file.keys.map((k) => (k === entry ? revoked : k)),
     });
-    return { host: host.transport.description, changed: true, ...listing(revoked) };
+    const recorded = await record(host, 'revoke', revoked);
+    return { host: host.transport.description, changed: true, ...listing(revoked), ...recorded };
   });
+}
+
+async function record(
+  host: HostSession,
+  action: 'create' | 'revoke',
+  entry: ApiKeyFile['keys'][number],
+): Promise<ApiKeyRecord> {
+  const recorded = await host.record({
+    kind: 'api-key',
+    method: action === 'create' ? 'API-KEY-CREATE' : 'API-KEY-REVOKE',
+    endpoint: entry.name,
+    ok: true,
+    subjectSha256: entry.sha256,
+    current: host.probe.root.current,
+    state: () => host.state,
+    report: ({ path, seq }) => ({ ok: true, path, record: { seq }, action, ...listing(entry) }),
+  });
+  return { report: recorded.reportPath, record: { seq: recorded.record.seq } };
 }

@@ -14,6 +14,7 @@ import { registerRollback } from './commands/rollback.js';
 import { registerSchema } from './commands/schema.js';
 import { registerSplit } from './commands/split.js';
 import { registerStatus } from './commands/status.js';
+import { registerTls } from './commands/tls.js';
 import { registerTrust } from './commands/trust.js';
 import { registerVerify } from './commands/verify.js';
 import { programHelpTail } from './help-text.js';
@@ -37,7 +38,7 @@ const COMMAND_GROUPS: ReadonlyArray<{
   { heading: 'Connected side:', commands: [registerBundle, registerSplit, registerKeys] },
   {
     heading: 'Inside the gap:',
-    commands: [registerVerify, registerInspect, registerCheck, registerInstall, registerTrust],
+    commands: [registerVerify, registerInspect, registerCheck, registerInstall, registerTrust, registerTls],
   },
   { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit] },
   { heading: 'Other:', commands: [registerDemo, registerSchema] },

@@ -3,7 +3,8 @@
 // Record fields, in this order (the order is part of the format):
 //   seq             integer, 1 for the first record, then +1 per record
 //   time            ISO-8601 UTC time the record was written (Date#toISOString)
-//   caller          the x-apertus-caller header, or 'anonymous'
+//   caller          the x-apertus-caller header, or 'anonymous'; 'claimed:<header>' when the
+//                   service checks the gateway's token and the request lacks it (server.mjs)
 //   method          HTTP method
 //   endpoint        request path without the query string (at most 512 characters)
 //   status          HTTP status of the response

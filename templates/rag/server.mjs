@@ -12,7 +12,7 @@
 //                   [--top-k 4] [--max-context-chars 4000] [--embed-batch 16]
 //                   [--runtime-timeout 300] [--query-prefix S] [--passage-prefix S] [--reindex]
 //                   [--store file|qdrant] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
-//                   [--checkpoint-key FILE [--checkpoint-every 100]]
+//                   [--checkpoint-key FILE [--checkpoint-every 100]] [--gateway-token-file FILE]
 //
 // Stores: 'file' (default) is the embedded store in --data-dir (vector-store.mjs); 'qdrant'
 // keeps the vectors in a Qdrant server (qdrant-store.mjs; API key from QDRANT_API_KEY),
@@ -55,8 +55,13 @@
 // server_error for 5xx), `code` naming the case (model_not_found, unsupported_parameter, ...).
 //
 // Caller identity: the `x-apertus-caller` header (at most 128 characters), 'anonymous' when
-// absent. The service does not authenticate it: it listens on loopback, and whatever fronts
-// it for users (a reverse proxy that authenticates) must set the header.
+// absent. The service does not authenticate callers itself: it listens on loopback behind
+// the gateway (templates/gateway/), which checks the API key and sends the key's name. With
+// --gateway-token-file, the header is taken as the caller only when the request also carries
+// `x-apertus-gateway` equal to that file's token (shared with the gateway, 0600, never sent
+// to clients); any other caller header, say from a local process on the host, is recorded as
+// `claimed:<value>`, which no key name can equal (key names have no colon). Without the
+// flag the header is taken as-is, as before there was a gateway.
 //
 // Audit: every request but /health and /metrics, including refused and unknown ones, gets
 // one record (see audit-log.mjs) written and fsync'd before its response is sent; the
@@ -74,7 +79,7 @@
 // included) or a collection locked to another embedding model (see --reindex), 1 for other
 // start failures (an audit log that lost records included).
 
-import { createHash } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
@@ -98,6 +103,30 @@ const DOCUMENT_ID = /^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/;
 const RUNTIME_HEALTH_TTL_MS = 1000;
 const SHUTDOWN_GRACE_MS = 10_000;
 const CALLER_HEADER = 'x-apertus-caller';
+const GATEWAY_HEADER = 'x-apertus-gateway';
+
+/** The token the gateway proves itself with; compared by digest, in constant time. */
+function readGatewayToken(file) {
+  let token;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    fail(2, `cannot read --gateway-token-file: ${error.message}`);
+  }
+  if (!/^[A-Za-z0-9_-]{32,}$/.test(token))
+    fail(2, '--gateway-token-file must hold at least 32 base64url characters');
+  return createHash('sha256').update(token).digest();
+}
+
+/** The caller to record: the header as sent by the gateway, a claim otherwise. */
+function callerOf(req, text) {
+  if (text === '' || options.gatewayToken === null) return text;
+  const presented = req.headers[GATEWAY_HEADER];
+  const digest = createHash('sha256')
+    .update(typeof presented === 'string' ? presented : '')
+    .digest();
+  return timingSafeEqual(digest, options.gatewayToken) ? text : `claimed:${text}`;
+}
 
 /** `code` names the case; the OpenAI `type` follows from the status (openAiError). */
 class HttpError extends Error {
@@ -181,6 +210,7 @@ function readOptions() {
         'qdrant-collection': { type: 'string', default: 'apertus' },
         'checkpoint-key': { type: 'string' },
         'checkpoint-every': { type: 'string' },
+        'gateway-token-file': { type: 'string' },
       },
       strict: true,
       allowPositionals: false,
@@ -226,6 +256,8 @@ function readOptions() {
     qdrantCollection: values['qdrant-collection'],
     checkpointKey: values['checkpoint-key'] === undefined ? null : resolve(values['checkpoint-key']),
     checkpointEvery: values['checkpoint-every'] === undefined ? 100 : integer('checkpoint-every'),
+    gatewayToken:
+      values['gateway-token-file'] === undefined ? null : readGatewayToken(values['gateway-token-file']),
   };
   if (options.checkpointKey === null && values['checkpoint-every'] !== undefined) {
     fail(2, '--checkpoint-every needs --checkpoint-key: checkpoints are signed');
@@ -757,7 +789,7 @@ function send(res, status, bodyText, type, headers = {}) {
 async function serveAudited(req, res, path) {
   const rawCaller = req.headers[CALLER_HEADER];
   const callerText = typeof rawCaller === 'string' ? rawCaller.trim() : '';
-  const caller = callerText === '' ? 'anonymous' : callerText.slice(0, MAX_CALLER_CHARS);
+  const caller = callerText === '' ? 'anonymous' : callerOf(req, callerText.slice(0, MAX_CALLER_CHARS));
   const { route, params, pathMatched } = matchRoute(req.method, path);
   const request = await readBody(req);
 

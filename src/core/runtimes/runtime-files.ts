@@ -18,6 +18,7 @@ import posixPath from 'node:path/posix';
 import { type ClosurePackage, collectPackageClosure, type PackageFile } from '../bundle/package-closure.js';
 import { ApertusError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
+import { collectGatewayFiles } from './gateway/gateway-service.js';
 import { collectRagFiles } from './rag/rag-service.js';
 
 /** One file of the tree layer (path inside the runtime directory); the shape planTarArchive takes. */
@@ -168,6 +169,8 @@ export async function collectRuntimeFiles(
   }
   // The RAG service's modules ride in the same tree, under rag/ (prom-client from the closure above).
   files.push(...(await collectRagFiles(root)));
+  // The gateway likewise, under gateway/; it imports rag/audit-log.mjs for its access log.
+  files.push(...(await collectGatewayFiles(root)));
 
   // The binary this process runs on is the one the closure was installed (and tested) with.
   const nodePath = await realpath(process.execPath);

@@ -1,15 +1,16 @@
 /**
  * The host's log of the commands that changed it (DESIGN.md section 3, `<root>/audit.log`):
- * one record per install, rollback or trust change, hash-chained like the RAG service's
+ * one record per install, rollback, trust change or gateway API key change, hash-chained like the RAG service's
  * request log and in the same canonical format, and signed by the host's own key
  * (host-key.ts). A record maps onto the format's fields as:
  *
  *   caller          who ran apertus: `<user>@<machine>` of the operator's process
- *   method          INSTALL, ROLLBACK, TRUST-ADD or TRUST-REMOVE
+ *   method          INSTALL, ROLLBACK, TRUST-ADD, TRUST-REMOVE, API-KEY-CREATE or API-KEY-REVOKE
  *   endpoint        `<bundle name>@<version>` (a rollback: the release it went back to;
- *                   a trust change: the key id)
+ *                   a trust change: the key id; an API key change: the key's name)
  *   status          0 when the command did what it set out to, 1 when it failed and put the host back
  *   requestSha256   what it acted on: the bundle manifest digest (hex), or the key's sha256
+ *                   (an API key: the SHA-256 of the key, as the key file holds it)
  *   responseSha256  SHA-256 of the command's report under reports/
  *   documents       [the report's path, the release current afterwards or '', and for an
  *                   install `signer:<KEY ID> <trusted comment>` or `signer:none`]
@@ -42,7 +43,13 @@ export interface AuditTail {
   hash: string;
 }
 
-export type AuditMethod = 'INSTALL' | 'ROLLBACK' | 'TRUST-ADD' | 'TRUST-REMOVE';
+export type AuditMethod =
+  | 'INSTALL'
+  | 'ROLLBACK'
+  | 'TRUST-ADD'
+  | 'TRUST-REMOVE'
+  | 'API-KEY-CREATE'
+  | 'API-KEY-REVOKE';
 
 export interface AuditEntry {
   method: AuditMethod;

@@ -314,7 +314,13 @@ function routeByModel(route, body) {
   const rag = /^rag:(.+)$/.exec(model);
   if (rag !== null && route.need === 'chat') {
     const url = options.rags.get(rag[1]);
-    if (url !== undefined) return { need: `rag:${rag[1]}`, url, path: route.path, rag: true };
+    // The RAG service serves one chat model and refuses any other id (404 model_not_found), so
+    // `rag:C` names the route only: the body goes on without it and the service uses its own.
+    if (url !== undefined) {
+      const { model: _routed, ...rest } = parsed;
+      const forwarded = Buffer.from(JSON.stringify(rest));
+      return { need: `rag:${rag[1]}`, url, path: route.path, rag: true, body: forwarded };
+    }
   }
   const url = options.upstreams.get(model);
   if (url === undefined) {
@@ -614,7 +620,7 @@ async function handle(req, res, path) {
     return respond(503, sendError(req, res, busy));
   }
   try {
-    const result = await proxy(req, res, route, caller, request.body);
+    const result = await proxy(req, res, route, caller, route.body ?? request.body);
     return { caller, status: result.status, requestSha256, responseSha256: result.responseSha256 };
   } finally {
     release();

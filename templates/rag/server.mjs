@@ -10,12 +10,18 @@
 //                   [--audit-log DIR/audit.log] [--chunk-size 800] [--chunk-overlap 120]
 //                   [--top-k 4] [--max-context-chars 4000] [--embed-batch 16]
 //                   [--runtime-timeout 300] [--query-prefix S] [--passage-prefix S] [--reindex]
-//                   [--store file|qdrant] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
+//                   [--store file|qdrant|pgvector] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
+//                   [--pgvector-collection NAME] [--pgvector-port 5432] [--pgvector-url-file FILE]
 //                   [--checkpoint-key FILE [--checkpoint-every 100]]
 //
 // Stores: 'file' (default) is the embedded store in --data-dir (vector-store.mjs); 'qdrant'
 // keeps the vectors in a Qdrant server (qdrant-store.mjs; API key from QDRANT_API_KEY),
-// and only the lock, the pid file and the audit log in --data-dir.
+// and only the lock, the pid file and the audit log in --data-dir. 'pgvector' keeps them in
+// PostgreSQL (pgvector-store.mjs). Its connection URL may hold a password, so it never comes
+// from argv: APERTUS_PGVECTOR_URL, else the first line of --pgvector-url-file (default
+// <data-dir>/pgvector.url; refused when others may read it), else
+// postgresql://postgres@127.0.0.1:<--pgvector-port>/postgres (a loopback server that trusts
+// local connections, as the bundled pgvector container does).
 //
 // Endpoints (JSON unless said otherwise):
 //   GET    /health                 200 {status:'ok',...} once the store is open, the runtime
@@ -53,7 +59,16 @@
 // start failures (an audit log that lost records included).
 
 import { createHash } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -69,6 +84,7 @@ import {
   reindexFileVectorStore,
 } from './vector-store.mjs';
 
+const STORES = ['file', 'qdrant', 'pgvector'];
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const MAX_CALLER_CHARS = 128;
 const MAX_TOP_K = 50;
@@ -123,6 +139,9 @@ function readOptions() {
         store: { type: 'string', default: 'file' },
         'qdrant-url': { type: 'string', default: 'http://127.0.0.1:6333' },
         'qdrant-collection': { type: 'string', default: 'apertus' },
+        'pgvector-collection': { type: 'string', default: 'apertus' },
+        'pgvector-port': { type: 'string', default: '5432' },
+        'pgvector-url-file': { type: 'string' },
         'checkpoint-key': { type: 'string' },
         'checkpoint-every': { type: 'string' },
       },
@@ -168,14 +187,19 @@ function readOptions() {
     store: values.store,
     qdrantUrl: values['qdrant-url'],
     qdrantCollection: values['qdrant-collection'],
+    pgvectorCollection: values['pgvector-collection'],
+    pgvectorPort: integer('pgvector-port', { max: 65535 }),
+    pgvectorUrlFile: resolve(values['pgvector-url-file'] ?? join(dataDir, 'pgvector.url')),
     checkpointKey: values['checkpoint-key'] === undefined ? null : resolve(values['checkpoint-key']),
     checkpointEvery: values['checkpoint-every'] === undefined ? 100 : integer('checkpoint-every'),
   };
   if (options.checkpointKey === null && values['checkpoint-every'] !== undefined) {
     fail(2, '--checkpoint-every needs --checkpoint-key: checkpoints are signed');
   }
-  if (options.store !== 'file' && options.store !== 'qdrant')
-    fail(2, `--store must be file or qdrant, got "${options.store}"`);
+  if (!STORES.includes(options.store))
+    fail(2, `--store must be ${STORES.join(', ')}, got "${options.store}"`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.pgvectorCollection))
+    fail(2, '--pgvector-collection must be 1-64 letters, digits, _ or -');
   if (options.store === 'qdrant' && options.reindex) {
     fail(
       2,
@@ -789,8 +813,38 @@ async function shutdown(signal) {
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
 
+/**
+ * The pgvector connection URL: from the environment, else the URL file, else the loopback
+ * default. A URL file others may read is refused: it may hold the database password.
+ */
+function pgvectorUrl() {
+  const fromEnv = process.env.APERTUS_PGVECTOR_URL;
+  if (fromEnv) return fromEnv;
+  const file = options.pgvectorUrlFile;
+  if (existsSync(file)) {
+    if ((statSync(file).mode & 0o007) !== 0) {
+      throw new Error(
+        `${file} may be read by every user of the host; chmod o-rwx it (it may hold the database password)`,
+      );
+    }
+    const url = readFileSync(file, 'utf8').split('\n')[0].trim();
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new Error(`${file} must hold one postgresql:// URL`);
+    return url;
+  }
+  return `postgresql://postgres@127.0.0.1:${options.pgvectorPort}/postgres`;
+}
+
 async function openStore() {
   const lock = { embeddingModel: options.embeddingModel, dimension: options.dimension };
+  if (options.store === 'pgvector') {
+    const { PgvectorStore } = await import('./pgvector-store.mjs');
+    return PgvectorStore.open({
+      dir: options.dataDir,
+      url: pgvectorUrl(),
+      collection: options.pgvectorCollection,
+      ...lock,
+    });
+  }
   if (options.store === 'qdrant') {
     return QdrantVectorStore.open({
       dir: options.dataDir,
@@ -811,7 +865,16 @@ async function reindex() {
   }
   stateDetail = `re-embedding the collection with ${options.embeddingModel}`;
   log(stateDetail);
-  const result = await reindexFileVectorStore({
+  const reindexStore =
+    options.store === 'pgvector'
+      ? async (args) =>
+          (await import('./pgvector-store.mjs')).reindexPgvectorStore({
+            ...args,
+            url: pgvectorUrl(),
+            collection: options.pgvectorCollection,
+          })
+      : reindexFileVectorStore;
+  const result = await reindexStore({
     dir: options.dataDir,
     embeddingModel: options.embeddingModel,
     dimension: options.dimension,
@@ -876,7 +939,7 @@ server.on('error', (error) => {
 });
 
 server.listen(options.port, options.host, () => {
-  const collection = readCollection(options.dataDir);
+  const collection = store?.lock ?? (options.store === 'file' ? readCollection(options.dataDir) : null);
   log(
     `listening on http://${options.host}:${options.port} (${options.store} store, collection ${options.dataDir}: ${collection?.embeddingModel}, ` +
       `dimension ${collection?.dimension}; runtime ${runtime.url}; audit log ${options.auditLog} at seq ${audit.seq}, ` +

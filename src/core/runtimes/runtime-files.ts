@@ -2,9 +2,10 @@
  * What the `runtime` component of a bundle carries so an air-gapped host needs nothing of
  * ours beyond POSIX tools: the Node binary (its own layer, as it is large and changes on
  * its own schedule) and one tree layer with server.mjs, supervisor.mjs and the
- * node_modules closure server.mjs loads at run time.
+ * node_modules closure server.mjs and rag/server.mjs load at run time.
  *
- * The closure follows package.json dependencies from node-llama-cpp, resolving the way
+ * The closure follows package.json dependencies from node-llama-cpp and the RAG service's
+ * packages (RAG_PACKAGES in rag/rag-service.ts), resolving the way
  * Node does (nearest node_modules upwards). Of node-llama-cpp's prebuilt binaries only
  * the target's CPU package travels; CUDA, Vulkan and other platforms' packages are left
  * out by name. Files that Node never loads (type declarations, source maps, TypeScript
@@ -18,7 +19,7 @@ import posixPath from 'node:path/posix';
 import { type ClosurePackage, collectPackageClosure, type PackageFile } from '../bundle/package-closure.js';
 import { ApertusError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
-import { collectRagFiles } from './rag/rag-service.js';
+import { collectRagFiles, RAG_PACKAGES } from './rag/rag-service.js';
 
 /** One file of the tree layer (path inside the runtime directory); the shape planTarArchive takes. */
 export type RuntimeTreeFile = PackageFile;
@@ -109,7 +110,7 @@ export async function collectRuntimeFiles(
   const wantedPrebuilt = `${PREBUILT_SCOPE}${platform}`;
   const closure = await collectPackageClosure({
     root,
-    entries: ['node-llama-cpp'],
+    entries: ['node-llama-cpp', ...RAG_PACKAGES],
     // Of the prebuilt binaries only the target's CPU package: CUDA, Vulkan and other platforms' stay out.
     followOptional: (dep) =>
       !dep.startsWith(PREBUILT_SCOPE) ? 'if-installed' : dep === wantedPrebuilt ? 'required' : 'skip',
@@ -141,7 +142,7 @@ export async function collectRuntimeFiles(
     }
     files.push({ path: script, source: from, mode: 0o644, size: info.size });
   }
-  // The RAG service needs no npm package: its modules ride in the same tree, under rag/.
+  // The RAG service's modules ride in the same tree, under rag/; its packages are in the closure above.
   files.push(...(await collectRagFiles(root)));
 
   // The binary this process runs on is the one the closure was installed (and tested) with.

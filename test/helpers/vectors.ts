@@ -23,3 +23,22 @@ export function cosine(a: Float32Array, b: Float32Array): number {
   }
   return dot / Math.sqrt(na * nb);
 }
+
+/**
+ * The exact top-k of `rows` for `query` by cosine, as "doc-<d>#<c>" keys for rows stored
+ * `perDocument` to a document in order, with their scores: what a store's search must return.
+ */
+export function exactTopK(
+  rows: Float32Array[],
+  query: Float32Array,
+  k: number,
+  perDocument: number,
+): Array<{ key: string; score: number }> {
+  return rows
+    .map((v, i) => ({
+      key: `doc-${Math.floor(i / perDocument)}#${i % perDocument}`,
+      score: cosine(v, query),
+    }))
+    .sort((a, b) => b.score - a.score)
+    .slice(0, k);
+}

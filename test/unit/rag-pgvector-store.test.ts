@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgvectorStore, reindexPgvectorStore, vectorLiteral } from '../../templates/rag/pgvector-store.mjs';
 import { CollectionLockError, StoreDamagedError } from '../../templates/rag/vector-store.mjs';
 import { PGLITE_PASSWORD, type PgliteServer, startPgliteServer } from '../helpers/pglite-server.js';
-import { cosine, seededVectors } from '../helpers/vectors.js';
+import { exactTopK, seededVectors } from '../helpers/vectors.js';
 
 const DIM = 8;
 const MODEL = 'test/embedder';
@@ -70,13 +70,8 @@ describe('pgvector store', () => {
     expect(store.stats()).toEqual({ documents: 6, chunks: 60 });
     const query = vectors(1, 99)[0] as Float32Array;
     const hits = await store.search(query, 5);
-    const exact = all
-      .map((v, i) => ({ i, score: cosine(v, query) }))
-      .sort((a, b) => b.score - a.score)
-      .slice(0, 5);
-    expect(hits.map((h) => `${h.document}#${h.chunk}`)).toEqual(
-      exact.map((e) => `doc-${Math.floor(e.i / 10)}#${e.i % 10}`),
-    );
+    const exact = exactTopK(all, query, 5, 10);
+    expect(hits.map((h) => `${h.document}#${h.chunk}`)).toEqual(exact.map((e) => e.key));
     hits.forEach((hit, i) => {
       expect(hit.score).toBeCloseTo(exact[i]?.score as number, 5);
       expect(hit.text).toBe(`doc ${hit.document.slice(4)} chunk ${hit.chunk}`);

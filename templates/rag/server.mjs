@@ -29,15 +29,19 @@
 //                                  dimension; 503 {status, detail} before. Not audited.
 //   GET    /metrics                Prometheus text. Not audited.
 //   GET    /v1/models              the chat model, for OpenAI clients.
-//   POST   /v1/documents           {text, id?, title?, source?, format?: text|markdown|html}
-//                                  -> 201 (200 when it replaced a document of that id)
+//   POST   /v1/documents           {text, id?, title?, source?, format?: text|markdown|html}, or
+//                                  {content_base64, format: pdf|docx (or a source ending so), id?, ...}
+//                                  -> 201 (200 when it replaced a document of that id); a PDF that
+//                                  needs a password or has no text layer, or an unreadable DOCX: 422
+//                                  with the reason. PDF chunks name their page, DOCX chunks their
+//                                  heading (documents.mjs, chunkLocation), and so do the sources.
 //   GET    /v1/documents           {object:'list', data:[document]}
 //   GET    /v1/documents/:id       the document's metadata
 //   DELETE /v1/documents/:id       {id, deleted:true}
-//   POST   /v1/query               {query, top_k?} -> {data:[{document, chunk, score, text, title, source}]}
+//   POST   /v1/query               {query, top_k?} -> {data:[{document, chunk, score, text, title, source, page, section}]}
 //   POST   /v1/chat/completions    an OpenAI chat request; passages retrieved for the last user
 //                                  message go first as numbered sources; the runtime's answer
-//                                  comes back with `sources: [{index, document, chunk, score, title, source}]`.
+//                                  comes back with `sources: [{index, document, chunk, score, title, source, page, section}]`.
 //                                  `stream: true` is answered as server-sent events, sent whole
 //                                  once the answer is complete (its audit record comes first).
 //
@@ -73,7 +77,15 @@ import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AuditLog, AuditLogError, readCheckpointKey, sha256Hex } from './audit-log.mjs';
-import { chunkText, detectFormat, extractText, FORMATS } from './documents.mjs';
+import {
+  BINARY_FORMATS,
+  chunkLocation,
+  chunkSections,
+  chunkText,
+  detectFormat,
+  extractText,
+  FORMATS,
+} from './documents.mjs';
 import { createMetrics } from './metrics.mjs';
 import { QdrantVectorStore } from './qdrant-store.mjs';
 import { createRuntimeClient, RuntimeError } from './runtime-client.mjs';
@@ -376,9 +388,10 @@ function requireReady() {
   if (state !== 'ready') throw new HttpError(503, `the service is ${state}: ${stateDetail}`, 'unavailable');
 }
 
+/** Top-k passages for a query, each with the page and section its chunk names (or null). */
 async function retrieve(query, k) {
   const [vector] = await embed([`${options.queryPrefix}${query}`]);
-  return store.search(vector, k);
+  return (await store.search(vector, k)).map((hit) => ({ ...hit, ...chunkLocation(hit.text) }));
 }
 
 const json = (status, value, documents = []) => ({
@@ -390,17 +403,94 @@ const json = (status, value, documents = []) => ({
 
 // ---- handlers ------------------------------------------------------------------------------
 
+/** A PDF or DOCX from base64 to { text (for sizes), chunks, title }; refusals become 422. */
+async function readBinaryDocument(format, encoded) {
+  if (typeof encoded !== 'string' || encoded === '' || !/^[A-Za-z0-9+/]*={0,2}$/.test(encoded)) {
+    throw new HttpError(
+      400,
+      `content_base64 must hold the ${format} file in base64`,
+      undefined,
+      'content_base64',
+    );
+  }
+  const bytes = Buffer.from(encoded, 'base64');
+  const { readPdf, readDocx, DocumentRefusedError } = await import('./document-readers.mjs');
+  let read;
+  try {
+    read = format === 'pdf' ? await readPdf(bytes) : await readDocx(bytes);
+  } catch (error) {
+    if (error instanceof DocumentRefusedError)
+      throw new HttpError(422, error.message, 'unprocessable_document', 'content_base64');
+    throw error;
+  }
+  return {
+    bytes,
+    title: read.title,
+    chars: read.sections.reduce((sum, section) => sum + section.text.length, 0),
+    chunks: chunkSections(read.sections, { size: options.chunkSize, overlap: options.chunkOverlap }),
+  };
+}
+
 async function ingestDocument({ body: raw }) {
   requireReady();
   const body = objectBody(raw);
+  const requested = optionalString(body, 'format', 20) ?? undefined;
+  if (body.content_base64 !== undefined) return ingestBinaryDocument(body, requested);
   const content = body.text ?? body.content;
   if (typeof content !== 'string' || content.trim() === '') {
     throw new HttpError(400, 'text must be a non-empty string holding the document', undefined, 'text');
   }
-  const format = detectFormat(optionalString(body, 'format', 20) ?? undefined, body.source, content);
+  const format = detectFormat(requested, body.source, content);
+  if (BINARY_FORMATS.includes(format))
+    throw new HttpError(
+      400,
+      `send a ${format} file as content_base64, not as text`,
+      undefined,
+      'content_base64',
+    );
   if (!FORMATS.includes(format))
-    throw new HttpError(400, `format must be one of ${FORMATS.join(', ')}`, undefined, 'format');
-  const id = optionalString(body, 'id', 200) ?? `doc-${sha256Hex(content).slice(0, 16)}`;
+    throw new HttpError(
+      400,
+      `format must be one of ${[...FORMATS, ...BINARY_FORMATS].join(', ')}`,
+      undefined,
+      'format',
+    );
+  const extracted = extractText(format, content);
+  if (extracted.text === '')
+    throw new HttpError(400, `the ${format} document holds no text`, undefined, 'text');
+  const chunks = chunkText(extracted.text, { size: options.chunkSize, overlap: options.chunkOverlap });
+  return storeDocument(body, {
+    format,
+    sha256: sha256Hex(content),
+    title: extracted.title,
+    chars: extracted.text.length,
+    chunks,
+  });
+}
+
+async function ingestBinaryDocument(body, requested) {
+  const format = detectFormat(requested, body.source, '');
+  if (!BINARY_FORMATS.includes(format)) {
+    throw new HttpError(
+      400,
+      `content_base64 is for ${BINARY_FORMATS.join(' and ')} files: set format, or a source ending in .pdf or .docx`,
+      undefined,
+      'format',
+    );
+  }
+  const read = await readBinaryDocument(format, body.content_base64);
+  return storeDocument(body, {
+    format,
+    sha256: createHash('sha256').update(read.bytes).digest('hex'),
+    title: read.title,
+    chars: read.chars,
+    chunks: read.chunks,
+  });
+}
+
+/** Embeds a document's chunks and stores them under its id (given, or from its sha256). */
+async function storeDocument(body, { format, sha256, title, chars, chunks }) {
+  const id = optionalString(body, 'id', 200) ?? `doc-${sha256.slice(0, 16)}`;
   if (!DOCUMENT_ID.test(id)) {
     throw new HttpError(
       400,
@@ -409,10 +499,6 @@ async function ingestDocument({ body: raw }) {
       'id',
     );
   }
-  const extracted = extractText(format, content);
-  if (extracted.text === '')
-    throw new HttpError(400, `the ${format} document holds no text`, undefined, 'text');
-  const chunks = chunkText(extracted.text, { size: options.chunkSize, overlap: options.chunkOverlap });
   let vectors;
   try {
     vectors = await embed(chunks.map((chunk) => `${options.passagePrefix}${chunk}`));
@@ -429,11 +515,11 @@ async function ingestDocument({ body: raw }) {
   }
   const document = {
     id,
-    title: optionalString(body, 'title', 1000) ?? extracted.title,
+    title: optionalString(body, 'title', 1000) ?? title,
     source: optionalString(body, 'source', 2000),
     format,
-    sha256: sha256Hex(content),
-    chars: extracted.text.length,
+    sha256,
+    chars,
   };
   const { replaced } = await store.putDocument(document, chunks, vectors);
   return json(replaced ? 200 : 201, { object: 'document', ...document, chunks: chunks.length, replaced }, [
@@ -503,6 +589,8 @@ function contextMessage(hits) {
       score: hit.score,
       title: hit.title,
       source: hit.source,
+      page: hit.page,
+      section: hit.section,
     });
   }
   const content =

@@ -24,6 +24,7 @@ import type { RagServiceSpec } from './spec.js';
 export const RAG_FILES = [
   'server.mjs',
   'audit-log.mjs',
+  'document-readers.mjs',
   'documents.mjs',
   'metrics.mjs',
   'pgvector-store.mjs',

@@ -5,7 +5,11 @@
  * needs a password, a PDF with no text layer, an encrypted or legacy Word file, and files
  * that are not what they claim.
  */
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { collectIngestFiles, documentIdFor } from '../../src/core/operations/rag-ingest.js';
 import { DocumentRefusedError, readDocx, readPdf } from '../../templates/rag/document-readers.mjs';
 import { chunkLocation, chunkSections, detectFormat } from '../../templates/rag/documents.mjs';
 import {
@@ -104,5 +108,37 @@ describe('location lines', () => {
     expect(detectFormat(undefined, 'Report.PDF', '')).toBe('pdf');
     expect(detectFormat(undefined, 'memo.docx?x=1', '')).toBe('docx');
     expect(detectFormat(undefined, 'memo.doc', 'x')).toBe('text');
+  });
+});
+
+describe('rag ingest: which files, under which ids', () => {
+  it('makes ids the service accepts from any path, walks without following links, and refuses what it cannot send', async () => {
+    expect(documentIdFor('wards/ward 4/protocol (v2).pdf')).toBe('wards:ward-4:protocol--v2-.pdf');
+    expect(documentIdFor('../../etc/passwd.txt')).toMatch(/^d\.\.:\.\.:etc:passwd\.txt$/);
+    expect(documentIdFor('ü.md')).toBe('d-.md');
+    const long = documentIdFor(`${'a/'.repeat(150)}x.md`);
+    expect(long.length).toBe(200);
+    expect(long).toMatch(/^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,199}$/);
+    const dir = await mkdtemp(path.join(tmpdir(), 'apertus-ingest-files-'));
+    try {
+      await mkdir(path.join(dir, 'docs', '.hidden'), { recursive: true });
+      await writeFile(path.join(dir, 'docs', 'a.md'), '# a');
+      await writeFile(path.join(dir, 'docs', '.hidden', 'b.md'), '# b');
+      await writeFile(path.join(dir, 'secret.txt'), 'outside');
+      await symlink(path.join(dir, 'secret.txt'), path.join(dir, 'docs', 'link.txt'));
+      const files = await collectIngestFiles([path.join(dir, 'docs')]);
+      expect(files.map((f) => f.id)).toEqual(['a.md']);
+      await expect(collectIngestFiles([path.join(dir, 'docs', 'link.txt')])).rejects.toThrow(/symbolic link/);
+      await expect(collectIngestFiles([path.join(dir, 'secret.bin')])).rejects.toThrow(/does not exist/);
+      await writeFile(path.join(dir, 'x.exe'), '');
+      await expect(collectIngestFiles([path.join(dir, 'x.exe')])).rejects.toThrow(/not a document/);
+      await mkdir(path.join(dir, 'other'));
+      await writeFile(path.join(dir, 'other', 'a.md'), '# a again');
+      await expect(collectIngestFiles([path.join(dir, 'docs'), path.join(dir, 'other')])).rejects.toThrow(
+        /would both be document "a.md"/,
+      );
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -9,7 +9,7 @@
  * compared; retrieval is (a chunk's own text embeds to its own vector).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -20,6 +20,7 @@ import { chunkSections } from '../../templates/rag/documents.mjs';
 import { writeDocx, writeEncryptedPdf, writeImageOnlyPdf, writeTextPdf } from '../helpers/office-files.js';
 import { PGLITE_PASSWORD, type PgliteServer, startPgliteServer } from '../helpers/pglite-server.js';
 import { freePort } from '../helpers/registry.js';
+import { runCli } from '../helpers/run-cli.js';
 
 const RUNTIME_SERVER = path.join(PROJECT_ROOT, 'templates', 'runtime', 'server.mjs');
 const RAG_SERVER = path.join(PROJECT_ROOT, 'templates', 'rag', 'server.mjs');
@@ -60,6 +61,7 @@ describe('RAG service: PDF and DOCX into pgvector, sources that name the page', 
   let base: string;
   let pg: PgliteServer;
   let ragPort: number;
+  let runtimePort: number;
   let rag: ReturnType<typeof start>;
   const pages = [
     ['Ward 4 protocol.', 'Visiting hours on ward four are from ten to twelve.'],
@@ -84,7 +86,7 @@ describe('RAG service: PDF and DOCX into pgvector, sources that name the page', 
     base = await mkdtemp(path.join(tmpdir(), 'apertus-rag-documents-'));
     const modelPath = path.join(base, TINY_MODEL.fileName);
     await writeFile(modelPath, generateTinyModel());
-    const runtimePort = await freePort();
+    runtimePort = await freePort();
     ragPort = await freePort();
     pg = await startPgliteServer();
     const runtime = start(RUNTIME_SERVER, [
@@ -226,6 +228,73 @@ describe('RAG service: PDF and DOCX into pgvector, sources that name the page', 
       expect.stringMatching(/^doc-/),
       'ward-protocol',
     ]);
+  });
+
+  it('apertus rag ingest --local: a directory walked, then resumed (unchanged files skipped), a changed one replaced, a refusal reported', async () => {
+    // A host root whose current release runs this RAG service, as install leaves it.
+    const root = path.join(base, 'root');
+    const releaseDir = path.join(root, 'releases', 'demo', '0.1.0');
+    await mkdir(releaseDir, { recursive: true });
+    const service = {
+      name: 'rag',
+      runtime: 'rag',
+      port: ragPort,
+      runtimeUrl: `http://127.0.0.1:${runtimePort}`,
+      embeddingModel: TINY_MODEL.id,
+      dimension: TINY_MODEL.embeddingLength,
+      chatModel: TINY_MODEL.id,
+    };
+    const record = {
+      name: 'demo',
+      version: '0.1.0',
+      manifestDigest: `sha256:${'0'.repeat(64)}`,
+      stagedAt: new Date().toISOString(),
+      services: [service],
+    };
+    await writeFile(path.join(releaseDir, 'release.json'), JSON.stringify(record));
+    await symlink('releases/demo/0.1.0', path.join(root, 'current'));
+    const docs = path.join(base, 'corpus');
+    await mkdir(path.join(docs, 'wards'), { recursive: true });
+    await writeFile(path.join(docs, 'wards', 'protocol.pdf'), pdf);
+    await writeFile(
+      path.join(docs, 'guide.docx'),
+      writeDocx([{ heading: 1, text: 'Canteen' }, { text: 'The canteen opens at seven.' }]),
+    );
+    await writeFile(path.join(docs, 'notes.md'), '# Notes\n\nThe lifts are serviced on Mondays.');
+    await writeFile(path.join(docs, 'ignored.bin'), 'not a document');
+
+    const first = await runCli(['rag', 'ingest', '--local', '--root', root, docs, '--json']);
+    expect(first.exitCode).toBe(0);
+    const result = JSON.parse(first.stdout);
+    expect(result.summary).toEqual({ ingested: 3, replaced: 0, skipped: 0, failed: 0 });
+    expect(result.documents.map((d: { id: string; status: string }) => [d.id, d.status])).toEqual([
+      ['guide.docx', 'ingested'],
+      ['notes.md', 'ingested'],
+      ['wards:protocol.pdf', 'ingested'],
+    ]);
+    const stored = await call('GET', '/v1/documents/wards%3Aprotocol.pdf');
+    expect(stored.json).toMatchObject({ format: 'pdf', source: 'wards/protocol.pdf', chunks: 3 });
+
+    await writeFile(path.join(docs, 'notes.md'), '# Notes\n\nThe lifts are serviced on Tuesdays.');
+    await writeFile(path.join(docs, 'scan.pdf'), await writeImageOnlyPdf(1));
+    const again = await runCli(['rag', 'ingest', '--local', '--root', root, docs]);
+    expect(again.exitCode).toBe(1);
+    expect(again.stdout).toContain('4 documents for RAG service rag');
+    expect(again.stdout).toContain('0 ingested, 1 replaced, 2 skipped (unchanged), 1 failed');
+    expect(again.stdout).toMatch(/FAILED scan\.pdf: HTTP 422: .*no text layer/);
+    expect(again.stderr).toMatch(/1\/4 guide\.docx: skipped/);
+
+    const missing = await runCli([
+      'rag',
+      'ingest',
+      '--local',
+      '--root',
+      root,
+      path.join(docs, 'nope'),
+      '--json',
+    ]);
+    expect(missing.exitCode).toBe(2);
+    expect(JSON.parse(missing.stdout).error.code).toBe('rag-ingest-path-missing');
   });
 
   it('refuses a pgvector URL file others may read, naming it', async () => {

@@ -24,6 +24,8 @@ export class DocumentRefusedError extends Error {
 const PDF_MAGIC = '%PDF-';
 const ZIP_MAGIC = Buffer.from([0x50, 0x4b, 0x03, 0x04]);
 const OLE_MAGIC = Buffer.from([0xd0, 0xcf, 0x11, 0xe0, 0xa1, 0xb1, 0x1a, 0xe1]);
+/** What a DOCX's parts may declare uncompressed in all, against zip bombs (a 12 MB upload). */
+const MAX_DOCX_UNPACKED_BYTES = 256 * 1024 * 1024;
 /** A page with fewer non-space characters than this is taken as holding no text. */
 const MIN_TEXT_CHARS = 1;
 
@@ -87,6 +89,12 @@ export async function readDocx(bytes) {
   }
   if (!buffer.subarray(0, 4).equals(ZIP_MAGIC))
     throw new DocumentRefusedError('the file is not a DOCX (not a zip archive)');
+  const unpacked = declaredUnpackedBytes(buffer);
+  if (unpacked > MAX_DOCX_UNPACKED_BYTES) {
+    throw new DocumentRefusedError(
+      `the DOCX declares ${unpacked} bytes unpacked, more than the ${MAX_DOCX_UNPACKED_BYTES} a document may hold (a zip bomb?)`,
+    );
+  }
   const mammoth = (await import('mammoth')).default;
   let html;
   try {
@@ -115,4 +123,26 @@ export async function readDocx(bytes) {
   }
   if (sections.length === 0) throw new DocumentRefusedError('the DOCX holds no text');
   return { title, sections };
+}
+
+/**
+ * The uncompressed sizes a zip's central directory declares, summed (APPNOTE.TXT 4.3.12,
+ * 4.3.16). It catches the plain zip bomb; sizes that lie are not caught here (jszip
+ * inflates what the entry holds), which is why uploads are capped at 16 MB.
+ */
+function declaredUnpackedBytes(buffer) {
+  const from = Math.max(0, buffer.length - 22 - 65535);
+  for (let end = buffer.length - 22; end >= from; end--) {
+    if (buffer.readUInt32LE(end) !== 0x06054b50) continue;
+    const entries = buffer.readUInt16LE(end + 10);
+    let at = buffer.readUInt32LE(end + 16);
+    let total = 0;
+    for (let i = 0; i < entries && at + 46 <= buffer.length; i++) {
+      if (buffer.readUInt32LE(at) !== 0x02014b50) break;
+      total += buffer.readUInt32LE(at + 24);
+      at += 46 + buffer.readUInt16LE(at + 28) + buffer.readUInt16LE(at + 30) + buffer.readUInt16LE(at + 32);
+    }
+    return total;
+  }
+  return 0;
 }

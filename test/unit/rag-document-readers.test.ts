@@ -93,6 +93,11 @@ describe('DOCX', () => {
     await expect(readDocx(ole)).rejects.toThrow(/encrypted \(password-protected\) DOCX, or a legacy \.doc/);
     await expect(readDocx(writeZip([{ name: 'a.txt', data: 'x' }]))).rejects.toThrow(/DOCX cannot be read/);
     await expect(readDocx(Buffer.from('PK nothing'))).rejects.toThrow(/not a DOCX/);
+    // A zip bomb's central directory declares gigabytes: refused before anything is inflated.
+    const bomb = writeDocx([{ text: 'small' }]);
+    const directory = bomb.lastIndexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    bomb.writeUInt32LE(0xfff00000, directory + 24);
+    await expect(readDocx(bomb)).rejects.toThrow(/declares \d+ bytes unpacked.*zip bomb/);
     await expect(readDocx(writeDocx([{ heading: 1, text: 'Only a heading' }]))).rejects.toThrow(
       /holds no text/,
     );

@@ -10,6 +10,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
+import { registerRag } from './commands/rag.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerSchema } from './commands/schema.js';
 import { registerSplit } from './commands/split.js';
@@ -40,7 +41,7 @@ const COMMAND_GROUPS: ReadonlyArray<{
     heading: 'Inside the gap:',
     commands: [registerVerify, registerInspect, registerCheck, registerInstall, registerTrust, registerTls],
   },
-  { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit] },
+  { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit, registerRag] },
   { heading: 'Other:', commands: [registerDemo, registerSchema] },
 ];
 

@@ -223,9 +223,14 @@ export function normaliseWhitespace(text) {
     .trim();
 }
 
+/** Formats sent as bytes (base64 in the request), read by document-readers.mjs. */
+export const BINARY_FORMATS = ['pdf', 'docx'];
+
 export function detectFormat(format, source, content) {
   if (format !== undefined) return format;
   const name = typeof source === 'string' ? source.toLowerCase().split(/[?#]/)[0] : '';
+  if (/\.pdf$/.test(name)) return 'pdf';
+  if (/\.docx$/.test(name)) return 'docx';
   if (/\.(md|markdown)$/.test(name)) return 'markdown';
   if (/\.(html?|xhtml)$/.test(name)) return 'html';
   if (/^\s*(<!doctype html|<html[\s>])/i.test(content.slice(0, 512))) return 'html';
@@ -284,4 +289,54 @@ export function chunkText(text, { size, overlap }) {
     start = next;
   }
   return chunks;
+}
+
+// ---- where a chunk comes from ---------------------------------------------------------------
+//
+// A chunk of a paged or sectioned document starts with one line naming its place,
+// `[page 3]`, `[section "Dosage"]` or `[page 3, section "Dosage"]`, written here and read
+// back by chunkLocation: the stores keep chunk text only, so the place travels in it, and
+// the model sees it in its sources too, so it can cite the page. Plain text, Markdown and
+// HTML chunks carry no such line.
+
+const LOCATION_LINE = /^\[(?:page (\d{1,6}))?(?:, )?(?:section ("(?:[^"\\\n]|\\.){0,400}"))?\]\n/;
+
+function locationLine({ page, heading }) {
+  const parts = [];
+  if (Number.isInteger(page)) parts.push(`page ${page}`);
+  if (heading) parts.push(`section ${JSON.stringify(heading.replace(/\s+/g, ' ').slice(0, 200))}`);
+  return parts.length === 0 ? '' : `[${parts.join(', ')}]\n`;
+}
+
+/**
+ * Chunks each section apart (a chunk never spans two pages or two sections), each chunk
+ * led by its location line; the line counts towards `size`.
+ */
+export function chunkSections(sections, { size, overlap }) {
+  const chunks = [];
+  for (const section of sections) {
+    const line = locationLine(section);
+    const room = Math.max(size - line.length, Math.floor(size / 2));
+    for (const piece of chunkText(section.text, {
+      size: room,
+      overlap: Math.min(overlap, Math.floor(room / 2) - 1),
+    }))
+      chunks.push(`${line}${piece}`);
+  }
+  return chunks;
+}
+
+/** The page and section a chunk names in its location line, each null when absent. */
+export function chunkLocation(text) {
+  const match = LOCATION_LINE.exec(text ?? '');
+  if (!match || (match[1] === undefined && match[2] === undefined)) return { page: null, section: null };
+  let section = null;
+  if (match[2] !== undefined) {
+    try {
+      section = JSON.parse(match[2]);
+    } catch {
+      section = null;
+    }
+  }
+  return { page: match[1] === undefined ? null : Number(match[1]), section };
 }

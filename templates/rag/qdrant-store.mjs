@@ -1,6 +1,8 @@
 // A VectorStore (see vector-store.mjs) over Qdrant's REST API, for collections larger than
-// the embedded store is meant for. UNTESTED against a real Qdrant so far: the apertus test
-// suite runs the embedded store only.
+// the embedded store is meant for. Tested against Qdrant's documented REST contract
+// (test/unit/rag-qdrant-contract.test.ts: every request checked against the v1.15 reference,
+// every response in its documented shape), never against a live Qdrant: none is reachable
+// from the machines the tests run on.
 //
 // One Qdrant point per chunk, its id a UUID derived from "<document>#<chunk>", its payload
 // { document, chunk, text, title, source, format, sha256, chars, chunks, ingestedAt }.

@@ -3,20 +3,27 @@
 // passages, answer with their sources, and write every request to a hash-chained audit log.
 //
 // Plain JavaScript on purpose, like templates/runtime/server.mjs: it runs on the
-// air-gapped host with the Node binary the bundle ships; its one npm package, prom-client,
-// comes from the runtime component's node_modules (rag/ sits inside that directory).
+// air-gapped host with the Node binary the bundle ships; its npm packages (prom-client, and
+// pg, unpdf and mammoth, loaded only when used) come from the runtime component's
+// node_modules (rag/ sits inside that directory).
 //
 //   node server.mjs --port P --data-dir DIR --embedding-model ID --chat-model ID --dimension N
 //                   [--host 127.0.0.1] [--runtime-url http://127.0.0.1:18080] [--embeddings-url URL]
 //                   [--audit-log DIR/audit.log] [--chunk-size 800] [--chunk-overlap 120]
 //                   [--top-k 4] [--max-context-chars 4000] [--embed-batch 16]
 //                   [--runtime-timeout 300] [--query-prefix S] [--passage-prefix S] [--reindex]
-//                   [--store file|qdrant] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
+//                   [--store file|qdrant|pgvector] [--qdrant-url http://127.0.0.1:6333] [--qdrant-collection NAME]
+//                   [--pgvector-collection NAME] [--pgvector-port 5432] [--pgvector-url-file FILE]
 //                   [--checkpoint-key FILE [--checkpoint-every 100]] [--gateway-token-file FILE]
 //
 // Stores: 'file' (default) is the embedded store in --data-dir (vector-store.mjs); 'qdrant'
 // keeps the vectors in a Qdrant server (qdrant-store.mjs; API key from QDRANT_API_KEY),
-// and only the lock, the pid file and the audit log in --data-dir.
+// and only the lock, the pid file and the audit log in --data-dir. 'pgvector' keeps them in
+// PostgreSQL (pgvector-store.mjs). Its connection URL may hold a password, so it never comes
+// from argv: APERTUS_PGVECTOR_URL, else the first line of --pgvector-url-file (default
+// <data-dir>/pgvector.url; refused when others may read it), else
+// postgresql://postgres@127.0.0.1:<--pgvector-port>/postgres (a loopback server that trusts
+// local connections, as the bundled pgvector container does).
 //
 // Endpoints (JSON unless said otherwise):
 //   GET    /health                 200 {status:'ok',...} once the store is open, the runtime
@@ -27,15 +34,20 @@
 //                                  OpenAI clients; GET /v1/models/:id one of them, 404 model_not_found else.
 //   POST   /v1/embeddings          passed to the embeddings runtime as sent (so an app needs one base
 //                                  URL); `model` must be the collection's embedding model.
-//   POST   /v1/documents           {text, id?, title?, source?, format?: text|markdown|html}
-//                                  -> 201 (200 when it replaced a document of that id)
+//   POST   /v1/documents           {text, id?, title?, source?, format?: text|markdown|html}, or
+//                                  {content_base64, format: pdf|docx (or a source ending so), id?, ...}
+//                                  -> 201 (200 when it replaced a document of that id); a PDF that
+//                                  needs a password or has no text layer, or an unreadable DOCX: 422
+//                                  with the reason. PDF chunks name their page, DOCX chunks their
+//                                  heading (documents.mjs, chunkLocation), and so do the sources.
 //   GET    /v1/documents           {object:'list', data:[document]}
 //   GET    /v1/documents/:id       the document's metadata
 //   DELETE /v1/documents/:id       {id, deleted:true}
-//   POST   /v1/query               {query, top_k?} -> {data:[{document, chunk, score, text, title, source}]}
+//   POST   /v1/query               {query, top_k?} -> {data:[{document, chunk, score, text, title, source, page, section}]}
 //   POST   /v1/chat/completions    an OpenAI chat request; passages retrieved for the last user
 //                                  message go first as numbered sources; the runtime's answer
-//                                  comes back with `sources: [{index, document, chunk, score, title, source}]`,
+//                                  comes back with `sources: [{index, document, chunk, score, title, source,
+//                                  page, section}]`,
 //                                  top level and in `usage.sources` (see "Sources" below). Every other
 //                                  parameter goes to the runtime, which honours it or refuses it with
 //                                  a 400 naming it; that refusal reaches the caller as it is.
@@ -80,12 +92,29 @@
 // start failures (an audit log that lost records included).
 
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeSync,
+} from 'node:fs';
 import { createServer } from 'node:http';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { AuditLog, AuditLogError, readCheckpointKey, sha256Hex } from './audit-log.mjs';
-import { chunkText, detectFormat, extractText, FORMATS } from './documents.mjs';
+import {
+  BINARY_FORMATS,
+  chunkLocation,
+  chunkSections,
+  chunkText,
+  detectFormat,
+  extractText,
+  FORMATS,
+} from './documents.mjs';
 import { createMetrics } from './metrics.mjs';
 import { QdrantVectorStore } from './qdrant-store.mjs';
 import { createRuntimeClient, RuntimeError } from './runtime-client.mjs';
@@ -96,6 +125,7 @@ import {
   reindexFileVectorStore,
 } from './vector-store.mjs';
 
+const STORES = ['file', 'qdrant', 'pgvector'];
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const MAX_CALLER_CHARS = 128;
 const MAX_TOP_K = 50;
@@ -208,6 +238,9 @@ function readOptions() {
         store: { type: 'string', default: 'file' },
         'qdrant-url': { type: 'string', default: 'http://127.0.0.1:6333' },
         'qdrant-collection': { type: 'string', default: 'apertus' },
+        'pgvector-collection': { type: 'string', default: 'apertus' },
+        'pgvector-port': { type: 'string', default: '5432' },
+        'pgvector-url-file': { type: 'string' },
         'checkpoint-key': { type: 'string' },
         'checkpoint-every': { type: 'string' },
         'gateway-token-file': { type: 'string' },
@@ -254,6 +287,9 @@ function readOptions() {
     store: values.store,
     qdrantUrl: values['qdrant-url'],
     qdrantCollection: values['qdrant-collection'],
+    pgvectorCollection: values['pgvector-collection'],
+    pgvectorPort: integer('pgvector-port', { max: 65535 }),
+    pgvectorUrlFile: resolve(values['pgvector-url-file'] ?? join(dataDir, 'pgvector.url')),
     checkpointKey: values['checkpoint-key'] === undefined ? null : resolve(values['checkpoint-key']),
     checkpointEvery: values['checkpoint-every'] === undefined ? 100 : integer('checkpoint-every'),
     gatewayToken:
@@ -262,8 +298,10 @@ function readOptions() {
   if (options.checkpointKey === null && values['checkpoint-every'] !== undefined) {
     fail(2, '--checkpoint-every needs --checkpoint-key: checkpoints are signed');
   }
-  if (options.store !== 'file' && options.store !== 'qdrant')
-    fail(2, `--store must be file or qdrant, got "${options.store}"`);
+  if (!STORES.includes(options.store))
+    fail(2, `--store must be ${STORES.join(', ')}, got "${options.store}"`);
+  if (!/^[A-Za-z0-9_-]{1,64}$/.test(options.pgvectorCollection))
+    fail(2, '--pgvector-collection must be 1-64 letters, digits, _ or -');
   if (options.store === 'qdrant' && options.reindex) {
     fail(
       2,
@@ -456,10 +494,11 @@ function requireReady() {
     throw new HttpError(503, `the service is ${state}: ${stateDetail}`, 'service_unavailable');
 }
 
+/** Top-k passages for a query, each with the page and section its chunk names (or null). */
 async function retrieve(query, k) {
   const started = process.hrtime.bigint();
   const [vector] = await embed([`${options.queryPrefix}${query}`]);
-  const hits = await store.search(vector, k);
+  const hits = (await store.search(vector, k)).map((hit) => ({ ...hit, ...chunkLocation(hit.text) }));
   metrics.retrieval(Number(process.hrtime.bigint() - started) / 1e9, hits);
   return hits;
 }
@@ -473,17 +512,94 @@ const json = (status, value, documents = []) => ({
 
 // ---- handlers ------------------------------------------------------------------------------
 
+/** A PDF or DOCX from base64 to { text (for sizes), chunks, title }; refusals become 422. */
+async function readBinaryDocument(format, encoded) {
+  if (typeof encoded !== 'string' || encoded === '' || !/^[A-Za-z0-9+/]*={0,2}$/.test(encoded)) {
+    throw new HttpError(
+      400,
+      `content_base64 must hold the ${format} file in base64`,
+      undefined,
+      'content_base64',
+    );
+  }
+  const bytes = Buffer.from(encoded, 'base64');
+  const { readPdf, readDocx, DocumentRefusedError } = await import('./document-readers.mjs');
+  let read;
+  try {
+    read = format === 'pdf' ? await readPdf(bytes) : await readDocx(bytes);
+  } catch (error) {
+    if (error instanceof DocumentRefusedError)
+      throw new HttpError(422, error.message, 'unprocessable_document', 'content_base64');
+    throw error;
+  }
+  return {
+    bytes,
+    title: read.title,
+    chars: read.sections.reduce((sum, section) => sum + section.text.length, 0),
+    chunks: chunkSections(read.sections, { size: options.chunkSize, overlap: options.chunkOverlap }),
+  };
+}
+
 async function ingestDocument({ body: raw }) {
   requireReady();
   const body = objectBody(raw);
+  const requested = optionalString(body, 'format', 20) ?? undefined;
+  if (body.content_base64 !== undefined) return ingestBinaryDocument(body, requested);
   const content = body.text ?? body.content;
   if (typeof content !== 'string' || content.trim() === '') {
     throw new HttpError(400, 'text must be a non-empty string holding the document', undefined, 'text');
   }
-  const format = detectFormat(optionalString(body, 'format', 20) ?? undefined, body.source, content);
+  const format = detectFormat(requested, body.source, content);
+  if (BINARY_FORMATS.includes(format))
+    throw new HttpError(
+      400,
+      `send a ${format} file as content_base64, not as text`,
+      undefined,
+      'content_base64',
+    );
   if (!FORMATS.includes(format))
-    throw new HttpError(400, `format must be one of ${FORMATS.join(', ')}`, undefined, 'format');
-  const id = optionalString(body, 'id', 200) ?? `doc-${sha256Hex(content).slice(0, 16)}`;
+    throw new HttpError(
+      400,
+      `format must be one of ${[...FORMATS, ...BINARY_FORMATS].join(', ')}`,
+      undefined,
+      'format',
+    );
+  const extracted = extractText(format, content);
+  if (extracted.text === '')
+    throw new HttpError(400, `the ${format} document holds no text`, undefined, 'text');
+  const chunks = chunkText(extracted.text, { size: options.chunkSize, overlap: options.chunkOverlap });
+  return storeDocument(body, {
+    format,
+    sha256: sha256Hex(content),
+    title: extracted.title,
+    chars: extracted.text.length,
+    chunks,
+  });
+}
+
+async function ingestBinaryDocument(body, requested) {
+  const format = detectFormat(requested, body.source, '');
+  if (!BINARY_FORMATS.includes(format)) {
+    throw new HttpError(
+      400,
+      `content_base64 is for ${BINARY_FORMATS.join(' and ')} files: set format, or a source ending in .pdf or .docx`,
+      undefined,
+      'format',
+    );
+  }
+  const read = await readBinaryDocument(format, body.content_base64);
+  return storeDocument(body, {
+    format,
+    sha256: createHash('sha256').update(read.bytes).digest('hex'),
+    title: read.title,
+    chars: read.chars,
+    chunks: read.chunks,
+  });
+}
+
+/** Embeds a document's chunks and stores them under its id (given, or from its sha256). */
+async function storeDocument(body, { format, sha256, title, chars, chunks }) {
+  const id = optionalString(body, 'id', 200) ?? `doc-${sha256.slice(0, 16)}`;
   if (!DOCUMENT_ID.test(id)) {
     throw new HttpError(
       400,
@@ -492,10 +608,6 @@ async function ingestDocument({ body: raw }) {
       'id',
     );
   }
-  const extracted = extractText(format, content);
-  if (extracted.text === '')
-    throw new HttpError(400, `the ${format} document holds no text`, undefined, 'text');
-  const chunks = chunkText(extracted.text, { size: options.chunkSize, overlap: options.chunkOverlap });
   let vectors;
   try {
     vectors = await embed(chunks.map((chunk) => `${options.passagePrefix}${chunk}`));
@@ -512,11 +624,11 @@ async function ingestDocument({ body: raw }) {
   }
   const document = {
     id,
-    title: optionalString(body, 'title', 1000) ?? extracted.title,
+    title: optionalString(body, 'title', 1000) ?? title,
     source: optionalString(body, 'source', 2000),
     format,
-    sha256: sha256Hex(content),
-    chars: extracted.text.length,
+    sha256,
+    chars,
   };
   const { replaced } = await store.putDocument(document, chunks, vectors);
   return json(replaced ? 200 : 201, { object: 'document', ...document, chunks: chunks.length, replaced }, [
@@ -586,6 +698,8 @@ function contextMessage(hits) {
       score: hit.score,
       title: hit.title,
       source: hit.source,
+      page: hit.page,
+      section: hit.section,
     });
   }
   const content =
@@ -1007,8 +1121,38 @@ async function shutdown(signal) {
 process.on('SIGTERM', () => void shutdown('SIGTERM'));
 process.on('SIGINT', () => void shutdown('SIGINT'));
 
+/**
+ * The pgvector connection URL: from the environment, else the URL file, else the loopback
+ * default. A URL file others may read is refused: it may hold the database password.
+ */
+function pgvectorUrl() {
+  const fromEnv = process.env.APERTUS_PGVECTOR_URL;
+  if (fromEnv) return fromEnv;
+  const file = options.pgvectorUrlFile;
+  if (existsSync(file)) {
+    if ((statSync(file).mode & 0o007) !== 0) {
+      throw new Error(
+        `${file} may be read by every user of the host; chmod o-rwx it (it may hold the database password)`,
+      );
+    }
+    const url = readFileSync(file, 'utf8').split('\n')[0].trim();
+    if (!/^postgres(ql)?:\/\//.test(url)) throw new Error(`${file} must hold one postgresql:// URL`);
+    return url;
+  }
+  return `postgresql://postgres@127.0.0.1:${options.pgvectorPort}/postgres`;
+}
+
 async function openStore() {
   const lock = { embeddingModel: options.embeddingModel, dimension: options.dimension };
+  if (options.store === 'pgvector') {
+    const { PgvectorStore } = await import('./pgvector-store.mjs');
+    return PgvectorStore.open({
+      dir: options.dataDir,
+      url: pgvectorUrl(),
+      collection: options.pgvectorCollection,
+      ...lock,
+    });
+  }
   if (options.store === 'qdrant') {
     return QdrantVectorStore.open({
       dir: options.dataDir,
@@ -1029,7 +1173,16 @@ async function reindex() {
   }
   stateDetail = `re-embedding the collection with ${options.embeddingModel}`;
   log(stateDetail);
-  const result = await reindexFileVectorStore({
+  const reindexStore =
+    options.store === 'pgvector'
+      ? async (args) =>
+          (await import('./pgvector-store.mjs')).reindexPgvectorStore({
+            ...args,
+            url: pgvectorUrl(),
+            collection: options.pgvectorCollection,
+          })
+      : reindexFileVectorStore;
+  const result = await reindexStore({
     dir: options.dataDir,
     embeddingModel: options.embeddingModel,
     dimension: options.dimension,
@@ -1094,7 +1247,7 @@ server.on('error', (error) => {
 });
 
 server.listen(options.port, options.host, () => {
-  const collection = readCollection(options.dataDir);
+  const collection = store?.lock ?? (options.store === 'file' ? readCollection(options.dataDir) : null);
   log(
     `listening on http://${options.host}:${options.port} (${options.store} store, collection ${options.dataDir}: ${collection?.embeddingModel}, ` +
       `dimension ${collection?.dimension}; runtime ${runtime.url}; audit log ${options.auditLog} at seq ${audit.seq}, ` +

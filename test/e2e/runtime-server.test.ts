@@ -180,6 +180,31 @@ describe('llamacpp runtime server (real inference on the tiny model)', () => {
     ]);
   });
 
+  it('loads the packages of the RAG service (pg, unpdf, mammoth) from the copied closure: a PDF read, a DOCX refused by mammoth', async () => {
+    const script = [
+      "const pg = (await import('pg')).default;",
+      "const readers = await import('./rag/document-readers.mjs');",
+      "const pdf = Buffer.from(process.argv[1], 'base64');",
+      'const read = await readers.readPdf(pdf);',
+      "const docx = await readers.readDocx(Buffer.from('PK\\x03\\x04junk')).catch((e) => e.message);",
+      'console.log(JSON.stringify({ pool: typeof pg.Pool, sections: read.sections, docx }));',
+    ].join('\n');
+    const { PDFDocument, StandardFonts } = await import('pdf-lib');
+    const doc = await PDFDocument.create();
+    doc
+      .addPage()
+      .drawText('closure check', { x: 40, y: 700, font: await doc.embedFont(StandardFonts.Helvetica) });
+    const { stdout } = await execFileAsync(
+      path.join(runtimeDir, RUNTIME_PATHS.node),
+      ['--input-type=module', '-e', script, Buffer.from(await doc.save()).toString('base64')],
+      { cwd: runtimeDir },
+    );
+    const result = JSON.parse(stdout);
+    expect(result.pool).toBe('function');
+    expect(result.sections).toEqual([{ page: 1, heading: null, text: 'closure check' }]);
+    expect(result.docx).toMatch(/DOCX cannot be read/);
+  });
+
   it('answers /health and lists the model', async () => {
     const health = await fetch(`${url}/health`);
     expect(health.status).toBe(200);

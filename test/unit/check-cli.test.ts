@@ -156,59 +156,65 @@ describe('apertus check --recipe with hf: sources', () => {
     await nowhere.close();
   });
 
-  it('bundles/apertus-8b-rag against an HF cache holding only the config.json files: both models judged, nothing fetched', async () => {
-    const hfHome = path.join(work, 'rag-hf-home');
-    const configs = {
-      model: path.join(APERTUS_8B_DIR, 'config.json'),
-      'embedding-model': path.resolve('test/fixtures/models/bge-m3/config.json'),
-    };
-    await writeHfCache(hfHome, {
-      id: 'swiss-ai/Apertus-8B-Instruct-2509',
-      files: [{ path: 'config.json', content: await readFile(configs.model) }],
-    });
-    await writeHfCache(hfHome, {
-      id: 'BAAI/bge-m3',
-      files: [{ path: 'config.json', content: await readFile(configs['embedding-model']) }],
-    });
-    const before = nowhere.connections();
-    const { stdout, exitCode } = await run(
-      ['check', '--recipe', 'bundles/apertus-8b-rag', '--local', '--root', path.join(work, 'root'), '--json'],
-      { HF_HOME: hfHome, HF_HUB_OFFLINE: '1', HF_ENDPOINT: nowhere.url },
-    );
-    expect(nowhere.connections()).toBe(before);
-    const report = JSON.parse(stdout) as ChecksReport;
-    expect(report.subject).toEqual({
-      kind: 'recipe',
-      name: path.resolve('bundles/apertus-8b-rag/apertus.yaml'),
-      workloads: ['model/config.json (vLLM)', 'embedding-model/config.json (vLLM)'],
-    });
-    const [host] = report.hosts;
-    // Each model's KV cache per token, from its own config: 2 (K and V) x layers x KV heads x head size x 2 bytes.
-    const kvPerToken = async (file: string) => {
-      const c = JSON.parse(await readFile(file, 'utf8')) as Record<string, number>;
-      const kvHeads = c.num_key_value_heads ?? (c.num_attention_heads as number);
-      return (
-        2 *
-        (c.num_hidden_layers as number) *
-        kvHeads *
-        ((c.hidden_size as number) / (c.num_attention_heads as number)) *
-        2
+  it.each([
+    ['apertus-8b-rag', 'qdrant (oci:docker.io/qdrant/qdrant:v1.15.1, sized when bundled)'],
+    ['apertus-8b-pgvector', 'pgvector (oci:docker.io/pgvector/pgvector:0.8.1-pg17, sized when bundled)'],
+  ])(
+    'bundles/%s against an HF cache holding only the config.json files: both models judged, nothing fetched',
+    async (recipe, storeImage) => {
+      const hfHome = path.join(work, `${recipe}-hf-home`);
+      const configs = {
+        model: path.join(APERTUS_8B_DIR, 'config.json'),
+        'embedding-model': path.resolve('test/fixtures/models/bge-m3/config.json'),
+      };
+      await writeHfCache(hfHome, {
+        id: 'swiss-ai/Apertus-8B-Instruct-2509',
+        files: [{ path: 'config.json', content: await readFile(configs.model) }],
+      });
+      await writeHfCache(hfHome, {
+        id: 'BAAI/bge-m3',
+        files: [{ path: 'config.json', content: await readFile(configs['embedding-model']) }],
+      });
+      const before = nowhere.connections();
+      const { stdout, exitCode } = await run(
+        ['check', '--recipe', `bundles/${recipe}`, '--local', '--root', path.join(work, 'root'), '--json'],
+        { HF_HOME: hfHome, HF_HUB_OFFLINE: '1', HF_ENDPOINT: nowhere.url },
       );
-    };
-    expect(host?.fit.map((f) => [f.workload, f.report.model.kvBytesPerToken])).toEqual([
-      ['model/config.json (vLLM)', await kvPerToken(configs.model)],
-      ['embedding-model/config.json (vLLM)', await kvPerToken(configs['embedding-model'])],
-    ]);
-    // The images are sized only once bundled, and the disk detail says so.
-    const disk = host?.results.find((r) => r.id === 'disk');
-    expect(disk?.detail).toContain(
-      'not counted: vllm (oci:docker.io/vllm/vllm-openai:v0.20.0, sized when bundled), qdrant (oci:docker.io/qdrant/qdrant:v1.15.1, sized when bundled)',
-    );
-    expect(host?.results.find((r) => r.id === 'container-runtime')?.detail).not.toContain('not needed');
-    // No GPU here: the GPU models fail the check, as a report (exit 1), not as an error.
-    expect(host?.facts?.gpu.state).not.toBe('ok');
-    expect(exitCode).toBe(1);
-  });
+      expect(nowhere.connections()).toBe(before);
+      const report = JSON.parse(stdout) as ChecksReport;
+      expect(report.subject).toEqual({
+        kind: 'recipe',
+        name: path.resolve(`bundles/${recipe}/apertus.yaml`),
+        workloads: ['model/config.json (vLLM)', 'embedding-model/config.json (vLLM)'],
+      });
+      const [host] = report.hosts;
+      // Each model's KV cache per token, from its own config: 2 (K and V) x layers x KV heads x head size x 2 bytes.
+      const kvPerToken = async (file: string) => {
+        const c = JSON.parse(await readFile(file, 'utf8')) as Record<string, number>;
+        const kvHeads = c.num_key_value_heads ?? (c.num_attention_heads as number);
+        return (
+          2 *
+          (c.num_hidden_layers as number) *
+          kvHeads *
+          ((c.hidden_size as number) / (c.num_attention_heads as number)) *
+          2
+        );
+      };
+      expect(host?.fit.map((f) => [f.workload, f.report.model.kvBytesPerToken])).toEqual([
+        ['model/config.json (vLLM)', await kvPerToken(configs.model)],
+        ['embedding-model/config.json (vLLM)', await kvPerToken(configs['embedding-model'])],
+      ]);
+      // The images are sized only once bundled, and the disk detail says so.
+      const disk = host?.results.find((r) => r.id === 'disk');
+      expect(disk?.detail).toContain(
+        `not counted: vllm (oci:docker.io/vllm/vllm-openai:v0.20.0, sized when bundled), ${storeImage}`,
+      );
+      expect(host?.results.find((r) => r.id === 'container-runtime')?.detail).not.toContain('not needed');
+      // No GPU here: the GPU models fail the check, as a report (exit 1), not as an error.
+      expect(host?.facts?.gpu.state).not.toBe('ok');
+      expect(exitCode).toBe(1);
+    },
+  );
 
   it('HF_HUB_OFFLINE=1 with the model missing from the cache: a usage error naming the repo and the fix (exit 2)', async () => {
     const recipeDir = path.join(work, 'hf-recipe');

@@ -79,6 +79,27 @@ describe('the rag service in recipes', () => {
     );
   });
 
+  it('apertus-8b-pgvector: keeps vectors in the pgvector container, started first; no connection URL in the bundle', async () => {
+    const loaded = await loadRecipe('bundles/apertus-8b-pgvector');
+    const services = resolveServices(loaded.recipe, loaded.file, () => null);
+    const rag = services.find((s) => s.name === 'rag');
+    expect(rag).toMatchObject({
+      embeddingModel: 'BAAI/bge-m3',
+      dimension: 1024,
+      pgvector: { port: 15432, collection: 'apertus' },
+    });
+    expect(rag).not.toHaveProperty('qdrant');
+    const postgres = services.find((s) => s.name === 'postgres');
+    expect(postgres).toMatchObject({ runtime: 'container' });
+    expect(JSON.stringify(postgres)).toMatch(/pgvector/);
+    const order = startOrder(services).map((s) => s.name);
+    expect(order.indexOf('postgres')).toBeLessThan(order.indexOf('rag'));
+    if (rag?.runtime !== 'rag') throw new Error('no rag service');
+    const argv = ragReleaseCommand(rag, '/r/x/1', hostLayout('/r'));
+    expect(argv.join(' ')).toContain('--store pgvector --pgvector-port 15432 --pgvector-collection apertus');
+    expect(argv.join(' ')).not.toMatch(/postgres(ql)?:\/\//);
+  });
+
   it.each([
     [
       'a chat service that does not exist',
@@ -100,11 +121,24 @@ describe('the rag service in recipes', () => {
       (y: string) => y.replace("expect: '\\S'", "expect: '(['"),
       'expect',
     ],
-  ])('refuses %s, naming the field', async (_what, edit, field) => {
+    [
+      'a pgvector store on a service that is no container',
+      (y: string) => y.replace('      service: postgres\n', '      service: embed\n'),
+      'pgvector',
+      'bundles/apertus-8b-pgvector',
+    ],
+    [
+      'both qdrant and pgvector',
+      (y: string) => y.replace('    pgvector:\n', '    qdrant:\n      service: postgres\n    pgvector:\n'),
+      'pgvector',
+      'bundles/apertus-8b-pgvector',
+    ],
+  ])('refuses %s, naming the field', async (_what, edit, field, recipe = 'bundles/demo') => {
     const dir = path.join(work, field + Math.random().toString(36).slice(2));
-    await cp('bundles/demo', dir, { recursive: true });
+    await cp(recipe, dir, { recursive: true });
     const file = path.join(dir, 'apertus.yaml');
     const changed = edit(await readFile(file, 'utf8'));
+    expect(changed).not.toBe(await readFile(file, 'utf8'));
     await writeFile(file, changed);
     const error = await loadRecipe(dir).then(
       () => null,

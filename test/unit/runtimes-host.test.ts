@@ -325,6 +325,11 @@ describe('collectRuntimeFiles', () => {
     expect(names).toContain('node_modules/node-llama-cpp/llama/binariesGithubRelease.json');
     expect(names).toContain('node_modules/@node-llama-cpp/linux-x64/bins/linux-x64/llama-addon.node');
     expect(names).toContain('node_modules/@huggingface/jinja/package.json');
+    // The RAG service's packages: the pgvector client, the PDF and DOCX readers.
+    for (const name of ['pg', 'pg-pool', 'pg-protocol', 'unpdf', 'mammoth', 'jszip'])
+      expect(names).toContain(`node_modules/${name}/package.json`);
+    expect(names).toContain('rag/pgvector-store.mjs');
+    expect(names).toContain('rag/document-readers.mjs');
 
     // Other platforms' and GPU binaries, the llama.cpp sources and files Node never loads stay out.
     expect(names.some((n) => /@node-llama-cpp\/(?!linux-x64\/)/.test(n))).toBe(false);

@@ -13,7 +13,12 @@ import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { recipeJsonSchema, recipeSchema } from '../../src/core/spec/recipe-schema.js';
 
-const SHIPPED = ['bundles/demo', 'bundles/apertus-8b-rag', 'bundles/apertus-70b'];
+const SHIPPED = [
+  'bundles/demo',
+  'bundles/apertus-8b-rag',
+  'bundles/apertus-8b-pgvector',
+  'bundles/apertus-70b',
+];
 
 /** The bundle config write-bundle.ts would write for a recipe, with stand-in manifest digests. */
 async function configOf(dir: string): Promise<BundleConfig> {

@@ -4,7 +4,8 @@
  * its own schedule) and one tree layer with server.mjs (and its modules), supervisor.mjs and
  * the node_modules closure server.mjs and the RAG service load at run time.
  *
- * The closure follows package.json dependencies from node-llama-cpp, resolving the way
+ * The closure follows package.json dependencies from node-llama-cpp and the RAG service's
+ * packages (RAG_PACKAGES in rag/rag-service.ts), resolving the way
  * Node does (nearest node_modules upwards). Of node-llama-cpp's prebuilt binaries only
  * the target's CPU package travels; CUDA, Vulkan and other platforms' packages are left
  * out by name. Files that Node never loads (type declarations, source maps, TypeScript
@@ -19,7 +20,7 @@ import { type ClosurePackage, collectPackageClosure, type PackageFile } from '..
 import { ApertusError } from '../errors.js';
 import type { RunOptions } from '../progress.js';
 import { collectGatewayFiles } from './gateway/gateway-service.js';
-import { collectRagFiles } from './rag/rag-service.js';
+import { collectRagFiles, RAG_PACKAGES } from './rag/rag-service.js';
 
 /** One file of the tree layer (path inside the runtime directory); the shape planTarArchive takes. */
 export type RuntimeTreeFile = PackageFile;
@@ -138,9 +139,9 @@ export async function collectRuntimeFiles(
   const wantedPrebuilt = `${PREBUILT_SCOPE}${platform}`;
   const closure = await collectPackageClosure({
     root,
-    // prom-client serves /metrics of the runtime server and the RAG service (under rag/,
-    // which resolves packages from this same node_modules).
-    entries: ['node-llama-cpp', 'prom-client'],
+    // prom-client serves /metrics of the runtime server and the RAG service; the RAG
+    // service's own packages (under rag/, which resolves from this same node_modules) too.
+    entries: ['node-llama-cpp', 'prom-client', ...RAG_PACKAGES],
     // Of the prebuilt binaries only the target's CPU package: CUDA, Vulkan and other platforms' stay out.
     followOptional: (dep) =>
       !dep.startsWith(PREBUILT_SCOPE) ? 'if-installed' : dep === wantedPrebuilt ? 'required' : 'skip',
@@ -167,7 +168,7 @@ export async function collectRuntimeFiles(
   for (const name of MONITORING_FILES) {
     files.push(await templateFile(root, 'monitoring', name, `monitoring/${name}`));
   }
-  // The RAG service's modules ride in the same tree, under rag/ (prom-client from the closure above).
+  // The RAG service's modules ride in the same tree, under rag/ (its packages are in the closure above).
   files.push(...(await collectRagFiles(root)));
   // The gateway likewise, under gateway/; it imports rag/audit-log.mjs for its access log.
   files.push(...(await collectGatewayFiles(root)));

@@ -18,8 +18,8 @@ import { runRagCanary } from './canary.js';
 import { checkRagCollectionLock, RAG_PATHS, ragDataPaths, renderRagCommand } from './rag-service.js';
 import { type RagRecipeService, type RagServiceSpec, ragRecipeService, ragServiceSchema } from './spec.js';
 
-/** The runtime the RAG service's Qdrant store must be: a plain container of the bundle's image. */
-const QDRANT_RUNTIME = 'container';
+/** The runtime the RAG service's Qdrant or pgvector store must be: a plain container of the bundle's image. */
+const STORE_RUNTIME = 'container';
 
 export const ragRuntime: RuntimeAdapter<
   RagServiceSpec,
@@ -39,11 +39,14 @@ export const ragRuntime: RuntimeAdapter<
         });
       }
     }
-    if (service.qdrant && recipe.runtimeOf(service.qdrant.service) !== QDRANT_RUNTIME) {
-      issues.push({
-        path: ['qdrant', 'service'],
-        message: `no container service named "${service.qdrant.service}" to keep the vectors in`,
-      });
+    for (const store of ['qdrant', 'pgvector'] as const) {
+      const wanted = service[store]?.service;
+      if (wanted !== undefined && recipe.runtimeOf(wanted) !== STORE_RUNTIME) {
+        issues.push({
+          path: [store, 'service'],
+          message: `no container service named "${wanted}" to keep the vectors in`,
+        });
+      }
     }
     const embedder = service.embeddings ?? service.chat;
     if (recipe.modelServer(embedder)?.embeddings === false) {
@@ -72,11 +75,13 @@ export const ragRuntime: RuntimeAdapter<
     const chat = find(service.chat);
     const embedder = find(service.embeddings ?? service.chat);
     const qdrantPort = service.qdrant ? context.portOf(service.qdrant.service) : undefined;
+    const pgvectorPort = service.pgvector ? context.portOf(service.pgvector.service) : undefined;
     const dependsOn = [
       ...new Set([
         service.chat,
         service.embeddings ?? service.chat,
         ...(service.qdrant && qdrantPort !== undefined ? [service.qdrant.service] : []),
+        ...(service.pgvector && pgvectorPort !== undefined ? [service.pgvector.service] : []),
       ]),
     ];
     return {
@@ -101,6 +106,9 @@ export const ragRuntime: RuntimeAdapter<
       ...(service.qdrant && qdrantPort !== undefined
         ? { qdrant: { url: loopbackUrlOf(qdrantPort), collection: service.qdrant.collection } }
         : {}),
+      ...(service.pgvector && pgvectorPort !== undefined
+        ? { pgvector: { port: pgvectorPort, collection: service.pgvector.collection } }
+        : {}),
     };
   },
   needsRuntimeComponent: true,
@@ -121,9 +129,15 @@ export const ragRuntime: RuntimeAdapter<
       [['embeddingsUrl'], service.embeddingsUrl],
       [['qdrant', 'url'], service.qdrant?.url],
     ];
-    for (const [field, url] of urls) {
-      if (url === undefined) continue;
-      const port = portOfLoopbackUrl(url);
+    const ports: Array<[FieldIssue['path'], number | undefined]> = [
+      ...urls.map(([field, url]): [FieldIssue['path'], number | undefined] => [
+        field,
+        url === undefined ? undefined : portOfLoopbackUrl(url),
+      ]),
+      [['pgvector', 'port'], service.pgvector?.port],
+    ];
+    for (const [field, port] of ports) {
+      if (port === undefined) continue;
       const target = bundle.serviceOnPort(port);
       if (target === undefined || target === service.name) {
         issues.push({ path: field, message: `no other service of the bundle listens on port ${port}` });

@@ -4,8 +4,11 @@
  * its collection is locked to the embedding model the bundle brings.
  *
  * Its files go into the runtime component's tree layer under `rag/`, and it runs on the
- * same shipped Node binary as the llamacpp server; prom-client, its one npm package, is
- * in that tree's node_modules closure (runtime-files.ts), which Node finds from rag/.
+ * same shipped Node binary as the llamacpp server. The npm packages it loads (prom-client
+ * for /metrics, and RAG_PACKAGES: the pgvector client and the PDF and DOCX readers) join
+ * node-llama-cpp's closure in the runtime directory's node_modules, where Node finds them
+ * from rag/ by its usual lookup. It imports the RAG_PACKAGES only when used, so the
+ * embedded store and plain text need none of them.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -22,12 +25,17 @@ import type { RagServiceSpec } from './spec.js';
 export const RAG_FILES = [
   'server.mjs',
   'audit-log.mjs',
+  'document-readers.mjs',
   'documents.mjs',
   'metrics.mjs',
+  'pgvector-store.mjs',
   'qdrant-store.mjs',
   'runtime-client.mjs',
   'vector-store.mjs',
 ] as const;
+
+/** npm packages the service imports (on demand), shipped in the runtime tree's node_modules. */
+export const RAG_PACKAGES = ['pg', 'unpdf', 'mammoth'] as const;
 
 /** Paths inside the runtime directory, relative to it. */
 export const RAG_PATHS = { dir: 'rag', server: 'rag/server.mjs' } as const;
@@ -98,6 +106,16 @@ export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): 
     ...optional('--max-context-chars', 'maxContextChars', spec.maxContextChars, 100),
     ...(spec.qdrant
       ? ['--store', 'qdrant', '--qdrant-url', spec.qdrant.url, '--qdrant-collection', spec.qdrant.collection]
+      : []),
+    ...(spec.pgvector
+      ? [
+          '--store',
+          'pgvector',
+          '--pgvector-port',
+          serviceInteger(spec, 'pgvector.port', spec.pgvector.port, 1, 65535),
+          '--pgvector-collection',
+          spec.pgvector.collection,
+        ]
       : []),
     ...(spec.queryPrefix ? ['--query-prefix', spec.queryPrefix] : []),
     ...(spec.passagePrefix ? ['--passage-prefix', spec.passagePrefix] : []),

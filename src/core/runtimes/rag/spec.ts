@@ -38,6 +38,11 @@ export interface RagServiceSpec {
   passagePrefix?: string;
   /** Vectors in a Qdrant server instead of the embedded store. */
   qdrant?: { url: string; collection: string };
+  /**
+   * Vectors in PostgreSQL with pgvector on this loopback port. The connection URL (it may
+   * hold a password) is never part of the bundle: the service reads it on the host.
+   */
+  pgvector?: { port: number; collection: string };
 }
 
 export const ragRecipeService = z
@@ -76,8 +81,24 @@ export const ragRecipeService = z
       .strict()
       .optional()
       .describe('keep the vectors in Qdrant instead of the embedded store (for large collections)'),
+    pgvector: z
+      .object({
+        service: resourceName.describe('the container service running PostgreSQL with pgvector'),
+        collection: collectionName
+          .default('apertus')
+          .describe('the collection (its own tables in the database)'),
+      })
+      .strict()
+      .optional()
+      .describe(
+        'keep the vectors in PostgreSQL with pgvector; the connection URL comes from the host (APERTUS_PGVECTOR_URL or <data dir>/pgvector.url), never from the bundle',
+      ),
   })
-  .strict();
+  .strict()
+  .refine((service) => !(service.qdrant && service.pgvector), {
+    message: 'choose one store: qdrant or pgvector, not both',
+    path: ['pgvector'],
+  });
 
 export type RagRecipeService = z.output<typeof ragRecipeService>;
 
@@ -98,4 +119,5 @@ export const ragServiceSchema = z.object({
   queryPrefix: argument.optional(),
   passagePrefix: argument.optional(),
   qdrant: z.object({ url: loopbackUrl, collection: collectionName }).optional(),
+  pgvector: z.object({ port: hostPort, collection: collectionName }).optional(),
 }) satisfies KindSchema<RagServiceSpec>;

@@ -1,0 +1,67 @@
+import type { Command } from 'commander';
+import type { RagIngestResult } from '../../core/operations/rag-ingest.js';
+import { withExamples } from '../help-text.js';
+import { runInterruptible } from '../interrupt.js';
+import type { CliIO } from '../io.js';
+import { writeJson } from '../output/json-output.js';
+import { ReportedFailure } from '../reported-failure.js';
+import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
+
+interface RagIngestFlags extends HostTargetFlags {
+  service?: string;
+  json?: boolean;
+}
+
+export function registerRag(program: Command, io: CliIO): void {
+  const rag = program.command('rag').description("Work with a host's RAG service: ingest documents");
+  const ingest = withHostTargetOptions(
+    rag
+      .command('ingest')
+      .description(
+        'Send documents (text, Markdown, HTML, PDF, DOCX; directories walked) to the RAG service of the current release; a document already stored with the same sha256 is skipped, so an interrupted run is resumed by running it again',
+      )
+      .argument('<paths...>', 'files and directories of documents on this machine'),
+    { local: 'this machine' },
+  )
+    .option('--service <name>', 'the RAG service of the release (default: its only one)')
+    .option('--json', 'print only the JSON result on stdout')
+    .action(async (paths: string[], flags: RagIngestFlags) => {
+      const target = hostTarget(flags);
+      const { ragIngest } = await import('../../core/operations/rag-ingest.js');
+      const result = await runInterruptible(
+        io,
+        'Documents sent so far are stored; run the same command again to send the rest (stored ones are skipped).',
+        (signal) =>
+          ragIngest({
+            target,
+            root: flags.root,
+            paths,
+            service: flags.service,
+            signal,
+            onProgress: flags.json
+              ? undefined
+              : (event) => {
+                  if (event.step === 'rag.ingest' && event.status !== 'start')
+                    io.stderr.write(`${event.detail}\n`);
+                },
+          }),
+      );
+      if (flags.json) writeJson(io, result);
+      else io.stdout.write(formatRagIngest(result));
+      if (!result.ok) throw new ReportedFailure();
+    });
+  withExamples(ingest, [
+    { run: 'rag ingest --host root@10.0.0.5 ./policies', does: 'every document under ./policies, resumable' },
+    { run: 'rag ingest --local report.pdf memo.docx --json', does: 'two files into this machine, as JSON' },
+  ]);
+}
+
+export function formatRagIngest(result: RagIngestResult): string {
+  const { summary } = result;
+  const lines = [
+    `${result.documents.length} documents for RAG service ${result.service} on ${result.host}: ${summary.ingested} ingested, ${summary.replaced} replaced, ${summary.skipped} skipped (unchanged), ${summary.failed} failed`,
+  ];
+  for (const d of result.documents.filter((x) => x.status === 'failed'))
+    lines.push(`  FAILED ${d.source}: ${d.detail}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -86,15 +86,28 @@ export function parseMirrorTarget(to: string, insecure: boolean): { registry: st
   const slash = to.indexOf('/');
   const registry = slash < 0 ? to : to.slice(0, slash);
   const prefix = slash < 0 ? '' : to.slice(slash + 1).replace(/\/+$/, '');
-  // The same rules as an oci: source: a host, then lowercase path components.
-  parseOciReference(`oci:${registry}/${prefix === '' ? 'x' : `${prefix}/x`}`, { insecure });
+  const shown = JSON.stringify(to.includes('@') ? to.replace(/^[^/]*@/, '***@') : to);
+  const invalid = (
+    why: string,
+    hint = 'Write it as REGISTRY[/PREFIX], e.g. registry.internal:5000/apertus.',
+  ) => new ApertusError('mirror-target-invalid', `--to ${shown} ${why}.`, { hint });
+  if (to.includes('@')) {
+    throw invalid(
+      'holds credentials or a digest',
+      'Give credentials in APERTUS_REGISTRY_USERNAME and APERTUS_REGISTRY_PASSWORD (or `podman login`), never in the name.',
+    );
+  }
   if (!registry.includes('.') && !registry.includes(':') && registry !== 'localhost') {
-    throw new ApertusError(
-      'mirror-target-invalid',
-      `--to ${JSON.stringify(to)} does not start with a registry host.`,
-      {
-        hint: 'Write it as REGISTRY[/PREFIX], e.g. registry.internal:5000/apertus.',
-      },
+    throw invalid('does not start with a registry host');
+  }
+  try {
+    // The same rules as an oci: source: a host, then lowercase path components.
+    parseOciReference(`oci:${registry}/${prefix === '' ? 'x' : `${prefix}/x`}`, { insecure });
+  } catch (error) {
+    if (!(error instanceof ApertusError)) throw error;
+    throw invalid(
+      `is not a registry and path: ${error.message.replace(/^The source .*? is not valid: /, '').replace(/\.$/, '')}`,
+      error.hint ?? undefined,
     );
   }
   return { registry, prefix };

@@ -92,7 +92,7 @@ export interface PlannedComponent {
   kind: ComponentKind;
   provenance: BundleConfig['components'][number]['provenance'];
   layers: PlannedLayer[];
-  /** Kind 'image' only, with `layers` empty: the image as pulled (src/core/sources/oci). */
+  /** Kinds 'image' and 'model' (a ModelPack artifact from oci:), with `layers` empty: stored as pulled (src/core/sources/oci). */
   image?: PlannedImage;
 }
 

@@ -26,6 +26,19 @@ const requirement = registryRequirement();
 const REPO = 'test-org/Tiny-Model';
 const USER = { username: 'mirror', password: 'mirror-s3cret-pw' };
 
+/** Writes `<dir>/apertus.yaml` with these component lines (already indented under `components:`). */
+async function writeRecipe(dir: string, name: string, components: string[]): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const head = [
+    'apiVersion: apertus.dev/v1',
+    'kind: Bundle',
+    'metadata:',
+    `  name: ${name}`,
+    '  version: 1.0.0',
+  ];
+  await writeFile(path.join(dir, 'apertus.yaml'), [...head, 'components:', ...components, ''].join('\n'));
+}
+
 const sha256 = (bytes: string | Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
 describe.skipIf(!requirement.ok)(`mirroring a bundle into a registry ${requirement.why}`, () => {
@@ -88,26 +101,15 @@ describe.skipIf(!requirement.ok)(`mirroring a bundle into a registry ${requireme
       APERTUS_REGISTRY_HOST: target.host,
     };
     const recipe = path.join(work, 'recipe');
-    await mkdir(recipe, { recursive: true });
-    await writeFile(
-      path.join(recipe, 'apertus.yaml'),
-      [
-        'apiVersion: apertus.dev/v1',
-        'kind: Bundle',
-        'metadata:',
-        '  name: mirror-me',
-        '  version: 1.0.0',
-        'components:',
-        '  - name: model',
-        '    kind: model',
-        `    source: hf:${REPO}@main`,
-        '  - name: hello',
-        '    kind: image',
-        `    source: oci:${source.host}/apertus/hello:1`,
-        '    insecure: true',
-        '',
-      ].join('\n'),
-    );
+    await writeRecipe(recipe, 'mirror-me', [
+      '  - name: model',
+      '    kind: model',
+      `    source: hf:${REPO}@main`,
+      '  - name: hello',
+      '    kind: image',
+      `    source: oci:${source.host}/apertus/hello:1`,
+      '    insecure: true',
+    ]);
     const bundled = await runCli(
       [
         'bundle',
@@ -239,23 +241,12 @@ describe.skipIf(!requirement.ok)(`mirroring a bundle into a registry ${requireme
     );
     const model = mirrored.manifests.find((m: { name: string }) => m.name === 'model');
     const recipe = path.join(work, 'back');
-    await mkdir(recipe, { recursive: true });
-    await writeFile(
-      path.join(recipe, 'apertus.yaml'),
-      [
-        'apiVersion: apertus.dev/v1',
-        'kind: Bundle',
-        'metadata:',
-        '  name: from-mirror',
-        '  version: 1.0.0',
-        'components:',
-        '  - name: model',
-        '    kind: model',
-        `    source: oci:${model.repository.replace(/^[^/]+\//, `${target.host}/`)}:${model.tag}`,
-        '    insecure: true',
-        '',
-      ].join('\n'),
-    );
+    await writeRecipe(recipe, 'from-mirror', [
+      '  - name: model',
+      '    kind: model',
+      `    source: oci:${model.repository}:${model.tag}`,
+      '    insecure: true',
+    ]);
     const bundled = await runCli(
       [
         'bundle',

@@ -203,18 +203,7 @@ async function resolveWith(
 
   const labels = imageConfig.config?.Labels ?? {};
   const layers = manifest.layers.map(blobOf);
-  const files: OciResolvedFile[] = [];
-  const seen = new Set<string>();
-  for (const blob of [config, ...layers]) {
-    if (seen.has(blob.digest)) continue;
-    seen.add(blob.digest);
-    files.push({
-      path: `blobs/sha256/${blob.digest.slice('sha256:'.length)}`,
-      size: blob.size,
-      digest: blob.digest,
-      mediaType: blob.mediaType,
-    });
-  }
+  const files = distinctFiles([config, ...layers]);
   const entrypoint = imageConfig.config?.Entrypoint ?? undefined;
   const cmd = imageConfig.config?.Cmd ?? undefined;
   const license = labels[LICENSES_LABEL]?.trim();
@@ -280,18 +269,7 @@ async function resolveModel(
   }
   const config = blobOf(manifest.config);
   const layers = manifest.layers.map(blobOf);
-  const files: OciResolvedFile[] = [];
-  const seen = new Set<string>();
-  for (const blob of [config, ...layers]) {
-    if (seen.has(blob.digest)) continue;
-    seen.add(blob.digest);
-    files.push({
-      path: `blobs/sha256/${blob.digest.slice('sha256:'.length)}`,
-      size: blob.size,
-      digest: blob.digest,
-      mediaType: blob.mediaType,
-    });
-  }
+  const files = distinctFiles([config, ...layers]);
   const modelConfig = JSON.parse(
     (await client.getBlob(config.digest, { maxBytes: MAX_CONFIG_BYTES, signal })).toString('utf8'),
   ) as { descriptor?: { licenses?: unknown } };
@@ -421,6 +399,23 @@ function checkBlobs(manifest: ImageManifest, source: string): OciImageBlob {
     }
   }
   return blobOf(manifest.config);
+}
+
+/** The config, then each distinct layer: path `blobs/sha256/<hex>`, as in the image archive on the host. */
+function distinctFiles(blobs: OciImageBlob[]): OciResolvedFile[] {
+  const files: OciResolvedFile[] = [];
+  const seen = new Set<string>();
+  for (const blob of blobs) {
+    if (seen.has(blob.digest)) continue;
+    seen.add(blob.digest);
+    files.push({
+      path: `blobs/sha256/${blob.digest.slice('sha256:'.length)}`,
+      size: blob.size,
+      digest: blob.digest,
+      mediaType: blob.mediaType,
+    });
+  }
+  return files;
 }
 
 function blobOf(descriptor: ImageDescriptor): OciImageBlob {

@@ -10,6 +10,7 @@ import { registerDemo } from './commands/demo.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
+import { registerMirror } from './commands/mirror.js';
 import { registerRag } from './commands/rag.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerSchema } from './commands/schema.js';
@@ -39,7 +40,15 @@ const COMMAND_GROUPS: ReadonlyArray<{
   { heading: 'Connected side:', commands: [registerBundle, registerSplit, registerKeys] },
   {
     heading: 'Inside the gap:',
-    commands: [registerVerify, registerInspect, registerCheck, registerInstall, registerTrust, registerTls],
+    commands: [
+      registerVerify,
+      registerInspect,
+      registerMirror,
+      registerCheck,
+      registerInstall,
+      registerTrust,
+      registerTls,
+    ],
   },
   { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit, registerRag] },
   { heading: 'Other:', commands: [registerDemo, registerSchema] },

@@ -44,8 +44,9 @@ describe('writeBundle', () => {
     expect((await readFile(first.path)).equals(await readFile(second.path))).toBe(true);
     expect(first.manifestDigest).toBe(second.manifestDigest);
     // 4 distinct files (weights.bin and its copy stored once), 1 tar layer, 2 component
-    // manifests, the empty config, recipe, SBOM, bundle config and bundle manifest.
-    expect(first.blobs).toBe(4 + 1 + 2 + 1 + 4);
+    // manifests, the model's ModelPack config, the empty config, recipe, SBOM, bundle config
+    // and bundle manifest.
+    expect(first.blobs).toBe(4 + 1 + 2 + 1 + 1 + 4);
     expect(await readdir(join(dir, 'out1'))).toEqual(['fixture-1.0.0.tar']);
     const last = events.filter((event) => event.bytes !== undefined).at(-1);
     expect(last?.bytes?.done).toBe(last?.bytes?.total);
@@ -96,7 +97,7 @@ describe('writeBundle', () => {
         const loaded = await loadBundle(reader);
         expect(loaded.manifestDigest).toBe(written.manifestDigest);
         expect(loaded.config).toMatchObject({
-          formatVersion: 1,
+          formatVersion: 2,
           name: 'fixture',
           version: '1.0.0',
           services: plan.services,
@@ -115,6 +116,36 @@ describe('writeBundle', () => {
           `${LONG_DIR}/tokenizer.json`,
         ]);
         expect(model?.layers[1]?.digest).toBe(model?.layers[2]?.digest);
+        // ModelPack v1: weights and weight config as raw layers, each with its filepath.
+        expect(model?.layers.map((layer) => layer.mediaType)).toEqual([
+          'application/vnd.cncf.model.weight.config.v1.raw',
+          'application/vnd.cncf.model.weight.v1.raw',
+          'application/vnd.cncf.model.weight.v1.raw',
+          'application/vnd.cncf.model.weight.config.v1.raw',
+        ]);
+        expect(model?.layers.map((layer) => layer.annotations?.['org.cncf.model.filepath'])).toEqual([
+          'config.json',
+          'weights.bin',
+          'copy-of-weights.bin',
+          `${LONG_DIR}/tokenizer.json`,
+        ]);
+        expect(model?.config.mediaType).toBe('application/vnd.cncf.model.config.v1+json');
+        const modelConfig = JSON.parse(
+          (await reader.readBytes(`blobs/sha256/${model?.config.digest.slice(7)}`)).toString(),
+        );
+        expect(modelConfig).toEqual({
+          descriptor: { name: 'model', version: '1.0.0', licenses: ['Apache-2.0'] },
+          config: { architecture: 'Test', format: 'pytorch' },
+          modelfs: { type: 'layers', diffIds: model?.layers.map((layer) => layer.digest) },
+        });
+        const manifest = JSON.parse(
+          (await reader.readBytes(`blobs/sha256/${model?.manifestDigest.slice(7)}`)).toString(),
+        );
+        expect(manifest.artifactType).toBe('application/vnd.cncf.model.manifest.v1+json');
+        // Every component has a ref name, so skopeo and oras address each one.
+        expect(
+          loaded.index.manifests.map((entry) => entry.annotations?.['org.opencontainers.image.ref.name']),
+        ).toEqual(['fixture:1.0.0', 'model', 'runtime']);
         const node = loaded.components.find((component) => component.name === 'runtime')?.layers[0];
         expect(node?.annotations?.['dev.apertus.file.mode']).toBe('0755');
       } finally {
@@ -129,7 +160,7 @@ describe('writeBundle', () => {
     expect(summary).toMatchObject({
       name: 'fixture',
       version: '1.0.0',
-      formatVersion: 1,
+      formatVersion: 2,
       format: 'tar',
       manifestDigest: written.manifestDigest,
       signed: true,

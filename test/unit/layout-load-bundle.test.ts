@@ -60,7 +60,7 @@ describe('loadBundle', () => {
   it('asks for a newer apertus when the format version is newer', async () => {
     await mutate({
       config: (config) => {
-        config.formatVersion = 2;
+        config.formatVersion = 3;
       },
     });
     await expect(load()).rejects.toMatchObject({ code: 'bundle-format-newer', hint: /newer apertus/ });
@@ -70,9 +70,19 @@ describe('loadBundle', () => {
     await mutate({
       component: (manifest) => {
         manifest.layers[0].annotations['org.opencontainers.image.title'] = '../../etc/cron.d/x';
+        manifest.layers[0].annotations['org.cncf.model.filepath'] = '../../etc/cron.d/x';
       },
     });
     await expect(load()).rejects.toThrow(/component "model" has a file layer without a plain relative title/);
+  });
+
+  it('refuses a model layer whose ModelPack filepath and OCI title name different paths', async () => {
+    await mutate({
+      component: (manifest) => {
+        manifest.layers[0].annotations['org.opencontainers.image.title'] = '../../etc/cron.d/x';
+      },
+    });
+    await expect(load()).rejects.toThrow(/component "model" has a layer whose filepath and title differ/);
   });
 
   it('collects every problem as data, and rejects a non-JSON index', async () => {

@@ -55,8 +55,8 @@ describe('verifyBundle', () => {
     expect(bad(result)).toEqual([]);
     expect(result).toMatchObject({ ok: true, signed: true });
     expect(result.manifestDigest).toMatch(/^sha256:/);
-    // oci-layout, index.json, SHA256SUMS, the signature and 12 blobs (the SBOM among them).
-    expect(result.results).toHaveLength(16);
+    // oci-layout, index.json, SHA256SUMS, the signature and 13 blobs (the SBOM and the model config among them).
+    expect(result.results).toHaveLength(17);
     expect(result.results.find((entry) => entry.subject === 'SHA256SUMS.minisig')?.detail).toContain(
       'trusted comment',
     );

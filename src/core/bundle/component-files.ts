@@ -11,7 +11,7 @@ import { ApertusError } from '../errors.js';
 import type { RangeReader } from '../gpu/byte-range.js';
 import type { BundleEntry, BundleReader } from '../layout/bundle-reader.js';
 import type { LoadedBundle } from '../layout/load-bundle.js';
-import { ANNOTATION } from '../layout/media-types.js';
+import { layerFilePath } from '../layout/media-types.js';
 import { blobPath } from '../layout/names.js';
 import type { ComponentKind } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
@@ -61,7 +61,7 @@ export function bundleComponentViews(reader: BundleReader, bundle: LoadedBundle)
   return bundle.components.map((component) => {
     const files: ComponentFile[] = [];
     for (const layer of component.layers) {
-      const title = layer.annotations?.[ANNOTATION.title];
+      const title = layerFilePath(layer);
       if (title === undefined) continue;
       // A delta leaves out layers the host holds from the base release: listed, not readable.
       if (bundle.omitted.has(layer.digest)) {

@@ -5,7 +5,7 @@
  */
 import { type BundleFormat, type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { loadBundle } from '../layout/load-bundle.js';
-import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
+import { ANNOTATION, layerFilePath, layerPlacement, MEDIA_TYPE } from '../layout/media-types.js';
 import { CLI_DIR, CLI_PATHS, SIGNATURE_FILE } from '../layout/names.js';
 import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
@@ -84,8 +84,8 @@ export async function inspectBundle(
         contents: component.layers.map((layer) => {
           const mode = layer.annotations?.[ANNOTATION.mode];
           return {
-            title: layer.annotations?.[ANNOTATION.title] ?? layer.digest,
-            type: layer.mediaType === MEDIA_TYPE.tarLayer ? ('tar' as const) : ('file' as const),
+            title: layerFilePath(layer) ?? layer.digest,
+            type: layerPlacement(layer.mediaType) === 'tar' ? ('tar' as const) : ('file' as const),
             digest: layer.digest,
             size: layer.size,
             ...(mode === undefined ? {} : { mode }),

@@ -88,7 +88,11 @@ export async function resolveBundle(
       );
       components.push({ type: 'hf', spec, resolved });
     } else if (spec.source.startsWith('oci:')) {
-      const resolved = await resolveOci(spec.source, pick(spec, 'platform', 'insecure'), sourceContext);
+      const resolved = await resolveOci(
+        spec.source,
+        { ...pick(spec, 'platform', 'insecure'), kind: spec.kind === 'model' ? 'model' : 'image' },
+        sourceContext,
+      );
       components.push({ type: 'oci', spec, resolved });
     } else if (spec.source.startsWith('pip:')) {
       // pip resolves dependencies from the wheels themselves: this downloads them, into the cache.
@@ -158,14 +162,15 @@ export async function fetchBundle(
         componentContext(sourceContext, component.spec.name),
       );
       const license = component.spec.license ?? component.resolved.license;
+      const model = component.spec.kind === 'model';
       components.push({
         name: component.spec.name,
-        kind: 'image',
+        kind: model ? 'model' : 'image',
         provenance: {
           source: component.resolved.source,
           revision: component.resolved.revision,
           ...(license ? { license } : {}),
-          platform: component.resolved.platform,
+          ...(model ? {} : { platform: component.resolved.platform }),
         },
         layers: [],
         image: {

@@ -31,6 +31,7 @@ import {
   tarLayerDescriptor,
 } from '../layout/manifests.js';
 import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
+import { modelConfigBlob, modelFileLayerDescriptor, modelManifest } from '../layout/model-pack.js';
 import {
   BLOBS_DIR,
   BLOBS_SHA256_DIR,
@@ -63,6 +64,7 @@ import type { SecretKey } from '../sign/keys.js';
 import { sign } from '../sign/minisign.js';
 import type { CliFiles } from './cli-files.js';
 import { type DeltaWrite, digestOfFile, withDelta } from './delta-bundle.js';
+import { describeModel } from './model-description.js';
 import { SplitTarOutput, type WrittenSplit } from './part-writer.js';
 
 /** One file, materialised at `title` inside the component directory on the host. */
@@ -90,7 +92,7 @@ export interface PlannedComponent {
   kind: ComponentKind;
   provenance: BundleConfig['components'][number]['provenance'];
   layers: PlannedLayer[];
-  /** Kind 'image' only, with `layers` empty: the image as pulled (src/core/sources/oci). */
+  /** Kinds 'image' and 'model' (a ModelPack artifact from oci:), with `layers` empty: stored as pulled (src/core/sources/oci). */
   image?: PlannedImage;
 }
 
@@ -308,7 +310,11 @@ export async function writeBundle(
             digest ??= await storeStream(size, fileChunks(layer.source, size, signal));
             sourceDigests.set(layer.source, digest);
           } else advance(size);
-          layers.push(fileLayerDescriptor(digest, size, layer.title, layer.mode));
+          layers.push(
+            component.kind === 'model'
+              ? modelFileLayerDescriptor(digest, size, layer.title, layer.mode)
+              : fileLayerDescriptor(digest, size, layer.title, layer.mode),
+          );
         } else {
           const digest = await storeStream(item.archive.size, tarArchiveChunks(item.archive, signal));
           layers.push(tarLayerDescriptor(digest, item.archive.size, item.layer.name));
@@ -322,6 +328,11 @@ export async function writeBundle(
           throw changedSource(component.name, source, digest, sha256Digest(bytes));
         }
         manifest = await storeBytes({ descriptor: { mediaType, digest, size }, bytes });
+      } else if (component.kind === 'model') {
+        const files = component.layers.filter((layer) => layer.type === 'file');
+        const description = await describeModel(component, files, plan.version);
+        const config = await storeBytes(modelConfigBlob(description, layers));
+        manifest = await storeBytes(modelManifest(component, config, layers));
       } else {
         await storeBytes(EMPTY_CONFIG);
         manifest = await storeBytes(componentManifest(component, layers));
@@ -500,10 +511,10 @@ async function prepareLayers(plan: BundleWritePlan): Promise<PreparedLayer[][]> 
     const layers: PreparedLayer[] = [];
     if (component.image !== undefined) {
       const where = `component "${component.name}"`;
-      if (component.kind !== 'image' || component.layers.length > 0) {
+      if ((component.kind !== 'image' && component.kind !== 'model') || component.layers.length > 0) {
         throw badPlan(
-          `${where}: an image needs kind 'image' and no other layers`,
-          'Plan image components from a fetched oci: source.',
+          `${where}: a component stored as pulled needs kind 'image' or 'model' and no other layers`,
+          'Plan image and model components from a fetched oci: source.',
         );
       }
       for (const blob of [component.image.manifest, ...component.image.blobs]) {
@@ -546,6 +557,9 @@ async function prepareLayers(plan: BundleWritePlan): Promise<PreparedLayer[][]> 
         layers.push({ type: 'file', layer, size: await sourceSize(layer.source, where) });
       } else {
         const where = `component "${component.name}", tar layer "${layer.name}"`;
+        if (component.kind === 'model') {
+          throw badPlan(`${where}: a model holds one file per layer`, 'Plan model files as file layers.');
+        }
         for (const entry of layer.entries) {
           if (!isAbsolute(entry.source))
             throw badPlan(

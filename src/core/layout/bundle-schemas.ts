@@ -54,6 +54,12 @@ export const ociManifestSchema = z.object({
 });
 export type OciManifest = z.infer<typeof ociManifestSchema>;
 
+/** What a reader needs of a ModelPack model config (docs/config.md): the layers' DiffIDs. */
+export const modelConfigSchema = z.object({
+  descriptor: z.object({}).passthrough(),
+  modelfs: z.object({ type: z.literal('layers'), diffIds: z.array(digest) }),
+});
+
 /**
  * An image component's manifest is the image's own, OCI or Docker schema 2, as pulled
  * (an OCI manifest need not name its media type: its descriptor does).
@@ -90,12 +96,16 @@ const verifySpecSchema: z.ZodType<VerifySpec> = z.object({
 /** Provenance and requirement strings: shown to people, never run. */
 const note = oneLineText(4096);
 
-/** The newest bundle format this build reads; older ones stay readable. */
-export const CURRENT_FORMAT_VERSION = 1;
+/**
+ * The newest bundle format this build reads and writes; older ones stay readable.
+ * 1: model components are apertus artifacts (`application/vnd.apertus.file.v1` layers, empty config).
+ * 2: model components are CNCF ModelPack v1 artifacts; every component has a ref name in index.json.
+ */
+export const CURRENT_FORMAT_VERSION = 2;
 
 export const bundleConfigSchema: z.ZodType<BundleConfig> = z
   .object({
-    formatVersion: z.literal(1),
+    formatVersion: z.union([z.literal(1), z.literal(2)]),
     name: resourceName,
     version: versionString,
     description: oneLineText(),

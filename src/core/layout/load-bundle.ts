@@ -12,13 +12,23 @@ import {
   CURRENT_FORMAT_VERSION,
   describeIssues,
   imageComponentManifestSchema,
+  modelConfigSchema,
   type OciIndex,
   type OciManifest,
   ociIndexSchema,
   ociManifestSchema,
 } from './bundle-schemas.js';
 import { EMPTY_CONFIG } from './manifests.js';
-import { ANNOTATION, componentArtifactType, IMAGE_LAYER_MEDIA_TYPES, MEDIA_TYPE } from './media-types.js';
+import {
+  ANNOTATION,
+  componentArtifactType,
+  IMAGE_LAYER_MEDIA_TYPES,
+  isModelPackLayer,
+  layerFilePath,
+  layerPlacement,
+  MEDIA_TYPE,
+  MODELPACK,
+} from './media-types.js';
 import { blobPath, confinedRelativePath, INDEX_FILE, OCI_LAYOUT_FILE, OCI_LAYOUT_VERSION } from './names.js';
 import type { BundleConfig, ComponentLayers, Descriptor } from './types.js';
 
@@ -195,11 +205,29 @@ export async function readBundleGraph(
       component.kind === 'image' ? imageComponentManifestSchema : ociManifestSchema,
     );
     if (componentManifest === undefined) continue;
-    const layers = checkComponentLayers(componentManifest, component.kind, label, path, problem);
+    const layers = checkComponentLayers(
+      componentManifest,
+      component.kind,
+      config.formatVersion,
+      label,
+      path,
+      problem,
+    );
     if (layers === undefined) continue;
-    checkBlob(componentManifest.config, `the config of ${label}`);
+    const modelConfigPath = checkBlob(componentManifest.config, `the config of ${label}`);
+    if (modelConfigPath !== undefined && componentManifest.artifactType === MODELPACK.artifactType) {
+      const modelConfig = await readDocument(
+        modelConfigPath,
+        `the model config of ${label}`,
+        modelConfigSchema,
+      );
+      const diffIds = modelConfig?.modelfs.diffIds;
+      if (diffIds !== undefined && !sameDiffIds(diffIds, layers)) {
+        problem(modelConfigPath, 'invalid', `the model config of ${label} does not list its layers' DiffIDs`);
+      }
+    }
     for (const layer of layers) {
-      checkBlob(layer, `layer "${layer.annotations?.[ANNOTATION.title] ?? layer.digest}" of ${label}`, true);
+      checkBlob(layer, `layer "${layerFilePath(layer) ?? layer.digest}" of ${label}`, true);
     }
     components.push({
       name: component.name,
@@ -281,9 +309,15 @@ function checkFormatVersion(raw: unknown): string | undefined {
   return undefined;
 }
 
+/** A raw layer's DiffID is its digest; a tar layer's is the digest of the tar itself, uncompressed too. */
+function sameDiffIds(diffIds: string[], layers: Descriptor[]): boolean {
+  return diffIds.length === layers.length && layers.every((layer, i) => diffIds[i] === layer.digest);
+}
+
 function checkComponentLayers(
   manifest: Pick<OciManifest, 'artifactType' | 'config' | 'layers'>,
   kind: string,
+  formatVersion: number,
   label: string,
   path: string,
   problem: (subject: string, status: BundleProblem['status'], detail: string) => undefined,
@@ -300,30 +334,49 @@ function checkComponentLayers(
     }
     return manifest.layers;
   }
-  if (manifest.artifactType !== componentArtifactType(kind)) {
-    return problem(
-      path,
-      'invalid',
-      `the manifest of ${label} has artifactType ${manifest.artifactType ?? '(none)'}`,
-    );
-  }
-  if (manifest.config.digest !== EMPTY_CONFIG.descriptor.digest) {
-    return problem(
-      path,
-      'invalid',
-      `the manifest of ${label} has a config other than the OCI empty descriptor`,
-    );
+  // Format 2 writes models as ModelPack artifacts; format 1 bundles keep the apertus model artifact.
+  const modelPack = kind === 'model' && formatVersion >= 2;
+  if (modelPack) {
+    if (manifest.artifactType !== MODELPACK.artifactType || manifest.config.mediaType !== MODELPACK.config) {
+      return problem(
+        path,
+        'invalid',
+        `the manifest of ${label} is not a ModelPack model (artifactType ${manifest.artifactType ?? '(none)'}, config ${manifest.config.mediaType})`,
+      );
+    }
+  } else {
+    if (manifest.artifactType !== componentArtifactType(kind)) {
+      return problem(
+        path,
+        'invalid',
+        `the manifest of ${label} has artifactType ${manifest.artifactType ?? '(none)'}`,
+      );
+    }
+    if (manifest.config.digest !== EMPTY_CONFIG.descriptor.digest) {
+      return problem(
+        path,
+        'invalid',
+        `the manifest of ${label} has a config other than the OCI empty descriptor`,
+      );
+    }
   }
   const titles = new Set<string>();
   for (const layer of manifest.layers) {
-    const title = layer.annotations?.[ANNOTATION.title];
-    if (layer.mediaType === MEDIA_TYPE.tarLayer) continue;
-    if (layer.mediaType !== MEDIA_TYPE.file) {
+    const known = modelPack ? isModelPackLayer(layer.mediaType) : !isModelPackLayer(layer.mediaType);
+    const placement = known ? layerPlacement(layer.mediaType) : undefined;
+    if (placement === undefined) {
       return problem(
         path,
         'invalid',
         `the manifest of ${label} has a layer of unknown type ${layer.mediaType}`,
       );
+    }
+    if (placement === 'tar' && !modelPack) continue;
+    const title = layerFilePath(layer);
+    const ociTitle = layer.annotations?.[ANNOTATION.title];
+    if (ociTitle !== undefined && title !== ociTitle) {
+      // Tools read one or the other; a layer that names two paths would land in two places.
+      return problem(path, 'invalid', `the manifest of ${label} has a layer whose filepath and title differ`);
     }
     if (title === undefined || confinedRelativePath(title) !== title) {
       return problem(

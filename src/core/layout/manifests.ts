@@ -81,7 +81,12 @@ export function bundleIndex(
     },
     ...components.map((component) => ({
       ...component.manifest,
-      annotations: { [ANNOTATION.role]: 'component', [ANNOTATION.component]: component.name },
+      // A ref name per component: `skopeo copy oci:DIR:NAME docker://…` copies any one of them.
+      annotations: {
+        [ANNOTATION.role]: 'component',
+        [ANNOTATION.component]: component.name,
+        [ANNOTATION.refName]: component.name,
+      },
     })),
   ];
   return canonicalJsonBytes({ schemaVersion: 2, mediaType: MEDIA_TYPE.ociIndex, manifests });

@@ -25,12 +25,54 @@ export const IMAGE_LAYER_MEDIA_TYPES: ReadonlySet<string> = new Set([
   'application/vnd.docker.image.rootfs.diff.tar.gzip',
 ]);
 
+/**
+ * Model components (format 2 on) are CNCF ModelPack v1 artifacts, so KitOps, modctl, KServe
+ * and any OCI registry read them (modelpack/model-spec specs-go/v1/mediatype.go). Layers are
+ * `.raw`: one file, uncompressed, so a layer's digest is the file's sha256 (the Hub's LFS oid),
+ * the host hard-links it from its content store as before, and nothing is extracted twice.
+ * `.tar` layers (one file or directory in a tar) are read too, when a pulled artifact has them.
+ */
+export const MODELPACK = {
+  artifactType: 'application/vnd.cncf.model.manifest.v1+json',
+  config: 'application/vnd.cncf.model.config.v1+json',
+  weight: 'application/vnd.cncf.model.weight.v1.raw',
+  weightConfig: 'application/vnd.cncf.model.weight.config.v1.raw',
+  doc: 'application/vnd.cncf.model.doc.v1.raw',
+  code: 'application/vnd.cncf.model.code.v1.raw',
+} as const;
+
+const MODELPACK_LAYER =
+  /^application\/vnd\.cncf\.model\.(weight|weight\.config|doc|code|dataset)\.v1\.(raw|tar)$/;
+
+/** How a component layer becomes files on the host: linked as one file, extracted as a tar, or neither. */
+export function layerPlacement(mediaType: string): 'file' | 'tar' | undefined {
+  if (mediaType === MEDIA_TYPE.file) return 'file';
+  if (mediaType === MEDIA_TYPE.tarLayer) return 'tar';
+  const modelPack = MODELPACK_LAYER.exec(mediaType);
+  if (modelPack === null) return undefined;
+  return modelPack[2] === 'raw' ? 'file' : 'tar';
+}
+
+/** Whether a ModelPack layer type is one this version reads (compressed ones are not). */
+export function isModelPackLayer(mediaType: string): boolean {
+  return MODELPACK_LAYER.test(mediaType);
+}
+
+/** The path a file layer has inside its component: ModelPack's filepath, else the OCI title. */
+export function layerFilePath(layer: {
+  annotations?: Record<string, string> | undefined;
+}): string | undefined {
+  return layer.annotations?.[ANNOTATION.filepath] ?? layer.annotations?.[ANNOTATION.title];
+}
+
 export function componentArtifactType(kind: string): string {
   return `application/vnd.apertus.component.${kind}.v1`;
 }
 
 export const ANNOTATION = {
   title: 'org.opencontainers.image.title',
+  /** ModelPack: the layer's path inside the model directory (specs-go/v1/annotations.go). */
+  filepath: 'org.cncf.model.filepath',
   refName: 'org.opencontainers.image.ref.name',
   version: 'org.opencontainers.image.version',
   /** Octal file mode for file layers that must be executable, e.g. '0755'. */

@@ -66,7 +66,8 @@ export interface ComponentProvenance {
 
 /** The bundle config blob: the root of trust, covered by SHA256SUMS and its signature. */
 export interface BundleConfig {
-  formatVersion: 1;
+  /** 1: apertus model artifacts; 2: ModelPack model components and component ref names. */
+  formatVersion: 1 | 2;
   name: string;
   version: string;
   description: string;

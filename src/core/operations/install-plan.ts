@@ -1,6 +1,6 @@
 import path from 'node:path/posix';
 import { ApertusError } from '../errors.js';
-import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
+import { ANNOTATION, layerFilePath, layerPlacement } from '../layout/media-types.js';
 import type { BundleConfig, ComponentLayers, Descriptor } from '../layout/types.js';
 import { parseOciReference, repoTag } from '../sources/oci/parse-oci-reference.js';
 import type { HostLayout } from '../target/layout.js';
@@ -99,12 +99,13 @@ export function planInstall(input: PlanInput, host: StoreView, layout: HostLayou
     }
     const componentDir = path.join(releaseDir, confined(component.name, 'component name'));
     for (const layer of component.layers) {
-      if (layer.mediaType === MEDIA_TYPE.tarLayer) {
+      const placement = layerPlacement(layer.mediaType);
+      if (placement === 'tar') {
         materialise.push({ type: 'extract', digest: layer.digest, into: componentDir });
         continue;
       }
-      const title = layer.annotations?.[ANNOTATION.title];
-      if (layer.mediaType !== MEDIA_TYPE.file || !title) {
+      const title = layerFilePath(layer);
+      if (placement !== 'file' || !title) {
         throw new ApertusError(
           'bundle-layer-unsupported',
           `Component ${component.name} has a layer (${layer.digest}) of type ${layer.mediaType} that this installer cannot place.`,

@@ -13,7 +13,7 @@ import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { BundleWritePlan, PlannedComponent } from '../bundle/write-bundle.js';
 import { type Blob, blobOf } from '../layout/manifests.js';
-import { ANNOTATION, MEDIA_TYPE } from '../layout/media-types.js';
+import { layerFilePath, layerPlacement, MEDIA_TYPE } from '../layout/media-types.js';
 import type { BundleConfig, Descriptor } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { parseOciReference } from '../sources/oci/parse-oci-reference.js';
@@ -173,7 +173,7 @@ async function topLevelComponent(component: SbomInput['components'][number]): Pr
       provenance.url === undefined ? undefined : hubOf(provenance.url),
     );
   }
-  const fileLayers = component.layers.filter((layer) => layer.mediaType === MEDIA_TYPE.file);
+  const fileLayers = component.layers.filter((layer) => layerPlacement(layer.mediaType) === 'file');
   if (planned.kind === 'model') {
     const only = fileLayers.length === 1 ? fileLayers[0] : undefined;
     if (only !== undefined) out.hashes = [sha256Hash(only.digest)];
@@ -198,7 +198,7 @@ async function nestedComponents(
   const { planned } = component;
   const out: CycloneDxComponent[] = [];
   for (const layer of component.layers) {
-    const title = layer.annotations?.[ANNOTATION.title] ?? layer.digest;
+    const title = layerFilePath(layer) ?? layer.digest;
     const ref = `${parentRef}/${title}`;
     const wheel = planned.kind === 'wheels' ? parseWheelFileName(title) : undefined;
     if (wheel !== undefined) {
@@ -269,7 +269,7 @@ async function modelCard(
   planned: PlannedComponent,
   fileLayers: Descriptor[],
 ): Promise<NonNullable<CycloneDxComponent['modelCard']>> {
-  const titles = fileLayers.map((layer) => layer.annotations?.[ANNOTATION.title] ?? '');
+  const titles = fileLayers.map((layer) => layerFilePath(layer) ?? '');
   const formats = new Set<string>();
   for (const title of titles) {
     for (const [pattern, format] of MODEL_FORMATS) if (pattern.test(title)) formats.add(format);

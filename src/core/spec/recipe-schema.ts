@@ -35,7 +35,7 @@ const source = z
     'a source is "file:PATH" (relative to the recipe directory), "hf:ORG/NAME[@REVISION]", "oci:REGISTRY/NAME:TAG" or "pip:REQUIREMENTS"',
   )
   .describe(
-    'Where the component comes from: file:PATH (relative to the recipe directory), hf:ORG/NAME[@REVISION], oci:REGISTRY/NAME[:TAG|@sha256:DIGEST] for kind image, or pip:REQUIREMENTS (a requirements file relative to the recipe directory) for kind wheels',
+    'Where the component comes from: file:PATH (relative to the recipe directory), hf:ORG/NAME[@REVISION], oci:REGISTRY/NAME[:TAG|@sha256:DIGEST] for kind image (or kind model: a ModelPack model artifact), or pip:REQUIREMENTS (a requirements file relative to the recipe directory) for kind wheels',
   );
 
 const globs = z.array(z.string().min(1)).min(1);
@@ -96,9 +96,12 @@ const component = z
     message: 'include/exclude select files of an hf: source; point a file: source at the files instead',
     path: ['include'],
   })
-  .refine((c) => (c.kind === 'image') === c.source.startsWith('oci:'), {
-    message:
-      'a component of kind image takes an oci: source, and an oci: source makes a component of kind image',
+  .refine((c) => c.kind !== 'image' || c.source.startsWith('oci:'), {
+    message: 'a component of kind image takes an oci: source',
+    path: ['kind'],
+  })
+  .refine((c) => !c.source.startsWith('oci:') || c.kind === 'image' || c.kind === 'model', {
+    message: 'an oci: source makes a component of kind image, or of kind model (a ModelPack model artifact)',
     path: ['kind'],
   })
   .refine((c) => c.source.startsWith('oci:') || (c.platform === undefined && c.insecure === undefined), {

@@ -24,7 +24,7 @@ import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { parseChecksums } from '../layout/checksums.js';
 import { entryByteSource } from '../layout/entry-source.js';
 import { type LoadedBundle, readBundleGraph } from '../layout/load-bundle.js';
-import { MEDIA_TYPE } from '../layout/media-types.js';
+import { layerPlacement } from '../layout/media-types.js';
 import {
   blobPath,
   CHECKSUMS_FILE,
@@ -397,7 +397,7 @@ async function checkTarLayers(
 ): Promise<void> {
   for (const component of bundle?.components ?? []) {
     for (const layer of component.layers) {
-      if (layer.mediaType !== MEDIA_TYPE.tarLayer) continue;
+      if (layerPlacement(layer.mediaType) !== 'tar') continue;
       const entry = reader.get(blobPath(layer.digest));
       if (!entry) continue; // reported missing by the graph check
       try {

@@ -36,6 +36,8 @@ export interface RegistryClientOptions {
   env: Env;
   /** Overrides what the environment and login files hold (see registry-credentials.ts). */
   credentials?: RegistryCredentials;
+  /** Ask token services for push as well as pull (`apertus mirror`). */
+  push?: boolean;
 }
 
 export interface RegistryManifest {
@@ -60,6 +62,24 @@ export interface RegistryClient {
   openBlob(digest: string, options?: { start?: number; signal?: AbortSignal }): Promise<Response>;
   /** Removes credentials, tokens and URL secrets from a text. */
   redact(text: string): string;
+  /** HEAD a blob: whether the repository already has it (then it is not sent again). */
+  hasBlob(digest: string, signal?: AbortSignal): Promise<boolean>;
+  /**
+   * Uploads a blob monolithically (distribution spec "POST then PUT"): POST opens an upload
+   * session, one PUT with `?digest=` sends the bytes; the registry checks the digest.
+   * `body` is called for each attempt, so a retried upload starts from its first byte.
+   */
+  pushBlob(
+    blob: { digest: string; size: number },
+    body: () => AsyncIterable<Uint8Array>,
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** PUTs a manifest under a tag or its digest; the registry's digest must equal ours. */
+  putManifest(
+    reference: string,
+    manifest: { mediaType: string; bytes: Buffer },
+    signal?: AbortSignal,
+  ): Promise<string>;
 }
 
 /** The distribution spec lets registries refuse manifests over 4 MiB; nothing legitimate is bigger. */
@@ -201,7 +221,8 @@ export async function createRegistryClient(options: RegistryClientOptions): Prom
     }
     if (challenge.params.service !== undefined) url.searchParams.set('service', challenge.params.service);
     // The probe's challenge names no scope; a repository request's may name a wider one.
-    const scope = challenge.params.scope ?? `repository:${reference.repository}:pull`;
+    const scope =
+      challenge.params.scope ?? `repository:${reference.repository}:${options.push ? 'pull,push' : 'pull'}`;
     for (const one of scope.split(' ')) if (one !== '') url.searchParams.append('scope', one);
     const headers: Record<string, string> = {
       'user-agent': USER_AGENT,
@@ -324,6 +345,56 @@ export async function createRegistryClient(options: RegistryClientOptions): Prom
     return send(url, init);
   };
 
+  /**
+   * A request that sends (HEAD, POST, PUT) with the registry's authorization, never across
+   * origins or down to plain HTTP; a 401 re-authenticates once (a push needs a wider token).
+   */
+  const write = async (
+    method: 'HEAD' | 'POST' | 'PUT',
+    target: string | URL,
+    init: {
+      signal?: AbortSignal | undefined;
+      headers?: Record<string, string>;
+      body?: () => AsyncIterable<Uint8Array> | Buffer;
+    },
+  ): Promise<Response> => {
+    probed ??= probe(init.signal).catch((error: unknown) => {
+      probed = undefined;
+      throw error;
+    });
+    await probed;
+    const url =
+      typeof target === 'string' ? new URL(`${baseUrl}/v2/${reference.repository}/${target}`) : target;
+    if (new URL(baseUrl).protocol === 'https:' && url.protocol !== 'https:') {
+      return badResponse(
+        `${reference.registry} sent the upload to a plain-HTTP address.`,
+        'Check the registry and proxy configuration; apertus does not downgrade to HTTP.',
+      );
+    }
+    const attempt = async (): Promise<Response> => {
+      const headers: Record<string, string> = { 'user-agent': USER_AGENT, ...init.headers };
+      if (authorization !== undefined && url.origin === origin) headers.authorization = authorization;
+      try {
+        return await fetch(url, {
+          method,
+          headers,
+          redirect: 'manual',
+          ...(init.body ? { body: init.body() as RequestInit['body'], duplex: 'half' } : {}),
+          ...(init.signal ? { signal: init.signal } : {}),
+        } as RequestInit);
+      } catch (error) {
+        init.signal?.throwIfAborted();
+        throw unreachable(url, error);
+      }
+    };
+    let response = await attempt();
+    if (response.status === 401) {
+      await discard(response);
+      if (await authenticate(response, init.signal)) response = await attempt();
+    }
+    return response;
+  };
+
   const fail = async (response: Response, what: string): Promise<never> => {
     const status = response.status;
     const said = await errorText(response);
@@ -336,7 +407,7 @@ export async function createRegistryClient(options: RegistryClientOptions): Prom
             ? `${what} needs authentication (HTTP 401).${said}`
             : status === 401
               ? `${reference.registry} rejected the credentials for ${what} (HTTP 401).${said}`
-              : `The credentials do not allow pulling ${what} (HTTP 403).${said}`,
+              : `The credentials do not allow access to ${what} (HTTP 403).${said}`,
         ),
         { hint: credentialsHint(reference.registry, credentials !== undefined), details: { status } },
       );
@@ -460,6 +531,61 @@ export async function createRegistryClient(options: RegistryClientOptions): Prom
         const actual = `sha256:${sha256Hex(bytes)}`;
         if (actual !== digest) mismatch(`The blob ${what}`, digest, actual);
         return bytes;
+      }, signal);
+    },
+
+    async hasBlob(digest, signal) {
+      return withRegistryRetries(async () => {
+        const response = await write('HEAD', `blobs/${digest}`, { signal });
+        await discard(response);
+        if (response.status === 200) return true;
+        if (response.status === 404) return false;
+        return fail(response, `blob ${name}@${digest}`);
+      }, signal);
+    },
+
+    async pushBlob(blob, body, signal) {
+      const what = `blob ${name}@${blob.digest}`;
+      await withRegistryRetries(async () => {
+        const opened = await write('POST', 'blobs/uploads/', { signal, headers: { 'content-length': '0' } });
+        const location = opened.headers.get('location');
+        if (opened.status !== 202 || location === null) {
+          if (opened.status === 202) await discard(opened);
+          else await fail(opened, `an upload of ${what}`);
+          return badResponse(
+            `${reference.registry} opened an upload without a Location.`,
+            'Check the registry.',
+          );
+        }
+        await discard(opened);
+        const url = new URL(location, baseUrl);
+        url.searchParams.set('digest', blob.digest);
+        const sent = await write('PUT', url, {
+          signal,
+          headers: { 'content-type': 'application/octet-stream', 'content-length': String(blob.size) },
+          body,
+        });
+        if (sent.status !== 201) await fail(sent, what);
+        await discard(sent);
+        const stored = sent.headers.get('docker-content-digest')?.trim();
+        if (stored && stored !== blob.digest) mismatch(`The uploaded ${what}`, blob.digest, stored);
+      }, signal);
+    },
+
+    async putManifest(tagOrDigest, manifest, signal) {
+      const digest = `sha256:${sha256Hex(manifest.bytes)}`;
+      const what = `the manifest ${name}${tagOrDigest.includes(':') ? '@' : ':'}${tagOrDigest}`;
+      return withRegistryRetries(async () => {
+        const response = await write('PUT', `manifests/${tagOrDigest}`, {
+          signal,
+          headers: { 'content-type': manifest.mediaType, 'content-length': String(manifest.bytes.length) },
+          body: () => manifest.bytes,
+        });
+        if (response.status !== 201 && response.status !== 200) await fail(response, what);
+        await discard(response);
+        const stored = response.headers.get('docker-content-digest')?.trim();
+        if (stored && stored !== digest) mismatch(what, digest, stored);
+        return digest;
       }, signal);
     },
 

@@ -8,6 +8,7 @@
  */
 import type { z } from 'zod';
 import { ApertusError } from '../../errors.js';
+import { isModelPackLayer, MODELPACK } from '../../layout/media-types.js';
 import type { ResolvedFile, ResolvedSource, SourceContext } from '../types.js';
 import {
   isImageConfigMediaType,
@@ -35,6 +36,8 @@ export interface ResolveOciOptions {
   /** Plain HTTP to the registry (a local test registry). */
   insecure?: boolean;
   credentials?: RegistryCredentials;
+  /** The component's kind: 'model' takes a ModelPack model artifact instead of an image. */
+  kind?: 'image' | 'model';
 }
 
 /** One blob of the image as its manifest lists it. */
@@ -111,7 +114,10 @@ export async function resolveOci(
   });
   ctx.onProgress?.({ step: 'resolve', status: 'start', detail: `${source} (${formatPlatform(platform)})` });
   try {
-    const resolved = await resolveWith(client, source, reference, platform, ctx.signal);
+    const resolved =
+      options.kind === 'model'
+        ? await resolveModel(client, source, reference, ctx.signal)
+        : await resolveWith(client, source, reference, platform, ctx.signal);
     ctx.onProgress?.({
       step: 'resolve',
       status: 'ok',
@@ -197,18 +203,7 @@ async function resolveWith(
 
   const labels = imageConfig.config?.Labels ?? {};
   const layers = manifest.layers.map(blobOf);
-  const files: OciResolvedFile[] = [];
-  const seen = new Set<string>();
-  for (const blob of [config, ...layers]) {
-    if (seen.has(blob.digest)) continue;
-    seen.add(blob.digest);
-    files.push({
-      path: `blobs/sha256/${blob.digest.slice('sha256:'.length)}`,
-      size: blob.size,
-      digest: blob.digest,
-      mediaType: blob.mediaType,
-    });
-  }
+  const files = distinctFiles([config, ...layers]);
   const entrypoint = imageConfig.config?.Entrypoint ?? undefined;
   const cmd = imageConfig.config?.Cmd ?? undefined;
   const license = labels[LICENSES_LABEL]?.trim();
@@ -238,6 +233,69 @@ async function resolveWith(
   if (index !== undefined) resolved.index = index;
   if (license) resolved.license = license;
   return resolved;
+}
+
+/**
+ * A ModelPack model artifact (modelpack/model-spec docs/spec.md): a manifest whose
+ * artifactType (or config type) says model, with uncompressed layers this version can place.
+ * Its manifest is stored as pulled, so the bundle holds the registry's digest.
+ */
+async function resolveModel(
+  client: RegistryClient,
+  source: string,
+  reference: OciReference,
+  signal: AbortSignal | undefined,
+): Promise<OciResolvedSource> {
+  const document = await client.getManifest(reference.digest ?? reference.tag ?? 'latest', signal);
+  if (isIndexMediaType(document.mediaType)) {
+    throw notAModel(source, 'it is an image index');
+  }
+  const manifest = parseDocument(imageManifestSchema, document, source, 'model manifest');
+  const raw = JSON.parse(document.bytes.toString('utf8')) as { artifactType?: unknown };
+  if (raw.artifactType !== MODELPACK.artifactType || manifest.config.mediaType !== MODELPACK.config) {
+    throw notAModel(source, `its config is of type ${manifest.config.mediaType}`);
+  }
+  for (const blob of [manifest.config, ...manifest.layers]) {
+    if (!/^sha256:[0-9a-f]{64}$/.test(blob.digest))
+      throw badImage(source, `blob ${blob.digest} is not addressed by sha256`);
+  }
+  const unsupported = manifest.layers.find((layer) => !isModelPackLayer(layer.mediaType));
+  if (unsupported !== undefined) {
+    throw badImage(
+      source,
+      `layer ${unsupported.digest} is of type ${unsupported.mediaType}`,
+      'Only uncompressed ModelPack layers (.raw or .tar) can be bundled; push the model with raw layers (modctl and apertus mirror do).',
+    );
+  }
+  const config = blobOf(manifest.config);
+  const layers = manifest.layers.map(blobOf);
+  const files = distinctFiles([config, ...layers]);
+  const modelConfig = JSON.parse(
+    (await client.getBlob(config.digest, { maxBytes: MAX_CONFIG_BYTES, signal })).toString('utf8'),
+  ) as { descriptor?: { licenses?: unknown } };
+  const licenses = modelConfig.descriptor?.licenses;
+  const resolved: OciResolvedSource = {
+    kind: 'oci',
+    source,
+    pinned: pinnedReference(reference, document.digest),
+    revision: document.digest,
+    reference,
+    platform: 'model',
+    manifest: { mediaType: document.mediaType, digest: document.digest, size: document.bytes.length },
+    config,
+    layers,
+    repoTag: repoTag(reference, document.digest),
+    image: { env: [], labels: {} },
+    files,
+  };
+  if (Array.isArray(licenses) && typeof licenses[0] === 'string') resolved.license = licenses.join(' AND ');
+  return resolved;
+}
+
+function notAModel(source: string, why: string): ApertusError {
+  return new ApertusError('oci-not-a-model', `${source} is not a ModelPack model artifact: ${why}.`, {
+    hint: `A model from a registry must be a ModelPack artifact (artifactType ${MODELPACK.artifactType}), as \`apertus mirror\` pushes them; use kind: image for container images.`,
+  });
 }
 
 /**
@@ -341,6 +399,23 @@ function checkBlobs(manifest: ImageManifest, source: string): OciImageBlob {
     }
   }
   return blobOf(manifest.config);
+}
+
+/** The config, then each distinct layer: path `blobs/sha256/<hex>`, as in the image archive on the host. */
+function distinctFiles(blobs: OciImageBlob[]): OciResolvedFile[] {
+  const files: OciResolvedFile[] = [];
+  const seen = new Set<string>();
+  for (const blob of blobs) {
+    if (seen.has(blob.digest)) continue;
+    seen.add(blob.digest);
+    files.push({
+      path: `blobs/sha256/${blob.digest.slice('sha256:'.length)}`,
+      size: blob.size,
+      digest: blob.digest,
+      mediaType: blob.mediaType,
+    });
+  }
+  return files;
 }
 
 function blobOf(descriptor: ImageDescriptor): OciImageBlob {

@@ -6,15 +6,20 @@
  * image, real files.
  */
 import { existsSync } from 'node:fs';
-import { appendFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { appendFile, mkdir, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalTransport } from '../../src/core/host/local-transport.js';
 import { openBundle } from '../../src/core/layout/bundle-reader.js';
 import { loadBundle } from '../../src/core/layout/load-bundle.js';
 import { loadCheckSubject } from '../../src/core/operations/check-subject.js';
+import { planInstall } from '../../src/core/operations/install-plan.js';
 import { offlineCheckResults } from '../../src/core/operations/offline-gate.js';
 import { vllmRunSpec } from '../../src/core/runtimes/vllm/vllm.js';
+import { hostLayout } from '../../src/core/target/layout.js';
+import { stageRelease } from '../../src/core/target/stage.js';
 import { apertusLikeRepo, type FakeHub, startFakeHub } from '../helpers/fake-hub.js';
 import { writeHfRecipe } from '../helpers/hf-recipe.js';
 import {
@@ -119,7 +124,7 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
     expect(existsSync(run.out)).toBe(false);
   }, 60_000);
 
-  it('refuses auto_map without trustRemoteCode, then bundles with it and renders --trust-remote-code', async () => {
+  it('refuses auto_map without trustRemoteCode; with it, renders --trust-remote-code and stages an HF cache', async () => {
     const refused = await bundleOf(REMOTE_CODE);
     expect(refused.exitCode, refused.stdout + refused.stderr).toBe(2);
     const error = JSON.parse(refused.stdout).error;
@@ -142,14 +147,50 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
 
     // The service the bundle records runs the model's code, by its explicit opt-in.
     const reader = await openBundle(result.path);
-    try {
-      const [llm] = (await loadBundle(reader)).config.services;
-      if (llm?.runtime !== 'vllm') throw new Error('no vllm service');
-      expect(llm.trustRemoteCode).toBe(true);
-      const spec = vllmRunSpec(llm, '/var/lib/apertus/releases/x/1', '/var/lib/apertus');
-      expect(spec.args).toContain('--trust-remote-code');
-    } finally {
-      await reader.close();
+    const bundle = await loadBundle(reader).finally(() => reader.close());
+    const [llm] = bundle.config.services;
+    if (llm?.runtime !== 'vllm') throw new Error('no vllm service');
+    expect(llm.trustRemoteCode).toBe(true);
+    const spec = vllmRunSpec(llm, '/var/lib/apertus/releases/x/1', '/var/lib/apertus');
+    expect(spec.args).toContain('--trust-remote-code');
+
+    // Staged on a host, the model is also a Hugging Face cache: hard links to the same
+    // blobs under models--ORG--NAME/snapshots/SHA, and refs/main naming the commit.
+    const root = path.join(work, 'host');
+    await mkdir(root, { recursive: true });
+    await execa('tar', ['-xf', result.path, '-C', root, 'blobs']);
+    const layout = hostLayout(root);
+    const plan = planInstall(
+      {
+        config: bundle.config,
+        manifestDigest: bundle.manifestDigest,
+        components: bundle.components,
+        blobs: bundle.blobs,
+      },
+      {
+        root: { blobs: new Map(), partial: new Map(), current: null },
+        disks: [{ availableBytes: 1e12 }],
+      },
+      layout,
+    );
+    const staged = await stageRelease(createLocalTransport(), layout, plan, bundle.config.services, {
+      hashTool: 'sha256sum',
+      check: [],
+    });
+    expect(staged).toEqual({ created: true, corrupt: [] });
+    const revision = bundle.config.components.find((c) => c.name === 'model')?.provenance.revision;
+    expect(revision).toMatch(/^[0-9a-f]{40}$/);
+    const repoDir = path.join(plan.release.dir, 'hf-cache', 'models--swiss-ai--Apertus-8B-Instruct-remote');
+    expect(await readFile(path.join(repoDir, 'refs', 'main'), 'utf8')).toBe(revision);
+    const snapshot = path.join(repoDir, 'snapshots', revision as string);
+    const modelDir = path.join(plan.release.dir, 'model');
+    const served = (await readdir(modelDir)).sort();
+    expect((await readdir(snapshot)).sort()).toEqual(served);
+    expect(served).toContain('modeling_apertus.py');
+    for (const file of served) {
+      expect((await stat(path.join(snapshot, file))).ino, file).toBe(
+        (await stat(path.join(modelDir, file))).ino,
+      );
     }
   }, 60_000);
 

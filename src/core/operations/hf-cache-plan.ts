@@ -19,7 +19,8 @@ import type { Materialisation } from './install-plan.js';
 export const HF_CACHE_DIR = 'hf-cache';
 
 /** ORG/NAME as the Hub allows them: no path separators beyond the one, no dot-only parts. */
-const REPO = /^hf:(?:\/\/)?([A-Za-z0-9][A-Za-z0-9._-]{0,95})\/([A-Za-z0-9][A-Za-z0-9._-]{0,95})@([0-9a-f]{40})$/;
+const REPO =
+  /^hf:(?:\/\/)?([A-Za-z0-9][A-Za-z0-9._-]{0,95})\/([A-Za-z0-9][A-Za-z0-9._-]{0,95})@([0-9a-f]{40})$/;
 
 /** `models--ORG--NAME` and the commit of an hf: source pinned to one (`hf://ORG/NAME@SHA` as bundles record it); undefined for any other source. */
 export function hfCacheRepo(source: string): { folder: string; repo: string; commit: string } | undefined {

@@ -90,7 +90,17 @@ describe('offline readiness of a vLLM model', () => {
       { 'chat_template.jinja': null },
       { extraArgs: ['--chat-template', '/models/model/t.jinja'] },
     );
-    expect(flag.status).toBe('ok');
+    expect(rules(flag)).toEqual(['chat-template:fail:t.jinja']);
+    const bundledFlag = await judge(
+      { 'chat_template.jinja': null, 'templates/t.jinja': '{{ messages }}' },
+      { extraArgs: ['--chat-template', '/models/model/templates/t.jinja'] },
+    );
+    expect(bundledFlag.status).toBe('ok');
+    const unmounted = await judge(
+      { 'chat_template.jinja': null },
+      { extraArgs: ['--chat-template=/etc/t.jinja'] },
+    );
+    expect(rules(unmounted)).toEqual(['chat-template:fail:']);
     // A base model (no Instruct in its names) only warns: /v1/completions still works.
     const base = await judge(
       { 'chat_template.jinja': null },

@@ -13,6 +13,13 @@ import type { OfflineInputs } from './offline-readiness.js';
 /** config.json, tokenizer_config.json and model .py files are kilobytes; a chat template in tokenizer_config.json can be tens. */
 const MAX_SMALL_FILE_BYTES = 4 << 20;
 
+/** All the .py a model ships, read for their sibling imports: a model's code is rarely over a megabyte. */
+const MAX_PYTHON_BYTES = 16 << 20;
+
+function hasAutoMap(json: unknown): boolean {
+  return typeof json === 'object' && json !== null && 'auto_map' in json;
+}
+
 async function readSmall(file: ComponentFile | undefined): Promise<string | undefined> {
   if (file?.read === undefined || file.size > MAX_SMALL_FILE_BYTES) return undefined;
   return (await file.read(0, file.size)).toString('utf8');
@@ -35,14 +42,20 @@ export async function readOfflineInputs(
   names: readonly string[],
 ): Promise<OfflineInputs> {
   const byPath = new Map(view.files.map((f) => [f.path, f]));
-  const python = new Map<string, string>();
-  for (const file of view.files) {
-    if (!file.path.endsWith('.py') || file.path.includes('/')) continue;
-    const text = await readSmall(file);
-    if (text !== undefined) python.set(file.path, text);
-  }
   const config = await readJson(byPath.get('config.json'));
   const tokenizerConfig = await readJson(byPath.get('tokenizer_config.json'));
+  // The model's code is read only when it has some to run, and only so much of it.
+  const python = new Map<string, string>();
+  if (hasAutoMap(config) || hasAutoMap(tokenizerConfig)) {
+    let budget = MAX_PYTHON_BYTES;
+    for (const file of view.files) {
+      if (!file.path.endsWith('.py') || file.path.includes('/') || file.size > budget) continue;
+      const text = await readSmall(file);
+      if (text === undefined) continue;
+      budget -= file.size;
+      python.set(file.path, text);
+    }
+  }
   const oversized = ['config.json', 'tokenizer_config.json'].filter(
     (name) => (byPath.get(name)?.size ?? 0) > MAX_SMALL_FILE_BYTES,
   );

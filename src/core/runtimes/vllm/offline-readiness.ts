@@ -172,7 +172,25 @@ function chatTemplateRule(
   input: OfflineInputs,
   args: Map<string, string>,
 ): OfflineFinding[] {
-  if (args.has('--chat-template')) return [];
+  const source = 'huggingface/text-generation-inference#3247; vllm-project/vllm#39279';
+  const given = args.get('--chat-template');
+  if (given !== undefined && given !== '') {
+    // A path must be a file of the mounted model; anything else vLLM takes as the template text.
+    if (!given.startsWith('/')) return [];
+    const mount = `${containerModelDir(input.component)}/`;
+    const inside = given.startsWith(mount) ? path.normalize(given.slice(mount.length)) : undefined;
+    if (inside !== undefined && !inside.startsWith('..') && files.has(inside)) return [];
+    return [
+      {
+        rule: 'chat-template',
+        status: 'fail',
+        ...(inside !== undefined ? { file: inside } : {}),
+        detail: `--chat-template ${given} is ${inside === undefined ? 'not under the mounted model directory' : 'not a file of the model component'}`,
+        fix: `Put the template into the model component and pass its path under ${mount}.`,
+        source,
+      },
+    ];
+  }
   if (files.has('chat_template.jinja') || files.has('chat_template.json')) return [];
   const template = record(input.tokenizerConfig)?.chat_template;
   if (
@@ -188,7 +206,7 @@ function chatTemplateRule(
       file: 'chat_template.jinja',
       detail: `${instruct ? 'an instruct model' : 'the model'} without a chat template (no chat_template.jinja, no chat_template in tokenizer_config.json): vLLM refuses chat requests${instruct ? '' : '; /v1/completions still works'}`,
       fix: `Include chat_template.jinja (or a tokenizer_config.json with chat_template) in the model component, or pass --chat-template ${containerModelDir(input.component)}/FILE.jinja in extraArgs with FILE in the component.`,
-      source: 'huggingface/text-generation-inference#3247; vllm-project/vllm#39279',
+      source,
     },
   ];
 }

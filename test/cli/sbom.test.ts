@@ -142,6 +142,43 @@ describe('the SBOM of the demo bundle', () => {
     expect(new Set(refs).size).toBe(refs.length);
   });
 
+  it('lists the CLI under apertus/ with its Node and npm closure (ssh2), every library with a SHA-256 that sha256sum recomputes', async () => {
+    const bom = JSON.parse(first.sbom) as Bom;
+    const cli = bom.components.find((component) => component['bom-ref'] === 'cli:apertus');
+    expect(cli).toMatchObject({
+      type: 'application',
+      name: 'apertus',
+      hashes: [{ alg: 'SHA-256', content: expect.stringMatching(/^[0-9a-f]{64}$/) }],
+    });
+    const nested = cli?.components ?? [];
+    const nodeHex = createHash('sha256')
+      .update(await readFile(process.execPath))
+      .digest('hex');
+    expect(nested.find((c) => c.name === 'node')).toMatchObject({
+      hashes: [{ alg: 'SHA-256', content: nodeHex }],
+    });
+    const ssh2 = nested.find((c) => c.name === 'ssh2');
+    expect(ssh2).toMatchObject({ type: 'library', purl: expect.stringMatching(/^pkg:npm\/ssh2@\d/) });
+    // node-llama-cpp is the runtime's, not the CLI's.
+    expect(nested.some((c) => c.name === 'node-llama-cpp')).toBe(false);
+    for (const library of flatten(bom.components).filter((c) => c.type === 'library'))
+      expect(library.hashes?.[0]?.alg, library.name).toBe('SHA-256');
+
+    // The tree hash is what standard tools compute from the bundle's own files.
+    const dir = path.join(work, 'cli-files');
+    await mkdir(dir, { recursive: true });
+    await execa('tar', ['-xf', first.path, '-C', dir, 'apertus/cli/node_modules/ssh2']);
+    const { stdout } = await execa(
+      'sh',
+      [
+        '-c',
+        "find . -type f ! -path './node_modules/*' | sed 's|^\\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum",
+      ],
+      { cwd: path.join(dir, 'apertus/cli/node_modules/ssh2') },
+    );
+    expect(ssh2?.hashes?.[0]?.content).toBe(stdout.split(' ')[0]);
+  });
+
   it('is a blob of the bundle manifest, covered by SHA256SUMS, and the bundle verifies', async () => {
     const sbom = await readBundleSbom(first.path);
     expect(sbom.bytes.toString('utf8')).toBe(first.sbom);

@@ -12,7 +12,9 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VllmServiceSpec } from '../../src/core/layout/types.js';
 import { prepareBundle } from '../../src/core/operations/prepare-bundle.js';
+import { type ContainerHost, renderContainerRun } from '../../src/core/runtimes/container/engine.js';
 import { planLaunches } from '../../src/core/runtimes/launch-plan.js';
+import { vllmRunSpec } from '../../src/core/runtimes/vllm/vllm.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 import {
   buildTestImages,
@@ -23,6 +25,15 @@ import {
 import { runCli } from '../helpers/run-cli.js';
 
 const requirement = registryRequirement();
+
+const PODMAN: ContainerHost = {
+  engine: 'podman',
+  program: '/usr/bin/podman',
+  version: 'podman version 4.9.3',
+  gpu: 'cdi',
+  cdiSpecs: ['/var/run/cdi/nvidia.yaml'],
+  systemd: true,
+};
 
 describe.skipIf(!requirement.ok)(`vLLM launch decided from a bundle ${requirement.why}`, () => {
   let work: string;
@@ -56,6 +67,15 @@ describe.skipIf(!requirement.ok)(`vLLM launch decided from a bundle ${requiremen
       'test/fixtures/models/apertus-8b-instruct-2509/config.json',
       path.join(recipe, 'model', 'config.json'),
     );
+    // What vLLM reads at start besides the weights: bundle refuses a model without them.
+    for (const [name, content] of [
+      ['tokenizer.json', '{"version":"1.0"}\n'],
+      ['tokenizer_config.json', '{"eos_token":"</s>"}\n'],
+      ['chat_template.jinja', '{% for m in messages %}{{ m.content }}{% endfor %}\n'],
+      ['generation_config.json', '{"eos_token_id":[2,68,72]}\n'],
+    ]) {
+      await writeFile(path.join(recipe, 'model', name as string), content as string);
+    }
     await writeFile(
       path.join(recipe, 'apertus.yaml'),
       [
@@ -74,6 +94,7 @@ describe.skipIf(!requirement.ok)(`vLLM launch decided from a bundle ${requiremen
         '    model: model',
         '    modelId: apertus-8b',
         '    port: 18000',
+        '    trustRemoteCode: false',
         '',
       ].join('\n'),
     );
@@ -123,6 +144,27 @@ describe.skipIf(!requirement.ok)(`vLLM launch decided from a bundle ${requiremen
   it('an H100 on driver 575: the -cu129 image the driver can run', async () => {
     const service = await launch('h100-driver-575');
     expect(service.image.component).toBe('vllm-cu129');
+  });
+
+  it('runs the bundled service offline, by absolute path, with persistent caches under the install root', async () => {
+    const service = await launch('h100-80gb-hbm3');
+    const root = '/var/lib/apertus';
+    const argv = renderContainerRun(vllmRunSpec(service, `${root}/releases/vllm-plan/1.0.0`, root), PODMAN);
+    const env = new Map(
+      argv.flatMap((arg, i) => (argv[i - 1] === '--env' ? [arg.split('=') as [string, string]] : [])),
+    );
+    for (const name of ['HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'VLLM_NO_USAGE_STATS', 'DO_NOT_TRACK'])
+      expect(env.get(name), name).toBe('1');
+    // Every JIT cache (torch.compile under VLLM_CACHE_ROOT, Inductor, Triton) in the one writable mount.
+    for (const name of ['VLLM_CACHE_ROOT', 'TRITON_CACHE_DIR', 'TORCHINDUCTOR_CACHE_DIR', 'XDG_CACHE_HOME'])
+      expect(env.get(name), name).toMatch(/^\/var\/cache\/vllm(\/|$)/);
+    expect(argv).toContain(`${root}/data/llm/cache:/var/cache/vllm:rw`);
+    expect(argv).toContain(`${root}/releases/vllm-plan/1.0.0/model:/models/model:ro`);
+    const serve = argv.indexOf('serve');
+    expect(argv[serve + 1]).toBe('/models/model');
+    expect(argv.slice(serve + 2, serve + 4)).toEqual(['--served-model-name', 'apertus-8b']);
+    // trustRemoteCode: false in the recipe: the model's code is not run.
+    expect(argv).not.toContain('--trust-remote-code');
   });
 
   it('a 24 GB L4: a shorter context that fits, from the same bundle', async () => {

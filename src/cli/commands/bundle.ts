@@ -138,6 +138,16 @@ function formatBundleResult(result: BundleResult): string {
       `  wrote      ${result.path} (${formatBytes(result.size)}, ${result.blobs} blobs, ${result.signed ? 'signed' : 'NOT signed'}) in ${formatDuration(result.ms)}`,
       `  manifest   ${result.manifestDigest}`,
     );
+    for (const verdict of result.offline) {
+      lines.push(
+        ...(verdict.status === 'ok'
+          ? [`  offline    ok   ${verdict.service}/${verdict.component}: every file vLLM reads at start`]
+          : verdict.findings.map(
+              (f) =>
+                `  offline    ${f.status.padEnd(4)} ${verdict.service}/${verdict.component}: ${f.file ? `${f.file}: ` : ''}${f.detail}. ${f.fix}`,
+            )),
+      );
+    }
     if (result.cli !== null)
       lines.push(
         `  installer  tar -xf ${result.path} apertus/ gives apertus/bin/apertus, which needs nothing installed`,

@@ -1,5 +1,7 @@
+import { assertBundleOfflineReady } from '../operations/offline-gate.js';
 import type { RunOptions } from '../progress.js';
 import { PROJECT_ROOT } from '../project-root.js';
+import type { OfflineVerdict } from '../runtimes/offline-verdict.js';
 import { readSecretKey } from '../sign/keys.js';
 import { defaultCacheDir } from '../sources/cache-dir.js';
 import { collectCliFiles } from './cli-files.js';
@@ -72,6 +74,8 @@ export type BundleResult =
       cli: CliSummary | null;
       /** What each filesystem needed, checked before the fetch. */
       disk: DiskPlanEntry[];
+      /** Each served model judged for starting offline; warnings stay here (failures refuse the bundle). */
+      offline: OfflineVerdict[];
     };
 
 /** Plan a recipe, then (unless dry-run) write the bundle: `apertus bundle` in one call. */
@@ -125,6 +129,8 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
   });
   options.onProgress?.({ step: 'fetch', status: 'ok' });
   const plan = { summary: resolved.summary, write: writePlan };
+  // Refused before anything is written: a model that would reach for the network at start.
+  const offline = await assertBundleOfflineReady(plan.write);
 
   options.onProgress?.({ step: 'write', status: 'start' });
   const written = await writeBundle(plan.write, {
@@ -145,6 +151,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     signingKeyId,
     cli: cliSummary,
     disk,
+    offline,
     ms: Date.now() - started,
   };
 }

@@ -357,7 +357,7 @@ export async function writeBundle(
       omitted,
     );
     const configDescriptor = await storeBytes(blobOf(MEDIA_TYPE.bundleConfig, canonicalJsonBytes(config)));
-    const sbom = await storeBytes(await bundleSbomBlob(plan, components, writtenLayers, recipe));
+    const sbom = await storeBytes(await bundleSbomBlob(plan, components, writtenLayers, recipe, options.cli));
     const manifest = await storeBytes(bundleManifest(plan, configDescriptor, recipe, [sbom]));
 
     const indexBytes = bundleIndex(

@@ -32,6 +32,7 @@ export const CHECK_IDS = [
   'gpu-memory-free',
   'fit',
   'requirements',
+  'offline-readiness',
   'container-runtime',
   'container-toolkit',
 ] as const;

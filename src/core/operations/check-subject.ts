@@ -28,11 +28,13 @@ import { type BundleReader, openBundle } from '../layout/bundle-reader.js';
 import { type LoadedBundle, loadBundle } from '../layout/load-bundle.js';
 import type { BundleConfig, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
+import type { OfflineVerdict } from '../runtimes/offline-verdict.js';
 import { adapterOf, needsContainerEngine, needsRuntimeComponent } from '../runtimes/registry.js';
 import { resolveServices } from '../runtimes/resolve-services.js';
 import { listLocalFiles } from '../sources/file/local-files.js';
 import { loadRecipe } from '../spec/load-recipe.js';
 import type { PlanInput } from './install-plan.js';
+import { judgeBundleOffline } from './offline-gate.js';
 
 export type { ModelWorkload } from '../check/model-workload.js';
 
@@ -52,6 +54,8 @@ export interface CheckSubject {
   /** The bundle carries our Node runtime (llamacpp and rag services, a GGUF model): the host runs its linux-x64 binaries. */
   needsNodeRuntime: boolean;
   requirements?: BundleConfig['requirements'];
+  /** A bundle's served models judged for starting with no network (operations/offline-gate.ts). */
+  offline?: OfflineVerdict[];
 }
 
 export interface SubjectSource {
@@ -150,6 +154,11 @@ export async function subjectFromOpenBundle(
   const { config } = bundle;
   const components = bundleComponentViews(reader, bundle);
   const workloads = await modelWorkloads(config.services, components);
+  const offline = await judgeBundleOffline(
+    config.services,
+    components,
+    new Map(config.components.map((c) => [c.name, c.provenance.source])),
+  );
   return {
     kind: 'bundle',
     name: `${config.name} ${config.version}`,
@@ -165,6 +174,7 @@ export async function subjectFromOpenBundle(
       },
     },
     requirements: config.requirements,
+    offline,
   };
 }
 

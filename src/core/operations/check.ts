@@ -39,6 +39,7 @@ import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
 import { type HostProbe, runProbe } from '../target/probe.js';
 import { withHostSession } from '../target/session.js';
 import { type CheckSubject, loadCheckSubject, type SubjectSource } from './check-subject.js';
+import { offlineCheckResults } from './offline-gate.js';
 
 export interface EvaluateOptions {
   subject?: CheckSubject | undefined;
@@ -80,6 +81,7 @@ export function evaluateHost(probe: HostProbe, options: EvaluateOptions): HostEv
     ...fit.results,
     checkContainerRuntime(probe, subject),
     checkContainerToolkit(probe, subject),
+    ...offlineCheckResults(subject?.offline ?? []),
   ].filter((r): r is CheckResult => r !== undefined);
   return { results: results.sort(byReportOrder), fit: fit.reports, memory: memory.reports };
 }

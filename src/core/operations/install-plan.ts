@@ -5,6 +5,7 @@ import type { BundleConfig, ComponentLayers, Descriptor } from '../layout/types.
 import { parseOciReference, repoTag } from '../sources/oci/parse-oci-reference.js';
 import type { HostLayout } from '../target/layout.js';
 import type { HostProbe } from '../target/probe.js';
+import { hfCacheMaterialisation } from './hf-cache-plan.js';
 
 export interface BlobTransfer {
   digest: string;
@@ -16,7 +17,9 @@ export interface BlobTransfer {
 /** How one layer becomes files in the release directory. */
 export type Materialisation =
   | { type: 'link'; digest: string; to: string; executable: boolean }
-  | { type: 'extract'; digest: string; into: string };
+  | { type: 'extract'; digest: string; into: string }
+  /** A small file apertus writes itself (the Hugging Face cache's refs/main, hf-cache-plan.ts). */
+  | { type: 'write'; to: string; content: string };
 
 /** An image component, loaded into podman or docker from the blob store (src/core/sources/oci/image-archive.ts). */
 export interface ImageLoad {
@@ -122,6 +125,8 @@ export function planInstall(input: PlanInput, host: StoreView, layout: HostLayou
       });
     }
   }
+
+  materialise.push(...hfCacheMaterialisation(config, materialise, releaseDir));
 
   return {
     bundle: { name: config.name, version: config.version, manifestDigest: input.manifestDigest },

@@ -16,6 +16,7 @@ import type { VerifySpec } from '../layout/types.js';
 import type { HostLayout } from '../target/layout.js';
 import type { ServiceManager } from '../target/preflight.js';
 import type { ContainerHost } from './container/engine.js';
+import type { ModelFilesView, OfflineVerdict } from './offline-verdict.js';
 import type { ServiceCheck } from './service-check.js';
 import type { VllmLaunchRecord } from './vllm/launch.js';
 
@@ -136,6 +137,15 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   modelComponent?(service: S): string;
   /** What the host check judges of the model it serves, read from the components (bundle or recipe). */
   workloads?(service: S, components: ReadonlyMap<string, ComponentView>): Promise<ModelWorkload[]>;
+  /**
+   * Whether the models it serves carry every file the runtime would fetch at start
+   * (operations/offline-gate.ts); `names` gives a component's source and ids. Absent: nothing to judge.
+   */
+  offlineReadiness?(
+    service: S,
+    components: ReadonlyMap<string, ModelFilesView>,
+    names: (component: string) => readonly string[],
+  ): Promise<OfflineVerdict[]>;
 
   // On a host.
   /** Runs in a container: the host needs podman or docker. */

@@ -11,12 +11,14 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { CliFiles } from '../bundle/cli-files.js';
 import type { BundleWritePlan, PlannedComponent } from '../bundle/write-bundle.js';
 import { type Blob, blobOf } from '../layout/manifests.js';
 import { layerFilePath, layerPlacement, MEDIA_TYPE } from '../layout/media-types.js';
 import type { BundleConfig, Descriptor } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import { parseOciReference } from '../sources/oci/parse-oci-reference.js';
+import { cliComponent } from './cli-component.js';
 import {
   CYCLONEDX_SPEC_VERSION,
   type CycloneDxBom,
@@ -26,7 +28,7 @@ import {
   finishBom,
   sha256Hash,
 } from './cyclonedx.js';
-import { shippedNpmPackages } from './npm-packages.js';
+import { PACKAGE_TREE_HASH_METHOD, shippedNpmPackages } from './npm-packages.js';
 import { huggingFacePurl, npmPurl, ociPurl, pypiPurl } from './purl.js';
 import { cycloneDxLicenses } from './spdx-license.js';
 import { parseWheelFileName } from './wheel-file-name.js';
@@ -42,6 +44,8 @@ export interface SbomInput {
     /** The layers as written (empty for images, whose layers are the image's own). */
     layers: Descriptor[];
   }>;
+  /** The apertus CLI the bundle carries under apertus/, when it carries one. */
+  cli?: CliFiles | undefined;
 }
 
 const TOP_LEVEL_TYPE: Record<PlannedComponent['kind'], CycloneDxComponentType> = {
@@ -59,6 +63,7 @@ export async function buildBundleSbom(input: SbomInput): Promise<CycloneDxBom> {
   const bundleRef = `bundle:${input.name}@${input.version}`;
   const components: CycloneDxComponent[] = [];
   for (const component of input.components) components.push(await topLevelComponent(component));
+  if (input.cli) components.push(await cliComponent(input.cli));
   const tool = await apertusTool();
   return finishBom({
     bomFormat: 'CycloneDX',
@@ -91,6 +96,7 @@ export async function bundleSbomBlob(
   entries: BundleConfig['components'],
   layers: Descriptor[][],
   recipe: Descriptor,
+  cli?: CliFiles,
 ): Promise<Blob> {
   const components = plan.components.map((planned, index) => {
     const entry = entries[index];
@@ -106,6 +112,7 @@ export async function bundleSbomBlob(
       description: plan.description,
       recipe,
       components,
+      cli,
     }),
   );
 }
@@ -249,8 +256,12 @@ async function nestedComponents(
         name: npm.name,
         version: npm.version,
         ...(licenses.length > 0 ? { licenses } : {}),
+        hashes: [sha256Hash(npm.sha256)],
         purl: npmPurl(npm.name, npm.version),
-        properties: [{ name: 'apertus:path', value: `${title}:${npm.path}` }],
+        properties: [
+          { name: 'apertus:path', value: `${title}:${npm.path}` },
+          { name: 'apertus:hash-method', value: PACKAGE_TREE_HASH_METHOD },
+        ],
       });
     }
   }

@@ -4,6 +4,8 @@
  * Read from the files that go into the layer, so the SBOM lists exactly what ships
  * (the runtime's node-llama-cpp closure, and any service that brings its node_modules).
  */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 
 export interface ShippedNpmPackage {
@@ -12,6 +14,42 @@ export interface ShippedNpmPackage {
   license: string | null;
   /** Where the package sits inside the layer: 'node_modules/@scope/name'. */
   path: string;
+  /** SHA-256 of the package's files as shipped (packageTreeHash), hex. */
+  sha256: string;
+}
+
+/** How packageTreeHash is computed, for the SBOM property that names it. */
+export const PACKAGE_TREE_HASH_METHOD =
+  "sha256 of `sha256sum` lines ('<hex>  <path>') of the package's files, nested node_modules/ excluded, sorted by path (LC_ALL=C)";
+
+/** SHA-256 of one file, hex, read as a stream. */
+export async function fileSha256(source: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(source)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/**
+ * One SHA-256 for an installed package directory, which has no tarball to hash: the hash
+ * of the `sha256sum` listing of its files, so anyone can recompute it with standard tools:
+ * `cd PKG && find . -type f ! -path './node_modules/*' | sed 's|^\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum`.
+ */
+export async function packageTreeHash(
+  root: string,
+  entries: ReadonlyArray<{ path: string; source: string }>,
+): Promise<string> {
+  const files = entries
+    .map((entry) => ({ relative: entry.path.slice(root.length + 1), source: entry.source }))
+    .filter(
+      (f, i) =>
+        entries[i]?.path.startsWith(`${root}/`) === true &&
+        !f.relative.startsWith('node_modules/') &&
+        f.relative !== '',
+    )
+    .sort((a, b) => (a.relative < b.relative ? -1 : a.relative > b.relative ? 1 : 0));
+  const listing = createHash('sha256');
+  for (const file of files) listing.update(`${await fileSha256(file.source)}  ${file.relative}\n`);
+  return listing.digest('hex');
 }
 
 /** 'node_modules/a/node_modules/@s/b/package.json' -> 'node_modules/a/node_modules/@s/b'. */
@@ -55,6 +93,7 @@ export async function shippedNpmPackages(
       version: manifest.version,
       license: licenseOf(manifest),
       path: root,
+      sha256: await packageTreeHash(root, entries),
     });
   }
   return packages.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));

@@ -70,13 +70,17 @@ export async function stageRelease(
     `mkdir -p ${q(staging)}`,
   ];
   for (const step of plan.materialise) {
-    const blob = layout.blob(step.digest);
     if (step.type === 'link') {
+      const blob = layout.blob(step.digest);
       const to = path.join(staging, path.relative(dir, step.to));
       lines.push(`mkdir -p ${q(path.dirname(to))}`);
       if (step.executable) lines.push(`chmod 0555 ${q(blob)}`);
       lines.push(`ln ${q(blob)} ${q(to)}`);
+    } else if (step.type === 'write') {
+      const to = path.join(staging, path.relative(dir, step.to));
+      lines.push(`mkdir -p ${q(path.dirname(to))}`, writeFileScript(to, step.content, '0644'));
     } else {
+      const blob = layout.blob(step.digest);
       const into = path.join(staging, path.relative(dir, step.into));
       // --no-same-owner: files belong to the installing user, whatever the tar says.
       lines.push(`mkdir -p ${q(into)}`, `tar -xf ${q(blob)} -C ${q(into)} --no-same-owner`);

@@ -9,6 +9,8 @@ import { containerStopScript, startContainerService } from '../container/service
 import { resolveServiceImage } from '../container/service-image.js';
 import { modelServerParts } from '../model-server.js';
 import { planVllmLaunch, vllmLaunchRecord } from './launch.js';
+import { readOfflineInputs } from './offline-inputs.js';
+import { judgeOfflineReadiness } from './offline-readiness.js';
 import {
   type VllmRecipeService,
   type VllmServiceSpec,
@@ -56,6 +58,7 @@ export const vllmRuntime: RuntimeAdapter<
         ? {}
         : { gpuMemoryUtilization: service.gpuMemoryUtilization }),
       extraArgs: service.extraArgs,
+      ...(service.trustRemoteCode === undefined ? {} : { trustRemoteCode: service.trustRemoteCode }),
       ...(service.alternativeImages.length > 0
         ? {
             alternativeImages: service.alternativeImages.map((component) =>
@@ -89,6 +92,12 @@ export const vllmRuntime: RuntimeAdapter<
     const component = components.get(service.model.component);
     const workload = component ? await componentWorkload(component, service.name) : undefined;
     return workload ? [workload] : [];
+  },
+  async offlineReadiness(service, components, names) {
+    const component = components.get(service.model.component);
+    if (!component) return [];
+    const inputs = await readOfflineInputs(component, [...names(component.name), service.model.id]);
+    return [judgeOfflineReadiness(service, inputs)];
   },
 
   needsContainerEngine: true,

@@ -32,6 +32,11 @@ export interface VllmServiceSpec {
   tensorParallelSize?: number;
   gpuMemoryUtilization?: number;
   extraArgs: string[];
+  /**
+   * Run the Python code the model ships (config.json `auto_map`): `--trust-remote-code`.
+   * Absent: the recipe did not say, which offline readiness refuses for a model with auto_map.
+   */
+  trustRemoteCode?: boolean;
   /** More vLLM images for other CUDA versions; install runs the one the host driver supports. */
   alternativeImages?: ServiceImage[];
   /** Set by install: what it chose for this host and why (src/core/runtimes/vllm/launch.ts). */
@@ -83,6 +88,12 @@ export const vllmRecipeService = z
       .default(false)
       .describe('serve /v1/embeddings with a pooling model instead of chat'),
     extraArgs: z.array(argument).default([]).describe('more vLLM flags, after the ones apertus sets'),
+    trustRemoteCode: z
+      .boolean()
+      .optional()
+      .describe(
+        '--trust-remote-code: run the Python modules the model ships (config.json auto_map); must be said, true or false, for such a model, and with true its .py files must be bundled',
+      ),
   })
   .strict();
 
@@ -104,6 +115,7 @@ export const vllmServiceSchema = z.object({
   tensorParallelSize: LIMITS.tensorParallelSize.optional(),
   gpuMemoryUtilization: LIMITS.gpuMemoryUtilization.optional(),
   extraArgs: z.array(argument),
+  trustRemoteCode: z.boolean().optional(),
   alternativeImages: z.array(serviceImageSchema).optional(),
   chosen: z
     .object({

@@ -119,6 +119,8 @@ export interface VllmServiceInput {
   embeddings?: boolean;
   gpus?: 'all' | readonly number[];
   restart?: RestartPolicy;
+  /** Run the model's own Python code (config.json auto_map): `--trust-remote-code`. */
+  trustRemoteCode?: boolean;
   /** More vLLM flags from the recipe, after ours. */
   extraArgs?: readonly string[];
   engineArgs?: readonly string[];
@@ -154,6 +156,30 @@ function requireRange(
   }
 }
 
+/**
+ * The environment that keeps a vLLM container off the network and its caches warm
+ * (offline-pitfalls.md): no Hub lookups even with local weights (vllm-project/vllm#1910,
+ * #3719, #23684), no usage statistics (#1376); tiktoken reads its vocabularies from the
+ * model directory (#22525, openai/harmony#101); and every JIT cache (vLLM's torch.compile
+ * cache under VLLM_CACHE_ROOT, Inductor, Triton, the Hugging Face modules cache of remote
+ * code under XDG_CACHE_HOME) in the persistent writable mount, so a restart is warm
+ * (vllm-project/vllm PR 48190; gpustack/gpustack#5175: cold 170.6 s, warm 76.9 s).
+ */
+export function vllmOfflineEnv(modelMount: string): Record<string, string> {
+  return {
+    HF_HUB_OFFLINE: '1',
+    TRANSFORMERS_OFFLINE: '1',
+    VLLM_NO_USAGE_STATS: '1',
+    DO_NOT_TRACK: '1',
+    VLLM_CACHE_ROOT: VLLM_CACHE_DIR,
+    XDG_CACHE_HOME: VLLM_CACHE_DIR,
+    TRITON_CACHE_DIR: path.join(VLLM_CACHE_DIR, 'triton'),
+    TORCHINDUCTOR_CACHE_DIR: path.join(VLLM_CACHE_DIR, 'torchinductor'),
+    TIKTOKEN_ENCODINGS_BASE: modelMount,
+    TIKTOKEN_RS_CACHE_DIR: path.join(VLLM_CACHE_DIR, 'tiktoken'),
+  };
+}
+
 /** The container service that runs one vLLM instance. */
 export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
   const { service, fit } = input;
@@ -185,6 +211,7 @@ export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
     '--dtype',
     input.dtype ?? 'auto',
     ...(input.embeddings ? embeddingFlags(input.image) : []),
+    ...(input.trustRemoteCode ? ['--trust-remote-code'] : []),
     ...(input.extraArgs ?? []),
   ];
   const ports: PortBinding[] = [
@@ -195,15 +222,7 @@ export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
     image: input.image,
     entrypoint: ['vllm'],
     args,
-    env: {
-      HF_HUB_OFFLINE: '1',
-      TRANSFORMERS_OFFLINE: '1',
-      VLLM_NO_USAGE_STATS: '1',
-      DO_NOT_TRACK: '1',
-      VLLM_CACHE_ROOT: VLLM_CACHE_DIR,
-      XDG_CACHE_HOME: VLLM_CACHE_DIR,
-      TRITON_CACHE_DIR: path.join(VLLM_CACHE_DIR, 'triton'),
-    },
+    env: vllmOfflineEnv(modelMount),
     ports,
     volumes: [
       { source: input.modelDir, target: modelMount, readOnly: true },
@@ -239,6 +258,7 @@ export function vllmRunSpec(
     },
     dtype: service.dtype,
     embeddings: service.embeddings,
+    ...(service.trustRemoteCode ? { trustRemoteCode: true } : {}),
     extraArgs: service.extraArgs,
     ...(engineArgs ? { engineArgs } : {}),
   });

@@ -76,9 +76,14 @@ describe('a format-1 bundle', () => {
       layout,
     );
     const release = layout.release('format1', '0.1.0');
-    expect(
-      plan.materialise.filter((step) => step.type === 'link').map((step) => step.type === 'link' && step.to),
-    ).toEqual(MODEL_FILES.map((file) => `${release}/model/${file}`));
+    const links = plan.materialise.flatMap((step) => (step.type === 'link' ? [step.to] : []));
+    // Each model file once in the component's directory, and once more in the release's
+    // Hugging Face cache (the model is an hf: source pinned to a commit).
+    const snapshot = `${release}/hf-cache/models--example--tiny/snapshots/${'0123456789abcdef'.repeat(2)}01234567`;
+    expect(links).toEqual([
+      ...MODEL_FILES.map((file) => `${release}/model/${file}`),
+      ...MODEL_FILES.map((file) => `${snapshot}/${file}`),
+    ]);
     expect(plan.materialise.filter((step) => step.type === 'extract')).toHaveLength(1);
   });
 

@@ -137,10 +137,20 @@ describe('ssh_config', () => {
     expect(route.target.address).toEqual({ user: 'root', host: '10.0.0.5', port: 22 });
     expect(route.target.identityFiles).toEqual(['/keys/id']);
     expect(route.target.knownHostsFile).toBe('/keys/known_hosts');
-    expect(route.jumps.map((hop) => [hop.address, hop.knownHostsFile])).toEqual([
-      [{ user: 'me', host: '10.9.9.9', port: 2201 }, '/keys/known_hosts'],
+    expect(route.jumps.map((hop) => [hop.address, hop.knownHostsFile, hop.identityFiles])).toEqual([
+      [{ user: 'me', host: '10.9.9.9', port: 2201 }, '/keys/known_hosts', ['/keys/id']],
     ]);
+    // A hop the config gives its own IdentityFile keeps it.
+    const viaBastion = resolveSshRoute(config, {
+      address: 'gpu1',
+      identityFile: '/keys/id',
+      jump: 'bastion.lab',
+    });
+    expect(viaBastion.jumps[0]?.identityFiles).toEqual([join(homedir(), '.ssh/bastion_key')]);
     expect(resolveSshRoute(config, { address: 'gpu7', jump: 'none' }).jumps).toEqual([]);
+    const nine = Array.from({ length: 9 }, (_, i) => `ops@10.0.1.${i + 1}`).join(',');
+    expect(() => resolveSshRoute(config, { address: 'gpu7', jump: nine })).toThrow(/at most 8/);
+    expect(() => resolveSshRoute(config, { address: 'gpu7', jump: 'ops@b;rm -rf /' })).toThrow(/Invalid host address/);
     expect(resolveSshRoute(config, { address: 'gpu9' }).jumps).toEqual([]);
   });
 

@@ -61,7 +61,14 @@ export function resolveSshRoute(config: SshConfigFile, request: SshRouteRequest)
   }
   // A hop is resolved against the config as `ssh -J` does (its HostName, User, Port,
   // IdentityFile); --known-hosts applies to every hop, since the operator named one file.
-  const jumps = hops.map((hop) => resolveHop(config, hop, { knownHostsFile: request.knownHostsFile }));
+  // Unlike `ssh -i`, --identity also serves a hop the config gives no IdentityFile: an
+  // inventory names one identity per host, and a bastion usually takes the same key.
+  const jumps = hops.map((hop) =>
+    resolveHop(config, hop, {
+      knownHostsFile: request.knownHostsFile,
+      fallbackIdentity: request.identityFile,
+    }),
+  );
   return { jumps, target };
 }
 
@@ -73,6 +80,8 @@ export function describeJumps(route: SshRoute): string | undefined {
 
 interface HopFlags {
   identityFile?: string | undefined;
+  /** Used when neither a flag nor the config names an identity. */
+  fallbackIdentity?: string | undefined;
   knownHostsFile?: string | undefined;
   defaultUser?: string | undefined;
 }
@@ -96,7 +105,11 @@ function resolveHop(config: SshConfigFile, text: string, flags: HopFlags): SshHo
   const hop: SshHop = {
     alias: named.host,
     address,
-    identityFiles: flags.identityFile ? [flags.identityFile] : fromConfig.identityFiles,
+    identityFiles: flags.identityFile
+      ? [flags.identityFile]
+      : fromConfig.identityFiles.length === 0 && flags.fallbackIdentity
+        ? [flags.fallbackIdentity]
+        : fromConfig.identityFiles,
     identitiesOnly: fromConfig.identitiesOnly ?? false,
   };
   if (knownHostsFile !== undefined) hop.knownHostsFile = knownHostsFile;

@@ -14,6 +14,7 @@ import { loadSshConfig, resolveSshConfigHost } from '../../src/core/host/ssh-con
 import { describeJumps, resolveSshRoute } from '../../src/core/host/ssh-route.js';
 import { resolveTargetRoute } from '../../src/core/target/connect.js';
 import { rejection } from '../helpers/rejection.js';
+import { runCli } from '../helpers/run-cli.js';
 
 let dir: string;
 let configFile: string;
@@ -150,7 +151,9 @@ describe('ssh_config', () => {
     expect(resolveSshRoute(config, { address: 'gpu7', jump: 'none' }).jumps).toEqual([]);
     const nine = Array.from({ length: 9 }, (_, i) => `ops@10.0.1.${i + 1}`).join(',');
     expect(() => resolveSshRoute(config, { address: 'gpu7', jump: nine })).toThrow(/at most 8/);
-    expect(() => resolveSshRoute(config, { address: 'gpu7', jump: 'ops@b;rm -rf /' })).toThrow(/Invalid host address/);
+    expect(() => resolveSshRoute(config, { address: 'gpu7', jump: 'ops@b;rm -rf /' })).toThrow(
+      /Invalid host address/,
+    );
     expect(resolveSshRoute(config, { address: 'gpu9' }).jumps).toEqual([]);
   });
 
@@ -180,6 +183,8 @@ describe('ssh_config', () => {
         '  HostName 10.6.6.6',
         'Host evilname',
         '  HostName -oProxyCommand=x',
+        'Host eviluser',
+        '  User -oProxyCommand=x',
       ].join('\n'),
     );
     const config = await loadSshConfig(file);
@@ -189,6 +194,7 @@ describe('ssh_config', () => {
     expect(() => resolveSshRoute(config, { address: 'evilname' })).toThrow(
       /neither an IP address nor a host name/,
     );
+    expect(() => resolveSshRoute(config, { address: 'eviluser' })).toThrow(/not a valid user name/);
     // Match exec is never run: the shell command would have created the file.
     expect(resolveSshRoute(config, { address: 'execme' }).target.address.host).toBe('10.0.0.8');
     await expect(readFile(join(dir, 'pwned'))).rejects.toThrow(/ENOENT/);
@@ -213,6 +219,24 @@ describe('ssh_config', () => {
         'apiVersion: apertus.dev/v1\nkind: Inventory\nhosts:\n  - { address: root@10.0.0.5, jump: "a,,b" }\n',
       ),
     ).toThrow(/hosts\[0\]\.jump.*empty/s);
+  });
+});
+
+describe('--jump and --ssh-config on the command line', () => {
+  it('refuses bad values with exit 2 and a hint, before connecting', async () => {
+    const cases: [string[], RegExp][] = [
+      [['--host', 'root@10.0.0.5', '--jump', 'ops@a,,b'], /hop between the commas is empty/],
+      [['--host', 'root@10.0.0.5', '--jump', '-oProxyCommand=x'], /not a valid user name|neither an IP/],
+      [['--local', '--jump', 'ops@a'], /--jump cannot be combined with --local/],
+      [['--host', 'root@10.0.0.5', '-F', join(dir, 'no-such-config')], /ssh-config|SSH config/i],
+    ];
+    for (const [args, message] of cases) {
+      const run = await runCli(['status', '--json', ...args]);
+      expect(run.exitCode, args.join(' ')).toBe(2);
+      const { error } = JSON.parse(run.stdout);
+      expect(`${error.code} ${error.message}`, args.join(' ')).toMatch(message);
+      expect(error.hint, args.join(' ')).toBeTruthy();
+    }
   });
 });
 

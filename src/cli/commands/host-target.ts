@@ -91,7 +91,15 @@ export function hostTarget(flags: HostTargetFlags): InstallTarget {
       hint: 'Pass --host USER@ADDR to reach the host over SSH, or --local for this machine.',
     });
   }
-  if (flags.local) return { kind: 'local' };
+  if (flags.local) {
+    const ssh = [flags.jump && '--jump', flags.sshConfig && '--ssh-config'].filter(Boolean);
+    if (ssh.length > 0) {
+      throw new ApertusError('usage', `${ssh.join(' and ')} cannot be combined with --local.`, {
+        hint: 'Leave them out for this machine, or pass --host USER@ADDR to reach a host over SSH.',
+      });
+    }
+    return { kind: 'local' };
+  }
   if (!flags.host) {
     throw new ApertusError('usage', 'No target host.', {
       hint: 'Pass --host USER@ADDR[:PORT] (SSH) or --local (this machine).',

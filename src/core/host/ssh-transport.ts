@@ -85,7 +85,11 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshTranspo
   });
   const knownEntries = await readKnownHosts(knownHostsFile);
 
-  onProgress({ step: 'host.connect', status: 'start', detail: `Connecting to ${where}` });
+  onProgress({
+    step: 'host.connect',
+    status: 'start',
+    detail: `Connecting to ${where}${options.via ? ` via ${options.via}` : ''}`,
+  });
 
   const client = new Client();
   const hostKeys = createHostKeyVerifier({

@@ -136,16 +136,20 @@ async function checkTargets(flags: CheckFlags): Promise<CheckTarget[]> {
       flags.identity && '--identity',
       flags.knownHosts && '--known-hosts',
       flags.root && '--root',
+      flags.jump && '--jump',
     ].filter(Boolean);
     if (ssh.length > 0) {
       throw new ApertusError('usage', `${ssh.join(', ')} cannot be combined with --inventory.`, {
-        hint: 'Set identity, knownHosts and root in the inventory (per host, or under defaults:).',
+        hint: 'Set identity, knownHosts, jump and root in the inventory (per host, or under defaults:).',
       });
     }
     const { inventoryTargets, loadInventory } = await import('../../core/check/inventory.js');
     const targets = inventoryTargets(await loadInventory(flags.inventory));
     if (flags.acceptNewHostKey) {
       for (const t of targets) if (t.target.kind === 'ssh') t.target.acceptNewHostKey = true;
+    }
+    if (flags.sshConfig) {
+      for (const t of targets) if (t.target.kind === 'ssh') t.target.sshConfigFile = flags.sshConfig;
     }
     return targets;
   }

@@ -7,6 +7,7 @@ import { posix } from 'node:path';
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';
 import { parseHostAddress } from '../../core/host/host-address.js';
+import { parseJumpList } from '../../core/host/jump-list.js';
 import type { InstallTarget } from '../../core/target/connect.js';
 import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
 import { existingFile, fileOrCreatable, type ValueParser } from '../flag-values.js';
@@ -18,6 +19,8 @@ export interface HostTargetFlags {
   knownHosts?: string;
   acceptNewHostKey?: boolean;
   root?: string;
+  jump?: string;
+  sshConfig?: string;
 }
 
 export interface HostTargetOptions {
@@ -33,7 +36,11 @@ export interface HostTargetOptions {
 /** --host, --local, the SSH flags and --root. */
 export function withHostTargetOptions(command: Command, options: HostTargetOptions): Command {
   command
-    .option('--host <user@addr[:port]>', 'the host, reached over SSH', hostAddress)
+    .option(
+      '--host <user@addr[:port]>',
+      'the host, reached over SSH (an ssh_config alias works)',
+      hostAddress,
+    )
     .option('--local', options.local)
     .option(
       '-i, --identity <file>',
@@ -58,6 +65,16 @@ export function withHostTargetOptions(command: Command, options: HostTargetOptio
     .option(
       '--accept-new-host-key',
       'trust and record the key of a host seen for the first time (never a changed key)',
+    )
+    .option(
+      '--jump <user@host[:port],...>',
+      'reach the host through these jump hosts, in order (as ssh -J; beats ProxyJump; none: no jump)',
+      jumpList,
+    )
+    .option(
+      '-F, --ssh-config <file>',
+      'OpenSSH client config to read (default ~/.ssh/config; none: read none)',
+      sshConfigFile,
     );
   return options.root === 'per-host'
     ? command.option(
@@ -74,7 +91,15 @@ export function hostTarget(flags: HostTargetFlags): InstallTarget {
       hint: 'Pass --host USER@ADDR to reach the host over SSH, or --local for this machine.',
     });
   }
-  if (flags.local) return { kind: 'local' };
+  if (flags.local) {
+    const ssh = [flags.jump && '--jump', flags.sshConfig && '--ssh-config'].filter(Boolean);
+    if (ssh.length > 0) {
+      throw new ApertusError('usage', `${ssh.join(' and ')} cannot be combined with --local.`, {
+        hint: 'Leave them out for this machine, or pass --host USER@ADDR to reach a host over SSH.',
+      });
+    }
+    return { kind: 'local' };
+  }
   if (!flags.host) {
     throw new ApertusError('usage', 'No target host.', {
       hint: 'Pass --host USER@ADDR[:PORT] (SSH) or --local (this machine).',
@@ -86,8 +111,25 @@ export function hostTarget(flags: HostTargetFlags): InstallTarget {
     identityFile: flags.identity,
     knownHostsFile: flags.knownHosts,
     acceptNewHostKey: flags.acceptNewHostKey,
+    jump: flags.jump,
+    sshConfigFile: flags.sshConfig,
   };
 }
+
+/** `--jump`: checked now, so a typo fails before anything else starts; the core parses it again. */
+const jumpList: ValueParser<string> = (value) => {
+  parseJumpList(value);
+  return value;
+};
+
+const existingSshConfig = existingFile({
+  flag: '--ssh-config',
+  what: 'SSH config',
+  code: 'ssh-config-unreadable',
+  hint: 'Pass an OpenSSH client config (e.g. ~/.ssh/config), or none to read none.',
+});
+
+const sshConfigFile: ValueParser<string> = (value) => (value === 'none' ? value : existingSshConfig(value));
 
 /** `--host`: checked now, so a typo fails before anything else starts; the core parses it again. */
 const hostAddress: ValueParser<string> = (value) => {

@@ -17,6 +17,7 @@ import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import { ApertusError } from '../errors.js';
 import { parseHostAddress } from '../host/host-address.js';
+import { parseJumpList } from '../host/jump-list.js';
 import type { CheckTarget } from '../operations/check.js';
 import { locateIssue, type RecipeProblem } from '../spec/load-recipe.js';
 import { RECIPE_API_VERSION } from '../spec/recipe-schema.js';
@@ -54,6 +55,18 @@ const connection = {
     .describe('known_hosts file to verify host keys with (default ~/.ssh/known_hosts)'),
   root: root.optional(),
   acceptNewHostKey: z.boolean().optional().describe('trust and record a host key seen for the first time'),
+  jump: z
+    .string()
+    .min(1)
+    .superRefine((value, ctx) => {
+      try {
+        parseJumpList(value);
+      } catch (error) {
+        ctx.addIssue({ code: 'custom', message: (error as Error).message });
+      }
+    })
+    .optional()
+    .describe('jump hosts, USER@HOST[:PORT][,...] in order (as ssh -J), or none; beats ProxyJump'),
 };
 
 const inventoryHost = z.object({ name: hostName.optional(), address, ...connection }).strict();
@@ -92,6 +105,8 @@ export interface InventoryHost {
   knownHosts?: string;
   root: string;
   acceptNewHostKey: boolean;
+  /** Jump hosts, `USER@HOST[:PORT][,...]` or `none`. */
+  jump?: string;
 }
 
 export interface LoadedInventory {
@@ -159,6 +174,7 @@ export function parseInventory(file: string, text: string): LoadedInventory {
     hosts: hosts.map((host): InventoryHost => {
       const identity = resolvePath(file, host.identity ?? defaults.identity);
       const knownHosts = resolvePath(file, host.knownHosts ?? defaults.knownHosts);
+      const jump = host.jump ?? defaults.jump;
       return {
         name: host.name ?? host.address,
         address: host.address,
@@ -166,6 +182,7 @@ export function parseInventory(file: string, text: string): LoadedInventory {
         ...(knownHosts ? { knownHosts } : {}),
         root: host.root ?? defaults.root ?? DEFAULT_HOST_ROOT,
         acceptNewHostKey: host.acceptNewHostKey ?? defaults.acceptNewHostKey ?? false,
+        ...(jump ? { jump } : {}),
       };
     }),
   };
@@ -182,6 +199,7 @@ export function inventoryTargets(inventory: LoadedInventory): CheckTarget[] {
       identityFile: host.identity,
       knownHostsFile: host.knownHosts,
       acceptNewHostKey: host.acceptNewHostKey,
+      jump: host.jump,
     },
   }));
 }

@@ -14,7 +14,7 @@ import {
 import { connectionLostError, type SshConnection } from './ssh-connection.js';
 import { execOverSsh } from './ssh-exec.js';
 import { createHostKeyVerifier } from './ssh-host-key.js';
-import { resolveIdentity } from './ssh-identity.js';
+import { authMethods, resolveIdentity } from './ssh-identity.js';
 import { forwardPort } from './ssh-port-forward.js';
 import { uploadOverSsh } from './ssh-upload.js';
 import type { ExecOptions, ExecResult, Transport, UploadOptions } from './transport.js';
@@ -30,6 +30,10 @@ export interface ConnectSshOptions extends RunOptions {
    * else the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa that exists, as `ssh` does.
    */
   identityFile?: string;
+  /** Several identity files, tried in order (ssh_config IdentityFile); identityFile goes first. */
+  identityFiles?: readonly string[];
+  /** Use only the keys of the identity files, not the agent's others (ssh_config IdentitiesOnly). */
+  identitiesOnly?: boolean;
   /** For an encrypted identityFile. */
   identityPassphrase?: string;
   /** Default ~/.ssh/known_hosts. */
@@ -38,6 +42,16 @@ export interface ConnectSshOptions extends RunOptions {
   acceptNewHostKey?: boolean;
   /** How long the host has to answer, verify and accept us. Default 20 s. */
   connectTimeoutMs?: number;
+  /** Keepalive probe interval (ssh_config ServerAliveInterval). Default 15 s. */
+  keepaliveIntervalMs?: number;
+  /**
+   * A stream already connected to the host's sshd (a forwardOut channel through a jump
+   * host) instead of a TCP connection of our own; `address` is still the host's real
+   * address, which known_hosts is checked against.
+   */
+  sock?: Duplex;
+  /** The jump path, `ops@bastion:22`, for the description: `ssh root@10.0.0.5:22 via ...`. */
+  via?: string;
 }
 
 /** A Transport over SSH, with what was verified about the host, for audit records. */
@@ -61,10 +75,21 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshTranspo
   const where = formatHostAddress(address);
   const knownHostsFile = options.knownHostsFile ?? defaultKnownHostsFile();
   const timeoutMs = options.connectTimeoutMs ?? 20_000;
-  const identity = await resolveIdentity(options);
+  const identity = await resolveIdentity({
+    identityFiles: [
+      ...(options.identityFile ? [options.identityFile] : []),
+      ...(options.identityFiles ?? []),
+    ],
+    ...(options.identityPassphrase === undefined ? {} : { identityPassphrase: options.identityPassphrase }),
+    ...(options.identitiesOnly === undefined ? {} : { identitiesOnly: options.identitiesOnly }),
+  });
   const knownEntries = await readKnownHosts(knownHostsFile);
 
-  onProgress({ step: 'host.connect', status: 'start', detail: `Connecting to ${where}` });
+  onProgress({
+    step: 'host.connect',
+    status: 'start',
+    detail: `Connecting to ${where}${options.via ? ` via ${options.via}` : ''}`,
+  });
 
   const client = new Client();
   const hostKeys = createHostKeyVerifier({
@@ -81,13 +106,12 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshTranspo
     username: address.user,
     readyTimeout: timeoutMs,
     // Notices a host that vanished during a long upload instead of waiting forever.
-    keepaliveInterval: 15_000,
+    keepaliveInterval: options.keepaliveIntervalMs ?? 15_000,
     keepaliveCountMax: 4,
     hostVerifier: hostKeys.hostVerifier,
     algorithms: algorithmsFor(knownEntries, address),
-    ...('agent' in identity
-      ? { agent: identity.agent }
-      : { privateKey: identity.privateKey, passphrase: identity.passphrase }),
+    authHandler: authMethods(identity, address.user),
+    ...(options.sock ? { sock: options.sock } : {}),
   };
 
   const ready = untilReady(client, { signal, where, identity, timeoutMs, refusal: hostKeys.refusal });
@@ -121,7 +145,7 @@ export async function connectSsh(options: ConnectSshOptions): Promise<SshTranspo
     client,
     address,
     where,
-    description: `ssh ${where}`,
+    description: options.via ? `ssh ${where} via ${options.via}` : `ssh ${where}`,
     isClosed: () => closed,
     lostError: (what) => connectionLostError(where, what, connectionError),
   };

@@ -258,7 +258,10 @@ export async function checkHosts(
       onProgress({ step, status: 'fail', detail: result.detail });
       return {
         host: target.name,
-        transport: target.target.kind === 'local' ? 'local' : `ssh ${target.target.address}`,
+        transport:
+          target.target.kind === 'local'
+            ? 'local'
+            : `ssh ${target.target.address}${target.target.jump && target.target.jump !== 'none' ? ` via ${target.target.jump}` : ''}`,
         status: 'fail',
         results: [result],
         fit: [],

@@ -1,5 +1,7 @@
 import { createLocalTransport } from '../host/local-transport.js';
-import { connectSsh } from '../host/ssh-transport.js';
+import { loadSshConfig, parseSshConfig } from '../host/ssh-config.js';
+import { connectSshRoute } from '../host/ssh-jump.js';
+import { resolveSshRoute, type SshRoute } from '../host/ssh-route.js';
 import type { Transport } from '../host/transport.js';
 import type { RunOptions } from '../progress.js';
 
@@ -7,22 +9,36 @@ import type { RunOptions } from '../progress.js';
 export type InstallTarget =
   | {
       kind: 'ssh';
-      /** USER@ADDR[:PORT] */
+      /** [USER@]ADDR[:PORT], where ADDR may be an ssh_config alias. */
       address: string;
       identityFile?: string | undefined;
       knownHostsFile?: string | undefined;
       acceptNewHostKey?: boolean | undefined;
+      /** Jump hosts, `USER@HOST[:PORT][,...]` or `none`; beats the config's ProxyJump. */
+      jump?: string | undefined;
+      /** ssh_config to read; default ~/.ssh/config; `none` reads none (as `ssh -F none`). */
+      sshConfigFile?: string | undefined;
     }
   | { kind: 'local' };
 
-export async function openTarget(target: InstallTarget, run: RunOptions): Promise<Transport> {
-  if (target.kind === 'local') return createLocalTransport();
-  return connectSsh({
+/** The route `target` resolves to through ssh_config and the flags, without connecting. */
+export async function resolveTargetRoute(target: Extract<InstallTarget, { kind: 'ssh' }>): Promise<SshRoute> {
+  const config =
+    target.sshConfigFile === 'none' ? parseSshConfig('none', '') : await loadSshConfig(target.sshConfigFile);
+  return resolveSshRoute(config, {
     address: target.address,
     identityFile: target.identityFile,
     knownHostsFile: target.knownHostsFile,
+    jump: target.jump,
+  });
+}
+
+export async function openTarget(target: InstallTarget, run: RunOptions): Promise<Transport> {
+  if (target.kind === 'local') return createLocalTransport();
+  const route = await resolveTargetRoute(target);
+  return connectSshRoute(route, {
     acceptNewHostKey: target.acceptNewHostKey ?? false,
-    signal: run.signal,
-    onProgress: run.onProgress,
+    ...(run.signal ? { signal: run.signal } : {}),
+    ...(run.onProgress ? { onProgress: run.onProgress } : {}),
   });
 }

@@ -2,7 +2,8 @@
  * What the `runtime` component of a bundle carries so an air-gapped host needs nothing of
  * ours beyond POSIX tools: the Node binary (its own layer, as it is large and changes on
  * its own schedule) and one tree layer with server.mjs, supervisor.mjs and the
- * node_modules closure server.mjs loads at run time.
+ * node_modules closure server.mjs loads at run time (and usearch, which the RAG service's
+ * store loads from rag/ for its ANN index: Node resolves it in the same node_modules).
  *
  * The closure follows package.json dependencies from node-llama-cpp, resolving the way
  * Node does (nearest node_modules upwards). Of node-llama-cpp's prebuilt binaries only
@@ -80,6 +81,19 @@ const UNUSED_PACKAGE_PATHS: Record<string, readonly string[]> = {
     // Pointers to the prebuilt packages, read only by the CLI.
     'bins',
   ],
+  // The RAG store's ANN index (templates/rag/ann-index.mjs) loads the CommonJS build and the
+  // linux-x64 prebuilt binary; its C/C++ sources and other platforms' binaries stay out.
+  usearch: [
+    'binding.gyp',
+    'c',
+    'cpp',
+    'cmake',
+    'include',
+    'numkong',
+    'javascript/lib.cpp',
+    'prebuilds/darwin-arm64+x64',
+    'prebuilds/linux-arm64',
+  ],
 };
 
 /**
@@ -109,7 +123,7 @@ export async function collectRuntimeFiles(
   const wantedPrebuilt = `${PREBUILT_SCOPE}${platform}`;
   const closure = await collectPackageClosure({
     root,
-    entries: ['node-llama-cpp'],
+    entries: ['node-llama-cpp', 'usearch'],
     // Of the prebuilt binaries only the target's CPU package: CUDA, Vulkan and other platforms' stay out.
     followOptional: (dep) =>
       !dep.startsWith(PREBUILT_SCOPE) ? 'if-installed' : dep === wantedPrebuilt ? 'required' : 'skip',
@@ -141,7 +155,7 @@ export async function collectRuntimeFiles(
     }
     files.push({ path: script, source: from, mode: 0o644, size: info.size });
   }
-  // The RAG service needs no npm package: its modules ride in the same tree, under rag/.
+  // The RAG service's modules ride in the same tree, under rag/ (usearch is in the closure above).
   files.push(...(await collectRagFiles(root)));
 
   // The binary this process runs on is the one the closure was installed (and tested) with.

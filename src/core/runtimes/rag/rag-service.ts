@@ -3,8 +3,9 @@
  * its data lives on a host, the command that starts it, and the install-time check that
  * its collection is locked to the embedding model the bundle brings.
  *
- * It needs nothing of npm: its files go into the runtime component's tree layer under
- * `rag/`, and it runs on the same shipped Node binary as the llamacpp server.
+ * Its files go into the runtime component's tree layer under `rag/`, and it runs on the
+ * same shipped Node binary as the llamacpp server; the one npm package it loads (usearch,
+ * for the store's ANN index) travels in that layer's node_modules (runtime-files.ts).
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -20,6 +21,8 @@ import type { RagServiceSpec } from './spec.js';
 /** The service's modules, in templates/rag/ and under RAG_DIR in the runtime directory. */
 export const RAG_FILES = [
   'server.mjs',
+  'ann-index.mjs',
+  'ann-worker.mjs',
   'audit-log.mjs',
   'documents.mjs',
   'metrics.mjs',

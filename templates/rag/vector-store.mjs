@@ -527,7 +527,8 @@ export class FileVectorStore {
     try {
       candidates = await this.ann.search(query, Math.max(1, k) * this.indexOptions.params.rerank);
     } catch (error) {
-      this.dropIndex(error);
+      // An index dropped meanwhile (compaction, close) is no failure of the current one.
+      if (epoch === this.annEpoch) this.dropIndex(error);
       return this.searchSync(vector, k);
     }
     // A compaction renumbered the rows while the index searched.

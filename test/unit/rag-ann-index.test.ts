@@ -229,6 +229,20 @@ describe('the ANN index in the file store', () => {
     await reopened.close();
   });
 
+  it('answers a search that a compaction overtook, and keeps indexing the new generation', async () => {
+    const store = tracked(open(freshDir()));
+    const byId = await fill(store, 10, 100, 12);
+    await store.indexReady();
+    const [vector] = byId.get('doc-12-9') as [Float32Array];
+    // The search is on the worker while the deletes compact and drop its index.
+    const pending = store.search(vector, 3);
+    await Promise.all(Array.from({ length: 6 }, (_, d) => store.deleteDocument(`doc-12-${d}`)));
+    const [hit] = await pending;
+    expect(hit).toMatchObject({ document: 'doc-12-9', chunk: 0 });
+    expect(await store.indexReady()).toMatchObject({ indexed: true, rows: 400, note: null });
+    await store.close();
+  });
+
   it('leaves small collections exact by default: no worker, no index files', async () => {
     const dir = freshDir();
     const store = tracked(FileVectorStore.open({ dir, embeddingModel: 'm', dimension: DIM }));

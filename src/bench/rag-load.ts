@@ -13,6 +13,9 @@
  * in front of it, and stops both at the end. With --url it loads a running service whose
  * audit log is readable here at --audit-log.
  *
+ * With --chunks N it measures the embedded vector store alone, exact scan against the ANN
+ * index (rag-index.ts): npm run bench:rag -- --chunks 1000000 --dimension 1024.
+ *
  * Not a test: vitest never loads it. Bounded: each client has one request in flight, each
  * request a timeout, and no request starts after the deadline. Exit 0 when there was no
  * error and no audit record was lost, 1 otherwise.
@@ -27,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { verifyAuditChain } from '../core/audit/verify-chain.js';
 import { PROJECT_ROOT } from '../core/project-root.js';
 import { generateTinyModel, TINY_MODEL } from '../core/tiny-model/generate.js';
+import { runIndexBench } from './rag-index.js';
 
 interface LoadOptions {
   durationS: number;
@@ -370,7 +374,8 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
+// `--chunks N` measures the embedded store alone at scale (rag-index.ts) instead of the service.
+(process.argv.includes('--chunks') ? runIndexBench(process.argv.slice(2)) : main()).then(
   (code) => process.exit(code),
   (error: unknown) => {
     console.error(error instanceof Error ? (error.stack ?? error.message) : String(error));

@@ -13,18 +13,13 @@ import {
   reindexFileVectorStore,
   StoreDamagedError,
 } from '../../templates/rag/vector-store.mjs';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 const DIM = 24;
 
 /** Deterministic pseudo-random vectors (xorshift), so failures repeat. */
 function vectors(count: number, seed: number): Float32Array[] {
-  let x = seed >>> 0 || 1;
-  const next = () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return ((x >>> 0) / 0xffffffff) * 2 - 1;
-  };
+  const next = seededRandom(seed);
   return Array.from({ length: count }, () => Float32Array.from({ length: DIM }, next));
 }
 

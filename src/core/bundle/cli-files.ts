@@ -4,7 +4,7 @@
  * installer: a launcher, the Node binary this CLI runs on, and the CLI itself (its
  * package.json, bin/, dist/, templates/ and the node_modules closure of its dependencies).
  *
- * node-llama-cpp stays out: the CLI never loads it (the runtime component carries it for
+ * node-llama-cpp and usearch stay out: the CLI never loads them (the runtime component carries them for
  * the services), and bundling, which collects it, is work for the connected side.
  */
 import { readFile, realpath, stat } from 'node:fs/promises';
@@ -23,7 +23,8 @@ export interface CliFiles {
 }
 
 /** Dependencies of the CLI that only the runtime (the services) loads. */
-const RUNTIME_ONLY = (name: string) => name === 'node-llama-cpp' || name.startsWith('@node-llama-cpp/');
+const RUNTIME_ONLY = (name: string) =>
+  name === 'node-llama-cpp' || name.startsWith('@node-llama-cpp/') || name === 'usearch';
 
 export async function collectCliFiles(projectRoot: string, signal?: AbortSignal): Promise<CliFiles> {
   const root = path.resolve(projectRoot);

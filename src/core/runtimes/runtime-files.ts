@@ -92,6 +92,19 @@ const UNUSED_PACKAGE_PATHS: Record<string, readonly string[]> = {
     // Pointers to the prebuilt packages, read only by the CLI.
     'bins',
   ],
+  // The RAG store's ANN index (templates/rag/ann-index.mjs) loads the CommonJS build and the
+  // linux-x64 prebuilt binary; its C/C++ sources and other platforms' binaries stay out.
+  usearch: [
+    'binding.gyp',
+    'c',
+    'cpp',
+    'cmake',
+    'include',
+    'numkong',
+    'javascript/lib.cpp',
+    'prebuilds/darwin-arm64+x64',
+    'prebuilds/linux-arm64',
+  ],
 };
 
 /** A file of templates/<dir>/ as a tree file at `target`; its absence means a broken installation. */

@@ -5,10 +5,10 @@
  *
  * Its files go into the runtime component's tree layer under `rag/`, and it runs on the
  * same shipped Node binary as the llamacpp server. The npm packages it loads (prom-client
- * for /metrics, and RAG_PACKAGES: the pgvector client and the PDF and DOCX readers) join
- * node-llama-cpp's closure in the runtime directory's node_modules, where Node finds them
- * from rag/ by its usual lookup. It imports the RAG_PACKAGES only when used, so the
- * embedded store and plain text need none of them.
+ * for /metrics, and RAG_PACKAGES: usearch for the store's ANN index, the pgvector client
+ * and the PDF and DOCX readers) join node-llama-cpp's closure in the runtime directory's
+ * node_modules, where Node finds them from rag/ by its usual lookup. It imports the
+ * RAG_PACKAGES only when used, so a small embedded store and plain text need none of them.
  */
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -24,6 +24,8 @@ import type { RagServiceSpec } from './spec.js';
 /** The service's modules, in templates/rag/ and under RAG_DIR in the runtime directory. */
 export const RAG_FILES = [
   'server.mjs',
+  'ann-index.mjs',
+  'ann-worker.mjs',
   'audit-log.mjs',
   'document-readers.mjs',
   'documents.mjs',
@@ -35,7 +37,7 @@ export const RAG_FILES = [
 ] as const;
 
 /** npm packages the service imports (on demand), shipped in the runtime tree's node_modules. */
-export const RAG_PACKAGES = ['pg', 'unpdf', 'mammoth'] as const;
+export const RAG_PACKAGES = ['usearch', 'pg', 'unpdf', 'mammoth'] as const;
 
 /** Paths inside the runtime directory, relative to it. */
 export const RAG_PATHS = { dir: 'rag', server: 'rag/server.mjs' } as const;

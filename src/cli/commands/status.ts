@@ -3,7 +3,7 @@ import type { HostStatus } from '../../core/operations/status.js';
 import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
-import { formatBytes } from '../output/format.js';
+import { formatBytes, formatTable } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { ReportedFailure } from '../reported-failure.js';
 import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
@@ -63,7 +63,7 @@ export function formatHostStatus(status: HostStatus): string {
   if (status.services.length > 0) {
     lines.push(
       '',
-      table(
+      formatTable(
         ['SERVICE', 'RUNTIME', 'PORT', 'HEALTH', 'DETAIL'],
         status.services.map((s) => [
           s.name,
@@ -78,7 +78,7 @@ export function formatHostStatus(status: HostStatus): string {
   if (status.releases.length > 0) {
     lines.push(
       '',
-      table(
+      formatTable(
         ['RELEASE', 'VERSION', 'DISK', ''],
         status.releases.map((r) => [r.name, r.version, formatBytes(r.diskBytes), r.current ? 'current' : '']),
       ),
@@ -97,14 +97,4 @@ export function formatHostStatus(status: HostStatus): string {
     ...status.warnings.map((w) => `WARNING   ${w}`),
   );
   return `${lines.join('\n')}\n`;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
 }

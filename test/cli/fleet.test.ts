@@ -161,4 +161,27 @@ describe('apertus install --inventory', () => {
     expect(run.stderr).toMatch(/^gpu-01 {2}started \(batch 1\)$/m);
     expect(run.stderr).toMatch(/^gpu-02 {2}host FAILED: host-connection-refused$/m);
   });
+
+  it('status and rollback take --inventory and --limit: a result per host, exit 1 when one fails', async () => {
+    for (const command of ['status', 'rollback']) {
+      const run = await runCli([command, '--inventory', inventory, '--limit', 'gpu-0*,!gpu-02', '--json']);
+      expect(run.exitCode, run.stderr).toBe(1);
+      const report = JSON.parse(run.stdout) as {
+        ok: boolean;
+        hosts: Array<{ host: string; address: string; ok: boolean; error: { code: string } | null }>;
+        summary: unknown;
+      };
+      expect(report.ok).toBe(false);
+      expect(report.hosts.map((h) => [h.host, h.ok, h.error?.code])).toEqual([
+        ['gpu-01', false, 'host-connection-refused'],
+        ['gpu-03', false, 'host-connection-refused'],
+      ]);
+      expect(report.summary).toEqual({ hosts: 2, ok: 0, failed: 2 });
+    }
+    const plain = await runCli(['status', '--inventory', inventory, '--limit', 'gpu-01']);
+    expect(plain.stdout).toContain(
+      `== gpu-01 (root@127.0.0.1:${closed}): FAILED\nerror[host-connection-refused]`,
+    );
+    expect(plain.stdout).toMatch(/1 hosts: 0 ok, 1 failed\n$/);
+  });
 });

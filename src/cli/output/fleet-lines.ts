@@ -3,6 +3,7 @@
  * step that settles, tagged with the host, on stderr; then a table of hosts and a summary
  * line on stdout. Byte-level progress is left out: with many hosts it would drown the log.
  */
+import type { FleetOutcomeReport } from '../../core/operations/fleet-hosts.js';
 import type { FleetInstallReport } from '../../core/operations/fleet-install.js';
 import type { ProgressEvent } from '../../core/progress.js';
 import type { CliIO } from '../io.js';
@@ -61,4 +62,21 @@ export function formatFleetInstallReport(report: FleetInstallReport): string {
     '',
     `${summary.hosts} hosts: ${summary.ok} ok, ${summary.failed} failed (${summary.rolledBack} rolled back), ${summary.notStarted} not started${stopped}`,
   ].join('\n')}\n`;
+}
+
+/** A day-two command on many hosts: each host's own text under its name, then a summary line. */
+export function formatFleetOutcomes<T extends { ok: boolean }>(
+  report: FleetOutcomeReport<T>,
+  formatOne: (result: T) => string,
+): string {
+  const sections = report.hosts.map((h) => {
+    const head = `== ${h.host} (${h.address}): ${h.ok ? 'ok' : 'FAILED'}`;
+    const error = h.error
+      ? `error[${h.error.code}]: ${h.error.message}\n${h.error.hint ? `hint: ${h.error.hint}\n` : ''}`
+      : '';
+    const body = `${h.result ? formatOne(h.result) : ''}${error}`;
+    return `${head}\n${body}`;
+  });
+  const { summary } = report;
+  return `${sections.join('\n')}\n${summary.hosts} hosts: ${summary.ok} ok, ${summary.failed} failed\n`;
 }

@@ -47,3 +47,57 @@ export async function runPool<T, R>(
   await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
   return results;
 }
+
+/** One host's outcome of a fleet day-two command (status, rollback). */
+export interface FleetHostOutcome<T> {
+  host: string;
+  address: string;
+  ok: boolean;
+  /** The single-host command's own result; null when it failed before one. */
+  result: T | null;
+  error: HostError | null;
+}
+
+export interface FleetOutcomeReport<T> {
+  ok: boolean;
+  hosts: Array<FleetHostOutcome<T>>;
+  summary: { hosts: number; ok: number; failed: number };
+}
+
+/**
+ * Runs a single-host command on every host, `forks` at a time, each failure its host's
+ * result. Unlike install there are no batches: status changes nothing, and a rollback is
+ * already the way back. `ok` of a result that came back is the command's own verdict.
+ */
+export async function onEveryHost<T extends { ok: boolean }>(
+  hosts: readonly FleetHost[],
+  forks: number,
+  run: (host: FleetHost) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<FleetOutcomeReport<T>> {
+  const outcomes = await runPool(hosts, forks, async (host): Promise<FleetHostOutcome<T>> => {
+    const address = targetAddress(host.target);
+    try {
+      signal?.throwIfAborted();
+      const result = await run(host);
+      return { host: host.name, address, ok: result.ok, result, error: null };
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      // A failed rollback carries its report (where the host was left) in the error.
+      const details = isApertusError(error) ? (error.details as { report?: T } | undefined) : undefined;
+      return {
+        host: host.name,
+        address,
+        ok: false,
+        result: details?.report ?? null,
+        error: hostError(error),
+      };
+    }
+  });
+  const ok = outcomes.filter((o) => o.ok).length;
+  return {
+    ok: ok === outcomes.length,
+    hosts: outcomes,
+    summary: { hosts: outcomes.length, ok, failed: outcomes.length - ok },
+  };
+}

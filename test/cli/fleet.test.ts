@@ -14,7 +14,7 @@ import type { FleetInstallReport } from '../../src/core/operations/fleet-install
 import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
 import { makeBundleFixture } from '../helpers/bundle-fixture.js';
 import { closedPort } from '../helpers/closed-port.js';
-import { type CliRun, runCli } from '../helpers/run-cli.js';
+import { type CliRun, runCli, stripAnsi } from '../helpers/run-cli.js';
 
 let work: string;
 let bundlePath: string;
@@ -183,5 +183,18 @@ describe('apertus install --inventory', () => {
       `== gpu-01 (root@127.0.0.1:${closed}): FAILED\nerror[host-connection-refused]`,
     );
     expect(plain.stdout).toMatch(/1 hosts: 0 ok, 1 failed\n$/);
+  });
+
+  it('on a terminal, draws a live view: a row per host with its result, and a summary line', async () => {
+    const run = await runCli(['install', bundlePath, '--inventory', inventory, '--allow-unsigned'], {
+      tty: true,
+    });
+    expect(run.exitCode).toBe(1);
+    const screen = stripAnsi(run.stderr);
+    expect(screen).toContain('bundle verified once');
+    expect(screen).toMatch(/gpu-01 .*failed host-connection-refused/);
+    expect(screen).toMatch(/gpu-03 .*waiting/);
+    expect(screen).toContain('3 hosts: 0 ok, 1 failed, 0 running, 2 waiting');
+    expect(run.stdout).toContain('3 hosts: 0 ok, 1 failed (0 rolled back), 2 not started');
   });
 });

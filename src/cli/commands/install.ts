@@ -204,7 +204,15 @@ async function installFleet(
     import('../output/fleet-lines.js'),
   ]);
   const mode = chooseRendererMode(io, flags);
-  const lines = mode === 'silent' ? undefined : fleetProgressLines(io);
+  // On a terminal, the live view (rows per host); in CI and pipes, plain lines; --json: nothing.
+  const live =
+    mode === 'live'
+      ? (await import('../output/fleet-view.js')).fleetLiveView(
+          io,
+          hosts.map((h) => h.name),
+        )
+      : undefined;
+  const lines = live ?? (mode === 'silent' ? undefined : fleetProgressLines(io));
   const resumeHint =
     'Run the same install again: hosts that finished upload nothing, and every host runs what it ran before or the new release, verified.';
   const report = await runInterruptible(io, resumeHint, (signal) =>
@@ -219,7 +227,7 @@ async function installFleet(
       onProgress: lines?.run,
       onHostProgress: lines?.host,
     }),
-  );
+  ).finally(() => live?.done());
   if (flags.json) writeJson(io, report);
   else io.stdout.write(formatFleetInstallReport(report));
   if (!report.ok) throw new ReportedFailure();

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ApertusError } from '../../src/core/errors.js';
 import {
+  globMatches,
   inventoryJsonSchema,
   inventoryTargets,
   loadInventory,
@@ -213,6 +214,16 @@ describe('inventory', () => {
       expect(names('!rack-a')).toEqual(['gpu-03', 'cpu-01']);
       // Regular-expression characters in a pattern are literal.
       expect(() => names('gpu.01')).toThrow(/matches no host/);
+      expect(() => names('gpu-0[12]')).toThrow(/matches no host/);
+    });
+
+    it('matches globs in linear time: a pattern built to backtrack returns at once', () => {
+      expect(globMatches('*', '')).toBe(true);
+      expect(globMatches('g*-0?', 'gpu-01')).toBe(true);
+      expect(globMatches('g*-0?', 'gpu-1')).toBe(false);
+      expect(globMatches('*a*a', 'aba')).toBe(true);
+      // A backtracking matcher runs past the test timeout here; the walk is O(pattern x name).
+      expect(globMatches(`${'*a'.repeat(30)}b`, 'a'.repeat(63))).toBe(false);
     });
 
     it('refuses an item that matches nothing, an empty item, and an empty selection, listing the names', () => {

@@ -278,13 +278,30 @@ export function parseInventory(file: string, text: string): LoadedInventory {
   };
 }
 
-/** `*` and `?` as a shell reads them; everything else literal. */
-function globPattern(glob: string): RegExp {
-  const body = glob
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return new RegExp(`^${body}$`);
+/**
+ * `*` and `?` as a shell reads them, everything else literal. Matched with the linear
+ * two-pointer walk, not a regular expression: `*a*a*a*...b` from a command line must not
+ * backtrack for minutes.
+ */
+export function globMatches(glob: string, name: string): boolean {
+  let g = 0;
+  let n = 0;
+  let star = -1;
+  let resume = 0;
+  while (n < name.length) {
+    if (g < glob.length && (glob[g] === '?' || glob[g] === name[n])) {
+      g++;
+      n++;
+    } else if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      resume = n;
+    } else if (star !== -1) {
+      g = star + 1;
+      n = ++resume;
+    } else return false;
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
 }
 
 /**
@@ -306,8 +323,8 @@ export function selectHosts(inventory: LoadedInventory, pattern: string | undefi
   const matching = (item: string): Set<string> => {
     const names = new Set<string>();
     if (item === ALL) for (const host of inventory.hosts) names.add(host.name);
-    const glob = /[*?]/.test(item) ? globPattern(item) : undefined;
-    const hit = (name: string) => (glob ? glob.test(name) : name === item);
+    const glob = /[*?]/.test(item);
+    const hit = (name: string) => (glob ? globMatches(item, name) : name === item);
     for (const host of inventory.hosts) if (hit(host.name)) names.add(host.name);
     for (const [group, members] of Object.entries(inventory.groups))
       if (hit(group)) for (const member of members) names.add(member);

@@ -1,7 +1,7 @@
 /**
  * `apertus install --inventory` end to end: four hosts, each a real sshd in its own network
- * namespace with no route out. Host "bad" sends a packet out during verification (its
- * services fail verify.offline); host "gone" has no sshd on its port. The canary goes first,
+ * namespace with no route out. On host "bad" another process holds the service's port (its
+ * service cannot start, so its verification fails); host "gone" has no sshd on its port. The canary goes first,
  * "bad" is rolled back, the failures go over --max-fail 0 and the last batch never starts.
  * With the fault removed and --max-fail 25%, all four end ok. One bundle (the generated tiny
  * model on the CPU runtime) serves every run.
@@ -15,7 +15,7 @@ import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-hos
 import { parseHostAddress } from '../../src/core/host/host-address.js';
 import type { FleetInstallReport } from '../../src/core/operations/fleet-install.js';
 import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
-import { sshE2eRequirement } from '../helpers/demo-host.js';
+import { sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');
 const requirement = sshE2eRequirement();
@@ -36,7 +36,7 @@ describe.skipIf(!requirement.ok)(
     const hosts = new Map<string, DemoHost>();
     let bundlePath: string;
     let publicKey: string;
-    const stopFault: () => void = () => {};
+    let stopFault: () => void = () => {};
 
     /** The inventory, "gone" on a port where nothing listens unless `goneReachable`. */
     async function writeInventory(goneReachable: boolean): Promise<string> {
@@ -129,7 +129,12 @@ describe.skipIf(!requirement.ok)(
 
     it('canary first; the failing host rolled back; --max-fail 0 stops the last batch; exit 1', async () => {
       const started = Date.now();
-      const run = await install(await writeInventory(false));
+      // The fault: on "bad" another process holds the service's port. The preflight check
+      // would refuse that; with --skip-check ports the service cannot start, which fails
+      // the install's verification there and rolls it back, as on a real host.
+      const squatter = await startHttpServerOnHost(hosts.get('bad') as DemoHost, 18080);
+      stopFault = () => squatter.stop();
+      const run = await install(await writeInventory(false), '--skip-check', 'ports');
       console.log(`fleet run 1: ${Date.now() - started} ms\n${run.stdout}`);
       expect(run.exitCode, run.stderr).toBe(1);
       const report = JSON.parse(run.stdout) as FleetInstallReport;
@@ -146,9 +151,7 @@ describe.skipIf(!requirement.ok)(
         error: { code: 'install-verification-failed' },
         rollback: { to: null, healthy: true },
       });
-      const badChecks = (by.get('bad')?.report as { checks?: Array<{ id: string; status: string }> } | null)
-        ?.checks;
-      expect(badChecks).toContainEqual(expect.objectContaining({ id: 'verify.offline', status: 'fail' }));
+      expect(by.get('bad')?.error?.message).toContain('host-port-in-use');
       expect(by.get('gone')).toMatchObject({
         status: 'failed',
         batch: 2,

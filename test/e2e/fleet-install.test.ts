@@ -172,7 +172,7 @@ describe.skipIf(!requirement.ok)(
       expect(await readlink(path.join(root('canary'), 'current'))).toBe('releases/fleet/0.1.0');
       await expect(readlink(path.join(root('bad'), 'current'))).rejects.toMatchObject({ code: 'ENOENT' });
       expect(await readdir(root('late'))).toEqual([]);
-    });
+    }, 480_000);
 
     it('with the fault removed and --max-fail 25%, all four hosts end ok; status --inventory agrees', async () => {
       stopFault();
@@ -210,6 +210,6 @@ describe.skipIf(!requirement.ok)(
       expect(statuses.hosts.map((h) => [h.host, h.ok, h.result.current?.version])).toEqual(
         NAMES.map((name) => [name, true, '0.1.0']),
       );
-    });
+    }, 480_000);
   },
 );

@@ -4,10 +4,10 @@
  */
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closedPort } from '../helpers/closed-port.js';
 import { writeHfRecipe } from '../helpers/hf-recipe.js';
 import { type CliRun, runCli } from '../helpers/run-cli.js';
 
@@ -34,16 +34,6 @@ function expectUsageError(run: CliRun, message: RegExp | string): void {
 function expectJsonError(run: CliRun, code: string): void {
   expect(run.exitCode, run.stdout).toBe(2);
   expect(JSON.parse(run.stdout)).toMatchObject({ ok: false, error: { code, hint: expect.any(String) } });
-}
-
-/** A port nothing listens on: whatever tries to connect to it fails at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
 }
 
 describe('--root on every host command', () => {

@@ -3,7 +3,6 @@ import { homedir, tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseInventory } from '../../src/core/check/inventory.js';
 import {
   checkHostKey,
   type PublicKey,
@@ -12,6 +11,7 @@ import {
 } from '../../src/core/host/known-hosts.js';
 import { loadSshConfig, resolveSshConfigHost } from '../../src/core/host/ssh-config.js';
 import { describeJumps, resolveSshRoute } from '../../src/core/host/ssh-route.js';
+import { parseInventory } from '../../src/core/spec/inventory.js';
 import { resolveTargetRoute } from '../../src/core/target/connect.js';
 import { rejection } from '../helpers/rejection.js';
 import { runCli } from '../helpers/run-cli.js';

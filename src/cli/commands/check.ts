@@ -9,10 +9,10 @@ import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
-interface CheckFlags extends HostTargetFlags {
-  inventory?: string;
+interface CheckFlags extends InventoryFlags {
   bundle?: string;
   recipe?: string;
   model?: string;
@@ -26,24 +26,17 @@ interface CheckFlags extends HostTargetFlags {
 }
 
 export function registerCheck(program: Command, io: CliIO): void {
-  const command = withHostTargetOptions(
-    program
-      .command('check')
-      .description(
-        'Check GPU hosts before installing: GPUs, driver, CUDA, model fit, disk, ports, OS, container runtime',
-      ),
-    { local: 'check this machine', root: 'per-host' },
+  const command = withInventoryOptions(
+    withHostTargetOptions(
+      program
+        .command('check')
+        .description(
+          'Check GPU hosts before installing: GPUs, driver, CUDA, model fit, disk, ports, OS, container runtime',
+        ),
+      { local: 'check this machine', root: 'per-host' },
+    ),
+    'check, in parallel,',
   )
-    .option(
-      '--inventory <file>',
-      'check every host of an inventory YAML file, in parallel',
-      existingFile({
-        flag: '--inventory',
-        what: 'inventory',
-        code: 'inventory-not-found',
-        hint: 'Pass the path of a YAML file listing the hosts (apiVersion: apertus.dev/v1, kind: Inventory).',
-      }),
-    )
     .option(
       '--bundle <file>',
       'judge the hosts against this bundle (its models, ports and bytes)',
@@ -131,28 +124,8 @@ async function checkTargets(flags: CheckFlags): Promise<CheckTarget[]> {
       },
     );
   }
-  if (flags.inventory) {
-    const ssh = [
-      flags.identity && '--identity',
-      flags.knownHosts && '--known-hosts',
-      flags.root && '--root',
-      flags.jump && '--jump',
-    ].filter(Boolean);
-    if (ssh.length > 0) {
-      throw new ApertusError('usage', `${ssh.join(', ')} cannot be combined with --inventory.`, {
-        hint: 'Set identity, knownHosts, jump and root in the inventory (per host, or under defaults:).',
-      });
-    }
-    const { inventoryTargets, loadInventory } = await import('../../core/check/inventory.js');
-    const targets = inventoryTargets(await loadInventory(flags.inventory));
-    if (flags.acceptNewHostKey) {
-      for (const t of targets) if (t.target.kind === 'ssh') t.target.acceptNewHostKey = true;
-    }
-    if (flags.sshConfig) {
-      for (const t of targets) if (t.target.kind === 'ssh') t.target.sshConfigFile = flags.sshConfig;
-    }
-    return targets;
-  }
+  const fromInventory = await inventoryTargetsOf(flags);
+  if (fromInventory) return fromInventory;
   const target = hostTarget(flags);
   return [{ name: target.kind === 'local' ? 'local' : target.address, target, root: flags.root }];
 }

@@ -1,14 +1,17 @@
 import type { Command } from 'commander';
+import type { CheckId } from '../../core/check/check-result.js';
 import { ApertusError } from '../../core/errors.js';
 import type { INSTALL_STEPS, InstallResult } from '../../core/operations/install.js';
-import { existingBundle, keyFile } from '../flag-values.js';
+import { existingBundle, keyFile, positiveNumber } from '../flag-values.js';
 import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { formatBytes, formatDuration } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
+import { ReportedFailure } from '../reported-failure.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
 const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   'verify-bundle': 'Verify bundle',
@@ -33,7 +36,10 @@ const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   report: 'Report',
 };
 
-interface InstallFlags extends HostTargetFlags {
+interface InstallFlags extends InventoryFlags {
+  serial?: string;
+  forks?: number;
+  maxFail?: string;
   key?: string;
   trustKey?: string;
   allowUnsigned?: boolean;
@@ -44,19 +50,35 @@ interface InstallFlags extends HostTargetFlags {
 }
 
 export function registerInstall(program: Command, io: CliIO): void {
-  const command = withHostTargetOptions(
-    program
-      .command('install')
-      .description(
-        'Install a bundle onto a host over SSH (or --local), start its services and prove they answer',
-      )
-      .argument(
-        '<bundle>',
-        'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
-        existingBundle(),
-      ),
-    { local: 'install on this machine instead (the operator sits at the GPU host)' },
+  const command = withInventoryOptions(
+    withHostTargetOptions(
+      program
+        .command('install')
+        .description(
+          'Install a bundle onto a host over SSH (or --local), or onto an inventory in batches; start its services and prove they answer',
+        )
+        .argument(
+          '<bundle>',
+          'the bundle tar written by `apertus bundle`, its .tar.parts.json index when split, or a directory',
+          existingBundle(),
+        ),
+      { local: 'install on this machine instead (the operator sits at the GPU host)', root: 'per-host' },
+    ),
+    'install on',
   )
+    .option(
+      '--serial <sizes>',
+      'with --inventory: batch sizes, a count (2), a share of the hosts (25%) or a list (1,25%) whose last item repeats (default: 1 canary host, then --forks)',
+    )
+    .option(
+      '--forks <n>',
+      'with --inventory: hosts installed at once (default 5)',
+      positiveNumber('--forks', { integer: true }),
+    )
+    .option(
+      '--max-fail <percent>',
+      'with --inventory: the share of hosts that may fail before no further batch starts (default 0%)',
+    )
     .option(
       '--trust-key <file>',
       "the minisign public key a new host (one that trusts no key yet) is to trust; the bundle must be signed with it (recorded in the host's audit log)",
@@ -88,6 +110,21 @@ export function registerInstall(program: Command, io: CliIO): void {
           },
         );
       }
+      const fleet = await inventoryTargetsOf(flags);
+      if (fleet) return installFleet(io, bundlePath, flags, fleet);
+      const fleetOnly = [
+        flags.serial !== undefined && '--serial',
+        flags.forks !== undefined && '--forks',
+        flags.maxFail !== undefined && '--max-fail',
+      ].filter(Boolean);
+      if (fleetOnly.length > 0)
+        throw new ApertusError(
+          'usage',
+          `${fleetOnly.join(', ')} batch the hosts of an inventory; there is none.`,
+          {
+            hint: 'Pass --inventory FILE to install on many hosts, or leave these flags out for one --host.',
+          },
+        );
       const target = hostTarget(flags);
       const [{ parseSkipChecks }, { INSTALL_STEPS, install }, { runSteps, stepDefinitions }] =
         await Promise.all([
@@ -108,11 +145,7 @@ export function registerInstall(program: Command, io: CliIO): void {
             bundlePath,
             target,
             root: flags.root,
-            trustKeyPath: flags.trustKey,
-            allowUnsigned: flags.allowUnsigned,
-            skipChecks,
-            dryRun: flags.dryRun,
-            egressInterface: flags.countEgress,
+            ...installFlagOptions(flags, skipChecks),
             signal,
             onProgress,
           }),
@@ -134,7 +167,70 @@ export function registerInstall(program: Command, io: CliIO): void {
       run: 'install out/demo-0.1.0.tar --host admin@gpu-01:2222 -i ~/.ssh/gpu --root /srv/apertus',
       does: 'another port, key and install root',
     },
+    {
+      run: 'install out/apertus-8b-rag-1.0.0.tar --inventory hosts.yaml --limit rack-a --max-fail 25%',
+      does: 'a canary host, then 5 at a time; stop once more than 25% failed',
+    },
   ]);
+}
+
+/** The install flags one host and a fleet share, as the core's options. */
+function installFlagOptions(flags: InstallFlags, skipChecks: CheckId[]) {
+  return {
+    trustKeyPath: flags.trustKey,
+    allowUnsigned: flags.allowUnsigned,
+    skipChecks,
+    dryRun: flags.dryRun,
+    egressInterface: flags.countEgress,
+  };
+}
+
+async function installFleet(
+  io: CliIO,
+  bundlePath: string,
+  flags: InstallFlags,
+  hosts: Awaited<ReturnType<typeof inventoryTargetsOf>> & object,
+): Promise<void> {
+  const [{ parseMaxFail, parseSerial }, { parseSkipChecks }] = await Promise.all([
+    import('../../core/operations/fleet-batches.js'),
+    import('../../core/operations/host-check-gate.js'),
+  ]);
+  // Every flag is read before the bundle is verified: a typo fails in a second.
+  const serial = flags.serial === undefined ? undefined : parseSerial(flags.serial);
+  const maxFailPercent = flags.maxFail === undefined ? undefined : parseMaxFail(flags.maxFail);
+  const skipChecks = parseSkipChecks(flags.skipCheck ?? []);
+  const [{ fleetInstall }, { fleetProgressLines, formatFleetInstallReport }] = await Promise.all([
+    import('../../core/operations/fleet-install.js'),
+    import('../output/fleet-lines.js'),
+  ]);
+  const mode = chooseRendererMode(io, flags);
+  // On a terminal, the live view (rows per host); in CI and pipes, plain lines; --json: nothing.
+  const live =
+    mode === 'live'
+      ? (await import('../output/fleet-view.js')).fleetLiveView(
+          io,
+          hosts.map((h) => h.name),
+        )
+      : undefined;
+  const lines = live ?? (mode === 'silent' ? undefined : fleetProgressLines(io));
+  const resumeHint =
+    'Run the same install again: hosts that finished upload nothing, and every host runs what it ran before or the new release, verified.';
+  const report = await runInterruptible(io, resumeHint, (signal) =>
+    fleetInstall({
+      bundlePath,
+      hosts,
+      serial,
+      forks: flags.forks,
+      maxFailPercent,
+      ...installFlagOptions(flags, skipChecks),
+      signal,
+      onProgress: lines?.run,
+      onHostProgress: lines?.host,
+    }),
+  ).finally(() => live?.done());
+  if (flags.json) writeJson(io, report);
+  else io.stdout.write(formatFleetInstallReport(report));
+  if (!report.ok) throw new ReportedFailure();
 }
 
 export function formatInstallResult(result: InstallResult): string {

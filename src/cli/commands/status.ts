@@ -3,27 +3,51 @@ import type { HostStatus } from '../../core/operations/status.js';
 import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
-import { formatBytes } from '../output/format.js';
+import { formatFleetOutcomes } from '../output/fleet-lines.js';
+import { formatBytes, formatTable } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
-interface StatusFlags extends HostTargetFlags {
+interface StatusFlags extends InventoryFlags {
   json?: boolean;
 }
 
 export function registerStatus(program: Command, io: CliIO): void {
-  const command = withHostTargetOptions(
-    program
-      .command('status')
-      .description(
-        'Show what a host runs: current and previous release (verified, signed by), releases on disk, service health, blob store, trusted keys, audit anchors, lock; and what to act on',
-      ),
-    { local: 'this machine' },
+  const command = withInventoryOptions(
+    withHostTargetOptions(
+      program
+        .command('status')
+        .description(
+          'Show what a host runs: current and previous release (verified, signed by), releases on disk, service health, blob store, trusted keys, audit anchors, lock; and what to act on',
+        ),
+      { local: 'this machine', root: 'per-host' },
+    ),
+    'show',
   )
     .option('--json', 'print only the JSON status on stdout')
     .action(async (flags: StatusFlags) => {
       const { hostStatus } = await import('../../core/operations/status.js');
+      const fleet = await inventoryTargetsOf(flags);
+      if (fleet) {
+        const { onEveryHost } = await import('../../core/operations/fleet-hosts.js');
+        const report = await runInterruptible(
+          io,
+          'Nothing was changed on any host; run the command again.',
+          (signal) =>
+            onEveryHost(
+              fleet,
+              5,
+              (host) => hostStatus({ target: host.target, root: host.root, signal }),
+              signal,
+            ),
+        );
+        if (flags.json) writeJson(io, report);
+        else io.stdout.write(formatFleetOutcomes(report, formatHostStatus));
+        if (!report.ok) throw new ReportedFailure();
+        return;
+      }
       const result = await runInterruptible(
         io,
         'Nothing was changed on the host; run the command again.',
@@ -37,6 +61,7 @@ export function registerStatus(program: Command, io: CliIO): void {
   withExamples(command, [
     { run: 'status --host root@10.0.0.5', does: 'what runs there, and whether it answers now' },
     { run: 'status --local --root /srv/apertus --json', does: 'this machine, another root, as JSON' },
+    { run: 'status --inventory hosts.yaml --limit rack-a', does: 'every host of a group, one section each' },
   ]);
 }
 
@@ -63,7 +88,7 @@ export function formatHostStatus(status: HostStatus): string {
   if (status.services.length > 0) {
     lines.push(
       '',
-      table(
+      formatTable(
         ['SERVICE', 'RUNTIME', 'PORT', 'HEALTH', 'DETAIL'],
         status.services.map((s) => [
           s.name,
@@ -78,7 +103,7 @@ export function formatHostStatus(status: HostStatus): string {
   if (status.releases.length > 0) {
     lines.push(
       '',
-      table(
+      formatTable(
         ['RELEASE', 'VERSION', 'DISK', ''],
         status.releases.map((r) => [r.name, r.version, formatBytes(r.diskBytes), r.current ? 'current' : '']),
       ),
@@ -97,14 +122,4 @@ export function formatHostStatus(status: HostStatus): string {
     ...status.warnings.map((w) => `WARNING   ${w}`),
   );
   return `${lines.join('\n')}\n`;
-}
-
-function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-      .join('  ')
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
 }

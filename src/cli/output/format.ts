@@ -25,3 +25,14 @@ export function formatDuration(ms: number): string {
 export function humanizeByteCounts(text: string): string {
   return text.replace(/\b(\d+) bytes\b/g, (_match, digits: string) => formatBytes(Number(digits)));
 }
+
+/** Columns padded to their widest cell, two spaces apart; the last column unpadded. */
+export function formatTable(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}

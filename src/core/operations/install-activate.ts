@@ -27,7 +27,7 @@ import type { HostSession } from '../target/session.js';
 import type { HostState, ReleaseState } from '../target/state.js';
 import type { checkHostPython, wheelsVenvs } from '../target/venvs.js';
 import type { HostCheckOutcome } from './host-check-gate.js';
-import type { InstallOptions, InstallResult, InstallStep } from './install.js';
+import type { HostInstallOptions, InstallResult, InstallStep } from './install.js';
 import type { InstallPlan } from './install-plan.js';
 import { buildInstallReport, type InstallReport, type ReportInput } from './install-report.js';
 import type { TrustDecision } from './install-trust.js';
@@ -74,7 +74,7 @@ export interface ApplyContext {
   /** state.json as it stands now (after a TRUST-ADD, with its anchor). */
   state: HostState;
   startedAt: Date;
-  options: InstallOptions;
+  options: HostInstallOptions;
   emit: Emit;
   wheels: { venvs: ReturnType<typeof wheelsVenvs>; pythons: Awaited<ReturnType<typeof checkHostPython>> };
 }

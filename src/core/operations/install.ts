@@ -84,6 +84,54 @@ export interface InstallDryRun {
 
 export type InstallResult = InstallDryRun | ({ dryRun: false } & InstallReport);
 
+/** The signing key a first install names, read once per run: a wrong path fails in a second. */
+export type TrustKey = Awaited<ReturnType<typeof readPublicKey>>;
+
+/** What one host's install takes once the bundle is prepared (a fleet run shares one). */
+export interface HostInstallOptions extends Omit<InstallOptions, 'bundlePath' | 'trustKeyPath'> {
+  trustKey?: TrustKey | undefined;
+}
+
+/** Reads --trust-key and checks it against --allow-unsigned, before the bundle is verified. */
+export async function readInstallTrustKey(
+  options: Pick<InstallOptions, 'trustKeyPath' | 'allowUnsigned'>,
+): Promise<TrustKey | undefined> {
+  const trustKey = options.trustKeyPath === undefined ? undefined : await readPublicKey(options.trustKeyPath);
+  if (trustKey && options.allowUnsigned) {
+    throw new ApertusError('usage', '--trust-key and --allow-unsigned exclude each other.', {
+      hint: 'Name the key the bundle is signed with (--trust-key), or install unsigned on a lab host (--allow-unsigned).',
+    });
+  }
+  return trustKey;
+}
+
+/** Verifies the bundle once for the run, reporting it as the 'verify-bundle' step. */
+export async function prepareInstallBundle(bundlePath: string, options: RunOptions): Promise<PreparedBundle> {
+  const onProgress = options.onProgress ?? noProgress;
+  onProgress({ step: 'verify-bundle', status: 'start' });
+  const prepared = await prepareBundle(bundlePath, {
+    ...(options.signal ? { signal: options.signal } : {}),
+    onProgress,
+    step: 'verify-bundle',
+  }).catch((error: unknown) => {
+    onProgress({
+      step: 'verify-bundle',
+      status: 'fail',
+      detail: isApertusError(error) ? error.code : undefined,
+    });
+    throw error;
+  });
+  onProgress({
+    step: 'verify-bundle',
+    status: 'ok',
+    detail:
+      prepared.signature.text === null
+        ? 'checksums ok; not signed'
+        : `checksums ok; signed by key ${prepared.signature.keyId} (the host judges it against the keys it trusts)`,
+  });
+  return prepared;
+}
+
 /**
  * Verify the bundle, then in one host session: judge its signature against the host's
  * trust store, check the host, plan, upload what the host lacks, stage the release from
@@ -93,57 +141,44 @@ export type InstallResult = InstallDryRun | ({ dryRun: false } & InstallReport);
  * the host was changed.
  */
 export async function install(options: InstallOptions): Promise<InstallResult> {
-  const onProgress = options.onProgress ?? noProgress;
-  const emit = (step: InstallStep, status: 'start' | 'ok' | 'fail' | 'skip' | 'info', detail?: string) =>
-    onProgress({ step, status, detail });
-  const root = parseHostRoot(options.root ?? DEFAULT_HOST_ROOT);
-  // Read before anything else: a wrong path fails in a second, not after the verification.
-  const trustKey = options.trustKeyPath === undefined ? undefined : await readPublicKey(options.trustKeyPath);
-  if (trustKey && options.allowUnsigned) {
-    throw new ApertusError('usage', '--trust-key and --allow-unsigned exclude each other.', {
-      hint: 'Name the key the bundle is signed with (--trust-key), or install unsigned on a lab host (--allow-unsigned).',
-    });
-  }
-
-  emit('verify-bundle', 'start');
-  const prepared = await prepareBundle(options.bundlePath, {
-    ...(options.signal ? { signal: options.signal } : {}),
-    onProgress,
-    step: 'verify-bundle',
-  }).catch((error: unknown) => {
-    emit('verify-bundle', 'fail', isApertusError(error) ? error.code : undefined);
-    throw error;
-  });
-  emit(
-    'verify-bundle',
-    'ok',
-    prepared.signature.text === null
-      ? 'checksums ok; not signed'
-      : `checksums ok; signed by key ${prepared.signature.keyId} (the host judges it against the keys it trusts)`,
-  );
-  const { config } = prepared.bundle;
+  parseHostRoot(options.root ?? DEFAULT_HOST_ROOT);
+  const trustKey = await readInstallTrustKey(options);
+  const prepared = await prepareInstallBundle(options.bundlePath, options);
   try {
-    return await withHostSession(
-      {
-        target: options.target,
-        root,
-        command: `install ${config.name} ${config.version}`,
-        lock: options.dryRun ? false : 'create',
-        probe: { system: true },
-        signal: options.signal,
-        onProgress,
-      },
-      (session) => installInSession(session, prepared, { ...options, trustKey }, emit),
-    );
+    return await installPrepared(prepared, { ...options, trustKey });
   } finally {
     await prepared.close();
   }
 }
 
+/** One host's install of a bundle already prepared: the host session and everything in it. */
+export async function installPrepared(
+  prepared: PreparedBundle,
+  options: HostInstallOptions,
+): Promise<InstallResult> {
+  const onProgress = options.onProgress ?? noProgress;
+  const emit = (step: InstallStep, status: 'start' | 'ok' | 'fail' | 'skip' | 'info', detail?: string) =>
+    onProgress({ step, status, detail });
+  const root = parseHostRoot(options.root ?? DEFAULT_HOST_ROOT);
+  const { config } = prepared.bundle;
+  return withHostSession(
+    {
+      target: options.target,
+      root,
+      command: `install ${config.name} ${config.version}`,
+      lock: options.dryRun ? false : 'create',
+      probe: { system: true },
+      signal: options.signal,
+      onProgress,
+    },
+    (session) => installInSession(session, prepared, options, emit),
+  );
+}
+
 async function installInSession(
   session: HostSession,
   prepared: PreparedBundle,
-  options: InstallOptions & { trustKey: Awaited<ReturnType<typeof readPublicKey>> | undefined },
+  options: HostInstallOptions,
   emit: Emit,
 ): Promise<InstallResult> {
   const { transport, layout, probe } = session;

@@ -28,8 +28,9 @@ import {
   finishBom,
   sha256Hash,
 } from './cyclonedx.js';
-import { PACKAGE_TREE_HASH_METHOD, shippedNpmPackages } from './npm-packages.js';
-import { huggingFacePurl, npmPurl, ociPurl, pypiPurl } from './purl.js';
+import { npmLibraryComponent } from './npm-component.js';
+import { shippedNpmPackages } from './npm-packages.js';
+import { huggingFacePurl, ociPurl, pypiPurl } from './purl.js';
 import { cycloneDxLicenses } from './spdx-license.js';
 import { parseWheelFileName } from './wheel-file-name.js';
 
@@ -249,20 +250,7 @@ async function nestedComponents(
     const tarLayer = planned.layers.find((candidate) => candidate.type === 'tar' && candidate.name === title);
     if (tarLayer?.type !== 'tar') continue;
     for (const npm of await shippedNpmPackages(tarLayer.entries)) {
-      const licenses = cycloneDxLicenses(npm.license);
-      out.push({
-        type: 'library',
-        'bom-ref': `${ref}/${npm.path}`,
-        name: npm.name,
-        version: npm.version,
-        ...(licenses.length > 0 ? { licenses } : {}),
-        hashes: [sha256Hash(npm.sha256)],
-        purl: npmPurl(npm.name, npm.version),
-        properties: [
-          { name: 'apertus:path', value: `${title}:${npm.path}` },
-          { name: 'apertus:hash-method', value: PACKAGE_TREE_HASH_METHOD },
-        ],
-      });
+      out.push(npmLibraryComponent(npm, ref, `${title}:${npm.path}`));
     }
   }
   return out;

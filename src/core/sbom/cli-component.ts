@@ -8,8 +8,8 @@
 import type { CliFiles } from '../bundle/cli-files.js';
 import { CLI_DIR, CLI_PATHS } from '../layout/names.js';
 import { type CycloneDxComponent, sha256Hash } from './cyclonedx.js';
+import { npmLibraryComponent } from './npm-component.js';
 import { fileSha256, PACKAGE_TREE_HASH_METHOD, packageTreeHash, shippedNpmPackages } from './npm-packages.js';
-import { npmPurl } from './purl.js';
 import { cycloneDxLicenses } from './spdx-license.js';
 
 export async function cliComponent(cli: CliFiles): Promise<CycloneDxComponent> {
@@ -29,20 +29,7 @@ export async function cliComponent(cli: CliFiles): Promise<CycloneDxComponent> {
     });
   }
   for (const npm of await shippedNpmPackages(cli.files)) {
-    const licenses = cycloneDxLicenses(npm.license);
-    nested.push({
-      type: 'library',
-      'bom-ref': `${ref}/${npm.path}`,
-      name: npm.name,
-      version: npm.version,
-      ...(licenses.length > 0 ? { licenses } : {}),
-      hashes: [sha256Hash(npm.sha256)],
-      purl: npmPurl(npm.name, npm.version),
-      properties: [
-        { name: 'apertus:path', value: `${CLI_DIR}/${npm.path}` },
-        { name: 'apertus:hash-method', value: PACKAGE_TREE_HASH_METHOD },
-      ],
-    });
+    nested.push(npmLibraryComponent(npm, ref, `${CLI_DIR}/${npm.path}`));
   }
   return {
     type: 'application',

@@ -3,6 +3,7 @@
  * CycloneDX schema ships), package URLs as PURL-TYPES.rst writes them, wheel file names
  * (PEP 427) and the name-based serial number.
  */
+import { execSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -120,15 +121,34 @@ describe('npm packages in a tar layer', () => {
       }),
       await put('node_modules/c/package.json', { name: 'c', version: '0.1.0', license: { type: 'ISC' } }),
     ];
+    // Each package's tree hash as the SBOM's method property tells anyone to recompute it.
+    const treeHash = (pkg: string) =>
+      execSync(
+        "find . -type f ! -path './node_modules/*' | sed 's|^\\./||' | LC_ALL=C sort | xargs sha256sum | sha256sum",
+        { cwd: join(work, 'tree', pkg), encoding: 'utf8' },
+      ).split(' ')[0];
     expect(await shippedNpmPackages(entries)).toEqual([
-      { name: 'a', version: '1.0.0', license: 'MIT', path: 'node_modules/a' },
+      {
+        name: 'a',
+        version: '1.0.0',
+        license: 'MIT',
+        path: 'node_modules/a',
+        sha256: treeHash('node_modules/a'),
+      },
       {
         name: '@s/b',
         version: '2.0.0',
         license: '(MIT OR Apache-2.0)',
         path: 'node_modules/a/node_modules/@s/b',
+        sha256: treeHash('node_modules/a/node_modules/@s/b'),
       },
-      { name: 'c', version: '0.1.0', license: 'ISC', path: 'node_modules/c' },
+      {
+        name: 'c',
+        version: '0.1.0',
+        license: 'ISC',
+        path: 'node_modules/c',
+        sha256: treeHash('node_modules/c'),
+      },
     ]);
   });
 });

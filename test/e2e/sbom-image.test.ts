@@ -85,6 +85,8 @@ describe.skipIf(!requirement.ok)(`the SBOM of an image component ${requirement.w
         hashes: [{ alg: 'SHA-256', content: digest.slice('sha256:'.length) }],
         licenses: [{ license: { id: 'Apache-2.0' } }],
       }),
+      // The apertus CLI the bundle carries under apertus/ (bundle without --no-cli).
+      expect.objectContaining({ type: 'application', 'bom-ref': 'cli:apertus', name: 'apertus' }),
     ]);
   });
 });

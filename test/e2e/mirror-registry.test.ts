@@ -41,6 +41,30 @@ async function writeRecipe(dir: string, name: string, components: string[]): Pro
 
 const sha256 = (bytes: string | Buffer) => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
 
+/** `apertus bundle RECIPE` into `<work>/<out>` with its own cache, no CLI; the bundle's path. */
+async function bundleRecipe(
+  work: string,
+  recipe: string,
+  out: string,
+  env: NodeJS.ProcessEnv,
+): Promise<string> {
+  const bundled = await runCli(
+    [
+      'bundle',
+      recipe,
+      '-o',
+      path.join(work, out),
+      '--cache-dir',
+      path.join(work, `cache-${out}`),
+      '--no-cli',
+      '--json',
+    ],
+    { env },
+  );
+  expect(bundled.exitCode, bundled.stdout + bundled.stderr).toBe(0);
+  return JSON.parse(bundled.stdout).path as string;
+}
+
 describe.skipIf(!requirement.ok)(`mirroring a bundle into a registry ${requirement.why}`, () => {
   let work: string;
   let source: TestRegistry;
@@ -110,21 +134,7 @@ describe.skipIf(!requirement.ok)(`mirroring a bundle into a registry ${requireme
       `    source: oci:${source.host}/apertus/hello:1`,
       '    insecure: true',
     ]);
-    const bundled = await runCli(
-      [
-        'bundle',
-        recipe,
-        '-o',
-        path.join(work, 'out'),
-        '--cache-dir',
-        path.join(work, 'cache'),
-        '--no-cli',
-        '--json',
-      ],
-      { env },
-    );
-    expect(bundled.exitCode, bundled.stdout + bundled.stderr).toBe(0);
-    bundlePath = JSON.parse(bundled.stdout).path as string;
+    bundlePath = await bundleRecipe(work, recipe, 'out', env);
     layoutDir = path.join(work, 'layout');
     await mkdir(layoutDir);
     await execa('tar', ['-xf', bundlePath, '-C', layoutDir]);
@@ -247,21 +257,8 @@ describe.skipIf(!requirement.ok)(`mirroring a bundle into a registry ${requireme
       `    source: oci:${model.repository}:${model.tag}`,
       '    insecure: true',
     ]);
-    const bundled = await runCli(
-      [
-        'bundle',
-        recipe,
-        '-o',
-        path.join(work, 'out-back'),
-        '--cache-dir',
-        path.join(work, 'cache-back'),
-        '--no-cli',
-        '--json',
-      ],
-      { env },
-    );
-    expect(bundled.exitCode, bundled.stdout + bundled.stderr).toBe(0);
-    const summary = JSON.parse((await runCli(['inspect', JSON.parse(bundled.stdout).path, '--json'])).stdout);
+    const back = await bundleRecipe(work, recipe, 'out-back', env);
+    const summary = JSON.parse((await runCli(['inspect', back, '--json'])).stdout);
     const component = summary.components.find((c: { name: string }) => c.name === 'model');
     expect(component.manifestDigest).toBe(refs.get('model'));
     expect(component.contents.map((c: { title: string }) => c.title).sort()).toEqual([

@@ -221,7 +221,7 @@ function inventoryError(file: string, problems: RecipeProblem[], what: string): 
     (p) => `  ${p.file}:${p.line}:${p.column}${p.path ? ` ${p.path}` : ''}: ${p.message}`,
   );
   return new ApertusError('inventory-invalid', `The inventory ${file} ${what}:\n${lines.join('\n')}`, {
-    hint: `Write it as apiVersion: ${RECIPE_API_VERSION}, kind: ${INVENTORY_KIND}, groups: { NAME: [hosts] }, and hosts: a list of { name, address, user, port, identity, knownHosts, root }.`,
+    hint: `Write it as apiVersion: ${RECIPE_API_VERSION}, kind: ${INVENTORY_KIND}, groups: { NAME: [hosts] }, and hosts: a list of { name, address, user, port, identity, knownHosts, jump, root }.`,
     details: { problems },
   });
 }

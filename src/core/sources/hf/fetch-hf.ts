@@ -18,11 +18,12 @@ import { ApertusError, isApertusError } from '../../errors.js';
 import { noProgress } from '../../progress.js';
 import { createFetchProgress, type FetchProgress } from '../fetch-progress.js';
 import { regularFileSize } from '../file-size.js';
+import { describeNetworkError } from '../http.js';
 import { mapPool } from '../map-pool.js';
 import { downloadResumable } from '../resumable-download.js';
 import type { FetchedFile, ResolvedFile, ResolvedSource, SourceContext } from '../types.js';
 import { createContentHash, type ExpectedDigest, formatDigest, hashFile } from './file-digest.js';
-import { createHubClient, describeNetworkError, type HubClient, HubUnavailableError } from './hub-client.js';
+import { createHubClient, type HubClient, HubUnavailableError } from './hub-client.js';
 import { hfCacheCandidates } from './local-hf-cache.js';
 import { isCommitSha, isSafeRepoPath, parseHfSource } from './parse-hf-source.js';
 

@@ -13,14 +13,9 @@ import { ApertusError, isApertusError } from '../../errors.js';
 import type { RangeReader } from '../../gpu/byte-range.js';
 import { fileRange, listLocalFiles } from '../file/local-files.js';
 import { regularFileSize } from '../file-size.js';
+import { describeNetworkError } from '../http.js';
 import type { SourceContext } from '../types.js';
-import {
-  createHubClient,
-  describeNetworkError,
-  type HubClient,
-  HubUnavailableError,
-  withHubRetries,
-} from './hub-client.js';
+import { createHubClient, type HubClient, HubUnavailableError, withHubRetries } from './hub-client.js';
 import {
   hfCacheCandidates,
   hfCachedCommit,

@@ -9,7 +9,15 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ApertusError } from '../../errors.js';
-import { getFollowingRedirects } from '../redirected-get.js';
+import {
+  API_ATTEMPTS,
+  boundedErrorText,
+  describeNetworkError,
+  getFollowingRedirects,
+  MAX_REDIRECTS,
+  RETRY_STATUSES,
+  retryAfterMs,
+} from '../http.js';
 import { SourceUnavailableError, withRetries } from '../retry.js';
 import type { SourceContext } from '../types.js';
 import { hfHomeDir } from './local-hf-cache.js';
@@ -75,11 +83,7 @@ export interface HubClient {
 }
 
 const USER_AGENT = 'apertus (+https://huggingface.co/docs/hub/api)';
-const MAX_REDIRECTS = 10;
 /** The statuses `huggingface_hub` retries (§2.3); network failures are retried too. */
-const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
-const API_ATTEMPTS = 3;
-const MAX_ERROR_TEXT = 300;
 
 /** A Hub or network failure, worth retrying (see sources/retry.ts). */
 export class HubUnavailableError extends SourceUnavailableError {}
@@ -284,7 +288,7 @@ export async function createHubClient(options: HubClientOptions): Promise<HubCli
         status === 429
           ? 'The Hub is rate-limiting this machine; wait a few minutes and run again (downloads resume).'
           : 'The Hub or a proxy failed; run again later (downloads resume).',
-        retryAfter(response.headers.get('retry-after')),
+        retryAfterMs(response.headers.get('retry-after')),
       );
     }
     throw new ApertusError(
@@ -394,7 +398,7 @@ export async function createHubClient(options: HubClientOptions): Promise<HubCli
             `The download host ${new URL(response.url || url).origin} answered HTTP ${response.status} for ${target.repo}/${target.path}.${said ? ` It said: ${said}` : ''}`,
           ),
           'Run again (downloads resume); if it persists, check that the network or proxy lets this host through.',
-          retryAfter(response.headers.get('retry-after')),
+          retryAfterMs(response.headers.get('retry-after')),
         );
       }
       // §2.2: without X-Repo-Commit the answer did not come from the Hub (a proxy or
@@ -445,14 +449,6 @@ export function nextLink(header: string | null): string | undefined {
   return undefined;
 }
 
-function retryAfter(header: string | null): number | undefined {
-  if (!header) return undefined;
-  const seconds = Number(header);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(header);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
-}
-
 /** The Hub's own explanation: X-Error-Message, else a JSON `error`, else the start of the body. */
 async function errorText(response: Response): Promise<string> {
   const header = response.headers.get('x-error-message');
@@ -472,20 +468,5 @@ async function errorText(response: Response): Promise<string> {
   } else {
     await response.body?.cancel().catch(() => {});
   }
-  text = text.replace(/\s+/g, ' ').trim();
-  return text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}...` : text;
-}
-
-/** fetch wraps socket errors as `TypeError: fetch failed` with the real reason in `cause`. */
-export function describeNetworkError(error: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = error;
-  for (let depth = 0; depth < 4 && current instanceof Error; depth++) {
-    const code = (current as { code?: unknown }).code;
-    parts.push(typeof code === 'string' ? `${current.message} (${code})` : current.message);
-    current = current.cause;
-  }
-  return parts.length > 0
-    ? parts.filter((part, index) => part !== parts[index - 1]).join(': ')
-    : String(error);
+  return boundedErrorText(text);
 }

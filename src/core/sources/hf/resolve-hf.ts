@@ -8,11 +8,11 @@
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { ApertusError } from '../../errors.js';
+import { describeNetworkError } from '../http.js';
 import type { ResolvedFile, ResolvedSource, SourceContext } from '../types.js';
 import { createContentHash, type ExpectedDigest, hashFile } from './file-digest.js';
 import {
   createHubClient,
-  describeNetworkError,
   type HubClient,
   type HubModelInfo,
   type HubTreeFile,

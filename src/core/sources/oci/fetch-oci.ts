@@ -20,16 +20,12 @@ import { ApertusError, isApertusError } from '../../errors.js';
 import { noProgress } from '../../progress.js';
 import { createFetchProgress, type FetchProgress } from '../fetch-progress.js';
 import { regularFileSize } from '../file-size.js';
+import { describeNetworkError } from '../http.js';
 import { mapPool } from '../map-pool.js';
 import { downloadResumable, PARTIAL_SUFFIX } from '../resumable-download.js';
 import type { FetchedFile, ResolvedSource, SourceContext } from '../types.js';
 import { imageManifestSchema } from './image-schemas.js';
-import {
-  createRegistryClient,
-  describeNetworkError,
-  type RegistryClient,
-  RegistryUnavailableError,
-} from './registry-client.js';
+import { createRegistryClient, type RegistryClient, RegistryUnavailableError } from './registry-client.js';
 import type { RegistryCredentials } from './registry-credentials.js';
 import { isOciResolvedSource, type OciImageBlob, type OciResolvedSource } from './resolve-oci.js';
 

@@ -16,7 +16,15 @@
 
 import { createHash } from 'node:crypto';
 import { ApertusError } from '../../errors.js';
-import { getFollowingRedirects } from '../redirected-get.js';
+import {
+  API_ATTEMPTS,
+  boundedErrorText,
+  describeNetworkError,
+  getFollowingRedirects,
+  MAX_REDIRECTS,
+  RETRY_STATUSES,
+  retryAfterMs,
+} from '../http.js';
 import { SourceUnavailableError, withRetries } from '../retry.js';
 import type { SourceContext } from '../types.js';
 import {
@@ -85,10 +93,6 @@ export interface RegistryClient {
 /** The distribution spec lets registries refuse manifests over 4 MiB; nothing legitimate is bigger. */
 export const MAX_MANIFEST_BYTES = 4 << 20;
 const USER_AGENT = 'apertus (+https://github.com/opencontainers/distribution-spec)';
-const MAX_REDIRECTS = 10;
-const RETRY_STATUSES = new Set([408, 429, 500, 502, 503, 504]);
-const API_ATTEMPTS = 3;
-const MAX_ERROR_TEXT = 300;
 const DIGEST = /^(sha256|sha512):[0-9a-f]+$/;
 
 /** A registry or network failure, worth retrying (see sources/retry.ts). */
@@ -101,17 +105,6 @@ export function withRegistryRetries<T>(
   attempts = API_ATTEMPTS,
 ): Promise<T> {
   return withRetries(operation, signal, attempts);
-}
-
-export function describeNetworkError(error: unknown): string {
-  if (!(error instanceof Error)) return String(error);
-  const cause = (error as { cause?: unknown }).cause;
-  const detail = cause instanceof Error ? cause.message : undefined;
-  const code = (cause as { code?: unknown } | undefined)?.code;
-  const parts = [error.message, detail, typeof code === 'string' ? code : undefined].filter(
-    (part): part is string => part !== undefined && part !== '',
-  );
-  return [...new Set(parts)].join(': ');
 }
 
 export function sha256Hex(bytes: Uint8Array): string {
@@ -429,7 +422,7 @@ export async function createRegistryClient(options: RegistryClientOptions): Prom
         status === 429
           ? `${reference.registry} is rate-limiting this machine (Docker Hub allows few anonymous pulls an hour); log in (APERTUS_REGISTRY_USERNAME and APERTUS_REGISTRY_PASSWORD, or \`podman login\`) or wait, then run again.`
           : 'The registry or a proxy failed; run again later (downloads resume).',
-        retryAfter(response.headers.get('retry-after')),
+        retryAfterMs(response.headers.get('retry-after')),
       );
     }
     throw new ApertusError(
@@ -664,9 +657,8 @@ export async function discard(response: Response): Promise<void> {
 
 async function errorText(response: Response): Promise<string> {
   try {
-    const text = (await response.text()).replace(/\s+/g, ' ').trim();
-    if (text === '') return '';
-    return ` The registry said: ${text.length > MAX_ERROR_TEXT ? `${text.slice(0, MAX_ERROR_TEXT)}…` : text}`;
+    const text = boundedErrorText(await response.text());
+    return text === '' ? '' : ` The registry said: ${text}`;
   } catch {
     return '';
   }
@@ -675,12 +667,4 @@ async function errorText(response: Response): Promise<string> {
 /** Registry error codes (`{"errors":[{"code":"MANIFEST_UNKNOWN",…}]}`) found in an error text. */
 function registryErrorCodes(text: string): string[] {
   return [...text.matchAll(/"code"\s*:\s*"([A-Z_]+)"/g)].map((match) => match[1] ?? '');
-}
-
-function retryAfter(value: string | null): number | undefined {
-  if (value === null) return undefined;
-  const seconds = Number(value);
-  if (Number.isFinite(seconds) && seconds >= 0) return seconds * 1000;
-  const date = Date.parse(value);
-  return Number.isFinite(date) ? Math.max(0, date - Date.now()) : undefined;
 }

@@ -1,7 +1,9 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import { describe, expect, it } from 'vitest';
+import { parse as parseYaml } from 'yaml';
 import { ApertusError } from '../../src/core/errors.js';
 import {
   globMatches,
@@ -133,10 +135,13 @@ describe('inventory', () => {
     });
   });
 
-  it('has a JSON Schema for editors', () => {
+  it('has a JSON Schema (`apertus schema inventory`) that takes a fleet inventory and refuses a misspelt field', () => {
     const schema = inventoryJsonSchema();
     expect(schema.$id).toBe('https://apertus.dev/schema/inventory.v1.json');
-    expect(JSON.stringify(schema)).toContain('knownHosts');
+    const validate = new Ajv2020({ strict: false }).compile(schema);
+    expect(validate(parseYaml(FLEET)), JSON.stringify(validate.errors)).toBe(true);
+    const misspelt = parseYaml(FLEET.replace('root: /srv/apertus', 'rooot: /srv/apertus'));
+    expect(validate(misspelt)).toBe(false);
   });
 
   const FLEET = [

@@ -11,8 +11,6 @@
  * 0.10); legacy 'Ed' signs the file itself. We write 'ED' and read both.
  */
 import { createHash, sign as ed25519Sign, verify as ed25519Verify } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { basename } from 'node:path';
 import { ApertusError } from '../errors.js';
 import { keyIdOf, type PublicKey, privateKeyObject, publicKeyObject, type SecretKey } from './keys.js';
 
@@ -47,20 +45,6 @@ export type SignatureCheck =
 export function sign(bytes: Uint8Array, secretKey: SecretKey, options: SignOptions = {}): string {
   return signDigest(createHash('blake2b512').update(bytes).digest(), secretKey, {
     trustedComment: options.trustedComment ?? `timestamp:${unixNow()}\thashed`,
-    untrustedComment: options.untrustedComment,
-  });
-}
-
-/** Signs a file of any size, streaming it through BLAKE2b-512; returns the .minisig text. */
-export async function signFile(
-  path: string,
-  secretKey: SecretKey,
-  options: SignOptions = {},
-): Promise<string> {
-  const hash = createHash('blake2b512');
-  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
-  return signDigest(hash.digest(), secretKey, {
-    trustedComment: options.trustedComment ?? `timestamp:${unixNow()}\tfile:${basename(path)}\thashed`,
     untrustedComment: options.untrustedComment,
   });
 }

@@ -40,8 +40,11 @@
 // tombstones (a delete line); a put of an existing id replaces it in the same line. When
 // tombstoned rows outnumber live ones, the live data is written to generation N+1 and
 // collection.json switched to it, so a crash leaves either generation whole. The data
-// lives in memory as one Float32Array (rows x dimension x 4 bytes), the file is only
-// read at open.
+// of an exact collection lives in memory as one Float32Array (rows x dimension x 4 bytes),
+// the file is only read at open. Once a collection searches through the ANN index, the
+// float32 rows stay in the file: the index holds int8 copies (a quarter of their size),
+// and the re-rank reads its 10 x k candidate rows from the file (pread, served from the
+// page cache), so the process holds about a third of the raw vectors, not 1.3 times them.
 //
 //   <dir>/gen-<N>/index.usearch     the ANN index over rows [0, rows) of this generation
 //   <dir>/gen-<N>/index.json        { rows, bytes, sha256, parameters }, written after it
@@ -91,6 +94,8 @@ const INDEX_FORMAT = 'apertus-rag-ann-index';
  * approximate, and needs no worker or index files; above, its cost grows with every row.
  */
 export const ANN_MIN_CELLS = 4096 * 1024;
+/** Rows read from the file at a time by an exact scan of rows that are not in memory (16 MiB at 1024). */
+const SCAN_BLOCK_ROWS = 4096;
 /** Rows per add sent to the index worker: searches queued meanwhile run between batches. */
 const ANN_ADD_BATCH = 2048;
 /** The index is saved when this share of its rows is new or removed since the last save. */
@@ -214,6 +219,12 @@ export class FileVectorStore {
       syncDir(dir);
     }
     const store = new FileVectorStore(dir, collection);
+    const { expansionSearch = ANN_PARAMS.expansionSearch, rerank = ANN_PARAMS.rerank } = indexSearch;
+    store.indexOptions = {
+      mode: index,
+      minCells: indexMinCells,
+      params: { ...ANN_PARAMS, expansionSearch, rerank },
+    };
     store.replay();
     store.removeStaleGenerations();
     if (!ignoreLock && (collection.embeddingModel !== embeddingModel || collection.dimension !== dimension)) {
@@ -227,12 +238,6 @@ export class FileVectorStore {
           '(it re-embeds every stored chunk through the runtime, then locks the collection to the new model)',
       );
     }
-    const { expansionSearch = ANN_PARAMS.expansionSearch, rerank = ANN_PARAMS.rerank } = indexSearch;
-    store.indexOptions = {
-      mode: index,
-      minCells: indexMinCells,
-      params: { ...ANN_PARAMS, expansionSearch, rerank },
-    };
     store.compactIfWorthIt();
     store.startIndexIfWorthIt();
     return store;
@@ -246,7 +251,11 @@ export class FileVectorStore {
     this.dimension = collection.dimension;
     this.capacity = 0;
     this.rows = 0;
+    /** The float32 rows, while they are kept in memory (see keepsRowsInMemory). */
     this.vectors = new Float32Array(0);
+    this.rowsInMemory = true;
+    /** One row read from the file, for the re-rank. */
+    this.scratchRow = null;
     /** Per row: the document record that owns it, or null once tombstoned. */
     this.rowDocument = [];
     /** Per row: the chunk index within its document, and its text (null once tombstoned). */
@@ -294,6 +303,33 @@ export class FileVectorStore {
     this.capacity = capacity;
   }
 
+  /**
+   * Whether `rows` rows stay in memory: always for an exact collection, and below the size
+   * at which the ANN index takes over; from there the index's int8 copies serve the search
+   * and the float32 rows are read from the file for the re-rank.
+   */
+  keepsRowsInMemory(rows) {
+    return this.indexOptions.mode === 'exact' || rows * this.dimension < this.indexOptions.minCells;
+  }
+
+  /** Lets go of the in-memory rows: from here they are read from vectors.f32. */
+  leaveRowsOnDisk() {
+    this.vectors = new Float32Array(0);
+    this.capacity = 0;
+    this.rowsInMemory = false;
+  }
+
+  /** Rows [first, first + count) as float32, from memory or from vectors.f32, into `into`. */
+  readRows(first, count, into = new Float32Array(count * this.dimension)) {
+    const d = this.dimension;
+    if (this.rowsInMemory) {
+      into.set(this.vectors.subarray(first * d, (first + count) * d));
+    } else {
+      readSyncAll(this.vectorsFd, Buffer.from(into.buffer, into.byteOffset, count * d * 4), first * d * 4);
+    }
+    return into;
+  }
+
   /** Reads the current generation into memory, cutting what a crash left uncommitted. */
   replay() {
     const dir = this.generationDir();
@@ -333,13 +369,16 @@ export class FileVectorStore {
             `${vectorsPath} holds ${Math.floor(vectorsSize / rowBytes)} rows but ${recordsPath} line ${lineNumber} commits rows up to ${this.rows + record.count}`,
           );
         }
-        this.ensureCapacity(this.rows + record.count);
-        const bytes = Buffer.alloc(record.count * rowBytes);
-        readSyncAll(this.vectorsFd, bytes, this.rows * rowBytes);
-        this.vectors.set(
-          new Float32Array(bytes.buffer, bytes.byteOffset, record.count * this.dimension),
-          this.rows * this.dimension,
-        );
+        if (this.rowsInMemory && !this.keepsRowsInMemory(this.rows + record.count)) this.leaveRowsOnDisk();
+        if (this.rowsInMemory) {
+          this.ensureCapacity(this.rows + record.count);
+          const bytes = Buffer.alloc(record.count * rowBytes);
+          readSyncAll(this.vectorsFd, bytes, this.rows * rowBytes);
+          this.vectors.set(
+            new Float32Array(bytes.buffer, bytes.byteOffset, record.count * this.dimension),
+            this.rows * this.dimension,
+          );
+        }
         this.applyPut(record);
       } else if (record.op === 'delete') {
         this.applyDelete(record.id);
@@ -467,8 +506,11 @@ export class FileVectorStore {
       }
       this.recordsSize += line.length;
       const replaced = this.documents.has(document.id);
-      this.ensureCapacity(first + chunks.length);
-      this.vectors.set(view, first * this.dimension);
+      if (this.rowsInMemory && !this.keepsRowsInMemory(first + chunks.length)) this.leaveRowsOnDisk();
+      if (this.rowsInMemory) {
+        this.ensureCapacity(first + chunks.length);
+        this.vectors.set(view, first * this.dimension);
+      }
       this.applyPut(record);
       this.compactIfWorthIt();
       this.startIndexIfWorthIt();
@@ -545,23 +587,9 @@ export class FileVectorStore {
 
   /** The exact dot product of row `row` with a unit query. */
   score(row, query) {
-    const d = this.dimension;
-    const data = this.vectors;
-    const offset = row * d;
-    let s0 = 0;
-    let s1 = 0;
-    let s2 = 0;
-    let s3 = 0;
-    let j = 0;
-    for (; j + 3 < d; j += 4) {
-      s0 += data[offset + j] * query[j];
-      s1 += data[offset + j + 1] * query[j + 1];
-      s2 += data[offset + j + 2] * query[j + 2];
-      s3 += data[offset + j + 3] * query[j + 3];
-    }
-    let score = s0 + s1 + s2 + s3;
-    for (; j < d; j++) score += data[offset + j] * query[j];
-    return score;
+    if (this.rowsInMemory) return dot(this.vectors, row * this.dimension, query);
+    this.scratchRow ??= new Float32Array(this.dimension);
+    return dot(this.readRows(row, 1, this.scratchRow), 0, query);
   }
 
   hitsOf(top) {
@@ -588,11 +616,20 @@ export class FileVectorStore {
     }
     const query = normalise(vector);
     const top = new TopRows(Math.max(1, Math.min(k, this.liveRows)));
-    for (let row = 0; row < this.rows; row++) {
-      if (this.rowDocument[row] === null) continue;
-      const score = this.score(row, query);
-      if (top.found === top.limit && score <= top.scores[top.limit - 1]) continue;
-      top.offer(score, row);
+    const d = this.dimension;
+    // Rows on disk are read a block at a time; rows in memory are scored where they lie.
+    const block = this.rowsInMemory ? this.rows : SCAN_BLOCK_ROWS;
+    const buffer = this.rowsInMemory ? this.vectors : new Float32Array(Math.min(block, this.rows) * d);
+    for (let start = 0; start < this.rows; start += block) {
+      const count = Math.min(block, this.rows - start);
+      if (!this.rowsInMemory) this.readRows(start, count, buffer.subarray(0, count * d));
+      for (let i = 0; i < count; i++) {
+        const row = start + i;
+        if (this.rowDocument[row] === null) continue;
+        const score = dot(buffer, i * d, query);
+        if (top.found === top.limit && score <= top.scores[top.limit - 1]) continue;
+        top.offer(score, row);
+      }
     }
     return this.hitsOf(top);
   }
@@ -665,7 +702,7 @@ export class FileVectorStore {
     }
     let found = 0;
     for (const row of live) {
-      const vector = this.vectors.slice(row * this.dimension, (row + 1) * this.dimension);
+      const vector = this.readRows(row, 1);
       const candidates = await ann.search(vector, 10);
       if (candidates.includes(row)) found += 1;
     }
@@ -685,12 +722,11 @@ export class FileVectorStore {
         const to = Math.min(this.rows, from + ANN_ADD_BATCH);
         const rows = [];
         for (let row = from; row < to; row++) if (this.rowDocument[row] !== null) rows.push(row);
-        const vectors = new Float32Array(rows.length * this.dimension);
+        const d = this.dimension;
+        const block = this.readRows(from, to - from);
+        const vectors = new Float32Array(rows.length * d);
         rows.forEach((row, i) => {
-          vectors.set(
-            this.vectors.subarray(row * this.dimension, (row + 1) * this.dimension),
-            i * this.dimension,
-          );
+          vectors.set(block.subarray((row - from) * d, (row - from + 1) * d), i * d);
         });
         // Set before the add is answered: a search sent after it is answered after it too.
         this.annRows = to;
@@ -777,8 +813,7 @@ export class FileVectorStore {
   compact() {
     this.writeGeneration(this.collection.generation + 1, this.lock, (id) => {
       const document = this.documents.get(id);
-      const d = this.dimension;
-      return this.vectors.subarray(document.first * d, (document.first + document.chunks) * d);
+      return this.readRows(document.first, document.chunks);
     });
   }
 
@@ -831,6 +866,7 @@ export class FileVectorStore {
     // Row numbers change: the index of the old generation proposes the wrong rows.
     this.dropIndex();
     const fresh = new FileVectorStore(this.dir, collection);
+    fresh.indexOptions = this.indexOptions;
     fresh.replay();
     const { writeTail, indexOptions, annEpoch } = this;
     Object.assign(this, { ...fresh, writeTail, indexOptions, annEpoch });
@@ -946,6 +982,25 @@ function describe(document) {
     chunks: document.chunks,
     ingestedAt: document.ingestedAt,
   };
+}
+
+/** The dot product of `query` with the row that starts at `offset` in `data`. */
+function dot(data, offset, query) {
+  const d = query.length;
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  let j = 0;
+  for (; j + 3 < d; j += 4) {
+    s0 += data[offset + j] * query[j];
+    s1 += data[offset + j + 1] * query[j + 1];
+    s2 += data[offset + j + 2] * query[j + 2];
+    s3 += data[offset + j + 3] * query[j + 3];
+  }
+  let score = s0 + s1 + s2 + s3;
+  for (; j < d; j++) score += data[offset + j] * query[j];
+  return score;
 }
 
 function readSyncAll(fd, buffer, position) {

@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
 import { collectRuntimeFiles } from '../../src/core/runtimes/runtime-files.js';
-import { FileVectorStore } from '../../templates/rag/vector-store.mjs';
+import { FileVectorStore, normalise } from '../../templates/rag/vector-store.mjs';
 import { seededRandom } from '../helpers/seeded-random.js';
 
 const DIM = 32;
@@ -87,6 +87,35 @@ afterAll(async () => {
 });
 
 describe('the ANN index in the file store', () => {
+  it('keeps the float32 rows on disk once indexed: the exact scan and the re-rank read them from the file', async () => {
+    const dir = freshDir();
+    const store = tracked(open(dir));
+    const byId = await fill(store, 20, 10, 21);
+    await store.indexReady();
+    expect(store.rowsInMemory).toBe(false);
+    expect(store.vectors.length).toBe(0);
+    const queries = vectors(10, 22);
+    const fromDisk = queries.map((q) => store.searchSync(q, 10));
+    const indexed = await Promise.all(queries.map((q) => store.search(q, 10)));
+    await store.close();
+
+    const exact = tracked(FileVectorStore.open({ dir, embeddingModel: 'm', dimension: DIM, index: 'exact' }));
+    expect(exact.rowsInMemory).toBe(true);
+    expect(fromDisk).toEqual(queries.map((q) => exact.searchSync(q, 10)));
+    // Each score the index returns is the exact float32 cosine of the row it names.
+    indexed.forEach((hits, i) => {
+      expect(hits).toHaveLength(10);
+      for (const hit of hits) {
+        const row = byId.get(hit.document)?.[hit.chunk] as Float32Array;
+        const [a, b] = [normalise(row), normalise(queries[i] as Float32Array)];
+        expect(hit.score).toBeCloseTo(
+          a.reduce((sum, x, j) => sum + x * (b[j] as number), 0),
+          5,
+        );
+      }
+    });
+  });
+
   it('agrees with the exact scan, scores included, and is saved with the collection', async () => {
     const dir = freshDir();
     const store = tracked(open(dir));

@@ -36,6 +36,8 @@ export interface FleetInstallOptions extends RunOptions {
   dryRun?: boolean | undefined;
   healthTimeoutMs?: number | undefined;
   egressInterface?: string | undefined;
+  /** Serve every host's gateway in plain HTTP (labs only; install --insecure-http). */
+  insecureHttp?: boolean | undefined;
   /** Each host's install steps, as a single install reports them, tagged with the host. */
   onHostProgress?: ((host: string, event: ProgressEvent) => void) | undefined;
 }
@@ -133,6 +135,7 @@ export async function fleetInstall(options: FleetInstallOptions): Promise<FleetI
             dryRun: options.dryRun,
             healthTimeoutMs: options.healthTimeoutMs,
             egressInterface: options.egressInterface,
+            insecureHttp: options.insecureHttp,
             signal: options.signal,
             onProgress: progress,
           });

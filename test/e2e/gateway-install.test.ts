@@ -63,7 +63,8 @@ describe.skipIf(!requirement.ok)(`the gateway installed on an air-gapped host ${
 
   beforeAll(async () => {
     const t0 = Date.now();
-    const lap = (what: string) => process.stderr.write(`TIMING ${what} ${((Date.now() - t0) / 1000).toFixed(1)}s\n`);
+    const lap = (what: string) =>
+      process.stderr.write(`TIMING ${what} ${((Date.now() - t0) / 1000).toFixed(1)}s\n`);
     work = await mkdtemp(path.join(os.tmpdir(), 'apertus-gateway-e2e-'));
     host = await createDemoHost({ workDir: path.join(work, 'host'), mode: 'netns' });
     target = hostTargetArgs(host);
@@ -230,7 +231,9 @@ describe.skipIf(!requirement.ok)(`the gateway installed on an air-gapped host ${
     expect(wrong).toBeInstanceOf(AuthenticationError);
     expect((wrong as AuthenticationError).code).toBe('invalid_api_key');
 
-    expect((await client(keys.leaver as string).models.list()).data.map((m) => m.id)).toEqual([TINY_MODEL.id]);
+    expect((await client(keys.leaver as string).models.list()).data.map((m) => m.id)).toEqual([
+      TINY_MODEL.id,
+    ]);
     const revoked = await apertus(['keys', 'api', 'revoke', 'leaver', ...target, '--json']);
     expect(revoked.exitCode, revoked.stderr).toBe(0);
     const after = await client(keys.leaver as string)

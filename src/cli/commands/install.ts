@@ -138,7 +138,7 @@ export function registerInstall(program: Command, io: CliIO): void {
           'usage',
           '--tls-cert and --expose-address are per host; an inventory has many.',
           {
-            hint: 'Install each host with --host and its own --tls-cert, --tls-key and --expose-address.',
+            hint: 'Give each host its own in the inventory: tlsCert, tlsKey and exposeAddress (relative paths from the inventory file).',
           },
         );
       }

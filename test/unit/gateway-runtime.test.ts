@@ -178,7 +178,7 @@ describe('the gateway in recipes and on hosts', () => {
       message: expect.stringMatching(/no PEM certificate/),
     });
     expect(await refused(one.cert, path.join(work, 'missing.key'))).toMatchObject({
-      message: expect.stringMatching(/Cannot read --tls-key .*ENOENT/),
+      message: expect.stringMatching(/^No file at .*missing\.key \(--tls-key\)\.$/),
     });
   });
 });

@@ -12,13 +12,14 @@ export async function readTlsPair(certPath: string, keyPath: string): Promise<{ 
     try {
       return await readFile(file, 'utf8');
     } catch (error) {
-      throw new ApertusError(
-        'usage',
-        `Cannot read ${flag} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}.`,
-        {
-          hint: `Give ${flag} a PEM file on this machine.`,
-        },
-      );
+      const code = (error as NodeJS.ErrnoException).code;
+      const why =
+        code === 'ENOENT'
+          ? `No file at ${file} (${flag}).`
+          : code === 'EACCES'
+            ? `${file} (${flag}) is not readable by this user.`
+            : `${file} (${flag}) cannot be read: it is a directory or not a regular file.`;
+      throw new ApertusError('usage', why, { hint: `Give ${flag} a PEM file on this machine.` });
     }
   };
   const cert = await read(certPath, '--tls-cert');

@@ -13,9 +13,9 @@ import { gatewayReleaseCommand, gatewayRuntime } from '../../src/core/runtimes/g
 import type { GatewayServiceSpec } from '../../src/core/runtimes/gateway/spec.js';
 import { readTlsPair } from '../../src/core/runtimes/gateway/tls-files.js';
 import { planLaunches } from '../../src/core/runtimes/launch-plan.js';
-import { servicePorts, startOrder } from '../../src/core/runtimes/lifecycle.js';
+import { startOrder } from '../../src/core/runtimes/lifecycle.js';
 import { ragReleaseCommand } from '../../src/core/runtimes/rag/adapter.js';
-import { serviceWarnings } from '../../src/core/runtimes/registry.js';
+import { servicePorts, serviceWarnings } from '../../src/core/runtimes/registry.js';
 import { resolveServices } from '../../src/core/runtimes/resolve-services.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { hostLayout } from '../../src/core/target/layout.js';

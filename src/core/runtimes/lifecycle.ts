@@ -34,11 +34,6 @@ export async function provisionServices(
     await adapterOf(service).provision?.(transport, layout, service, provision, signal);
 }
 
-/** Every port a service listens on. */
-export function servicePorts(service: ServiceSpec): number[] {
-  return adapterOf(service).ports?.(service) ?? [service.port];
-}
-
 export async function startServices(
   transport: Transport,
   layout: HostLayout,

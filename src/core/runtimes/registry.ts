@@ -93,3 +93,8 @@ export function needsContainerEngine(services: readonly ServiceBase[]): boolean 
 export function serviceWarnings(service: ServiceSpec): string[] {
   return adapterOf(service).warnings?.(service) ?? [];
 }
+
+/** Every port a service listens on (the gateway: its metrics port and the one it exposes). */
+export function servicePorts(service: ServiceSpec): number[] {
+  return adapterOf(service).ports?.(service) ?? [service.port];
+}

@@ -23,7 +23,8 @@
 //   *    /rag/COLLECTION/v1/...      scope rag:COLLECTION; passed to that RAG service as /v1/...
 //                                    (an OpenAI client can use https://HOST/rag/C/v1 as base URL).
 //   *    /v1/documents..., /v1/query the RAG API of the only collection (404 with several).
-//   GET  /metrics                    scope admin (the same text is on --metrics-port, loopback).
+//   GET  /metrics                    scope admin (the same text is on --metrics-port, loopback,
+//                                    which also answers GET /health without a key).
 // An unknown model is 404 model_not_found. Streaming answers (SSE) are passed through as the
 // upstream writes them.
 //
@@ -744,8 +745,11 @@ if (options.metricsPort !== null) {
   metricsServer = createHttpServer((req, res) => {
     req.resume();
     const path = (req.url ?? '/').split('?')[0];
+    // Install and status check health here, on loopback in plain HTTP, whatever the listener speaks.
+    if (req.method === 'GET' && path === '/health')
+      return sendJson(res, shuttingDown ? 503 : 200, { status: shuttingDown ? 'stopping' : 'ok' });
     if (req.method !== 'GET' || path !== '/metrics')
-      return sendJson(res, 404, { error: 'only GET /metrics' });
+      return sendJson(res, 404, { error: 'only GET /metrics and /health' });
     const text = Buffer.from(metricsText());
     res.writeHead(200, {
       'content-type': 'text/plain; version=0.0.4; charset=utf-8',

@@ -18,6 +18,7 @@ import {
   renderContainerUnit,
 } from '../../src/core/runtimes/container/engine.js';
 import { containerRunSpec } from '../../src/core/runtimes/container/service.js';
+import type { GatewayServiceSpec } from '../../src/core/runtimes/gateway/spec.js';
 import { resolveServices } from '../../src/core/runtimes/resolve-services.js';
 import { vllmRunSpec } from '../../src/core/runtimes/vllm/vllm.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
@@ -42,14 +43,15 @@ const host: ContainerHost = {
 
 async function resolved(dir: string) {
   const loaded = await loadRecipe(dir);
+  const services = resolveServices(loaded.recipe, loaded.file, () => null);
   const byName = new Map(
-    resolveServices(loaded.recipe, loaded.file, () => null)
+    services
       .filter(
         (s): s is VllmServiceSpec | ContainerServiceSpec => s.runtime === 'vllm' || s.runtime === 'container',
       )
       .map((s) => [s.name, s]),
   );
-  return { loaded, byName };
+  return { loaded, byName, services };
 }
 
 /** The container a vllm or container service runs as. */
@@ -63,14 +65,20 @@ const value = (argv: string[], flag: string) => argv[argv.indexOf(flag) + 1];
 
 describe('the shipped GPU recipes', () => {
   it('apertus-8b-rag: Apertus-8B and bge-m3 on vLLM, Qdrant, and the RAG service over them', async () => {
-    const { loaded, byName } = await resolved('bundles/apertus-8b-rag');
+    const { loaded, byName, services } = await resolved('bundles/apertus-8b-rag');
     expect(loaded.recipe.components.map((c) => [c.name, c.kind, c.source])).toEqual([
       ['model', 'model', 'hf:swiss-ai/Apertus-8B-Instruct-2509'],
       ['embedding-model', 'model', 'hf:BAAI/bge-m3'],
       ['vllm', 'image', 'oci:docker.io/vllm/vllm-openai:v0.20.0'],
       ['qdrant', 'image', 'oci:docker.io/qdrant/qdrant:v1.15.1'],
     ]);
-    expect(loaded.recipe.services.map((s) => s.runtime)).toEqual(['vllm', 'vllm', 'container', 'rag']);
+    expect(loaded.recipe.services.map((s) => s.runtime)).toEqual([
+      'vllm',
+      'vllm',
+      'container',
+      'rag',
+      'gateway',
+    ]);
 
     const llm = byName.get('llm') as VllmServiceSpec;
     expect(llm.image.reference).toBe('docker.io/vllm/vllm-openai:v0.20.0');
@@ -101,6 +109,15 @@ describe('the shipped GPU recipes', () => {
     expect(qdrantArgv).not.toContain('--device');
     expect(qdrant.healthPath).toBe('/healthz');
     expect(loaded.recipe.verify.embeddings?.dimension).toBe(1024);
+
+    // The gateway routes to both models and the RAG service, not to Qdrant.
+    const gateway = services.find((s) => s.name === 'gateway') as GatewayServiceSpec;
+    expect(gateway.upstreams.map((u) => [u.model, u.url, u.embeddings])).toEqual([
+      ['swiss-ai/Apertus-8B-Instruct-2509', 'http://127.0.0.1:18000', false],
+      ['BAAI/bge-m3', 'http://127.0.0.1:18001', true],
+    ]);
+    expect(gateway.rags).toEqual([{ service: 'rag', collection: 'rag', url: 'http://127.0.0.1:18090' }]);
+    expect(gateway.dependsOn).toEqual(['llm', 'embed', 'rag']);
   });
 
   it('apertus-70b: vLLM with tensor parallelism 4 and host IPC', async () => {

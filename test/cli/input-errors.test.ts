@@ -123,6 +123,35 @@ describe('key files', () => {
     );
   });
 
+  it("the gateway's TLS files are named before the bundle is read", async () => {
+    const bundle = path.join(work, 't.tar');
+    await writeFile(bundle, 'not looked at');
+    const cert = path.join(work, 'gateway-cert.pem');
+    const key = path.join(work, 'gateway-key.pem');
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--tls-cert', cert]),
+      '--tls-cert and --tls-key go together.',
+    );
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--tls-cert', cert, '--tls-key', key]),
+      `No file at ${cert} (--tls-cert).`,
+    );
+    await writeFile(cert, 'not a certificate');
+    await writeFile(key, 'not a key');
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--tls-cert', cert, '--tls-key', key]),
+      `${cert} holds no PEM certificate.`,
+    );
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--tls-cert', cert, '--tls-key', key, '--insecure-http']),
+      '--insecure-http and --tls-cert exclude each other.',
+    );
+    expectUsageError(
+      await runCli(['install', bundle, '--local', '--expose-address', 'gpu1.lab']),
+      '--expose-address "gpu1.lab" is not an IP address.',
+    );
+  });
+
   it('bundle --sign that is not a minisign key fails before any source is fetched, --dry-run too', async () => {
     const recipe = path.join(work, 'hf-recipe');
     await mkdir(recipe, { recursive: true });

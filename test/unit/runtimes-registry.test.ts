@@ -82,7 +82,7 @@ describe('the runtime registry', () => {
       kind: 'Bundle',
       metadata: { name: 'x', version: '1' },
       components: [{ name: 'm', kind: 'model', source: 'file:m' }],
-      services: [{ name: 'gw', runtime: 'gateway', port: 18443 }],
+      services: [{ name: 'gw', runtime: 'sglang', port: 18443 }],
     });
     expect(recipe.success ? [] : recipe.error.issues.map((i) => i.path.join('.'))).toEqual([
       'services.0.runtime',
@@ -90,14 +90,14 @@ describe('the runtime registry', () => {
     const config = await configOf('bundles/demo');
     const bundle = bundleConfigSchema.safeParse({
       ...config,
-      services: [{ name: 'gw', runtime: 'gateway', port: 18443 }],
+      services: [{ name: 'gw', runtime: 'sglang', port: 18443 }],
     });
     expect(bundle.success ? '' : describeIssues(bundle.error)).toMatch(/^services\.0\.runtime: /);
   });
 
   it('says which apertus to use for a release record of a kind it does not run', () => {
     // Release records are read back from the host as written, without the bundle schema.
-    const record = JSON.parse('{"name":"gw","runtime":"gateway","port":18443}') as ServiceSpec;
+    const record = JSON.parse('{"name":"gw","runtime":"sglang","port":18443}') as ServiceSpec;
     expect(() => serviceModelId(record)).toThrow(
       expect.objectContaining({
         code: 'service-invalid',

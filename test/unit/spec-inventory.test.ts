@@ -251,3 +251,46 @@ describe('inventory', () => {
     });
   });
 });
+
+describe('inventory: the gateway per host', () => {
+  it('gives a host its TLS files (relative to the inventory) and the address its gateway binds', () => {
+    const inventory = parseInventory(
+      FILE,
+      [
+        'apiVersion: apertus.dev/v1',
+        'kind: Inventory',
+        'hosts:',
+        '  - name: gpu-01',
+        '    address: 10.0.0.5',
+        '    tlsCert: tls/gpu-01.pem',
+        '    tlsKey: tls/gpu-01.key',
+        '    exposeAddress: 10.0.0.5',
+        '  - name: gpu-02',
+        '    address: 10.0.0.6',
+      ].join('\n'),
+    );
+    const [one, two] = inventoryTargets(inventory);
+    expect(one?.gateway).toEqual({
+      tls: { certPath: '/etc/apertus/tls/gpu-01.pem', keyPath: '/etc/apertus/tls/gpu-01.key' },
+      exposeAddress: '10.0.0.5',
+    });
+    expect(two).not.toHaveProperty('gateway');
+  });
+
+  it('refuses a certificate without its key and an address that is no IP, at their lines', () => {
+    const found = problems(
+      [
+        'apiVersion: apertus.dev/v1',
+        'kind: Inventory',
+        'hosts:',
+        '  - address: 10.0.0.5',
+        '    tlsCert: tls/gpu-01.pem',
+        '    exposeAddress: gpu-01.lab',
+      ].join('\n'),
+    ).problems;
+    expect(found.map((p) => [p.path, p.line, p.message])).toEqual([
+      ['hosts[0].exposeAddress', 6, 'an IPv4 or IPv6 address, e.g. 10.0.0.5'],
+      ['hosts[0].tlsKey', 4, 'tlsCert and tlsKey go together'],
+    ]);
+  });
+});

@@ -46,6 +46,10 @@ interface InstallFlags extends InventoryFlags {
   skipCheck?: string[];
   dryRun?: boolean;
   countEgress?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  insecureHttp?: boolean;
+  exposeAddress?: string;
   json?: boolean;
 }
 
@@ -99,8 +103,26 @@ export function registerInstall(program: Command, io: CliIO): void {
       '--count-egress <interface>',
       'count the packets the host sends through this interface (where its routes out lead) during verification; fail unless 0',
     )
+    .option(
+      '--tls-cert <file>',
+      "the gateway's certificate for this host (PEM; your PKI's, or from `apertus tls cert`): uploaded 0600 under the install root, never bundled",
+    )
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM, unencrypted)')
+    .option(
+      '--insecure-http',
+      'serve the gateway in plain HTTP, API keys in clear (labs only; `apertus status` warns about it)',
+    )
+    .option(
+      '--expose-address <ip>',
+      "the address the gateway binds on this host, instead of the recipe's expose.address",
+    )
     .option('--json', 'print only the JSON report on stdout')
     .action(async (bundlePath: string, flags: InstallFlags) => {
+      if ((flags.tlsCert === undefined) !== (flags.tlsKey === undefined)) {
+        throw new ApertusError('usage', '--tls-cert and --tls-key go together.', {
+          hint: 'Pass the certificate and its private key, both PEM files.',
+        });
+      }
       if (flags.key !== undefined) {
         throw new ApertusError(
           'usage',
@@ -111,6 +133,15 @@ export function registerInstall(program: Command, io: CliIO): void {
         );
       }
       const fleet = await inventoryTargetsOf(flags);
+      if (fleet && (flags.tlsCert !== undefined || flags.exposeAddress !== undefined)) {
+        throw new ApertusError(
+          'usage',
+          '--tls-cert and --expose-address are per host; an inventory has many.',
+          {
+            hint: 'Give each host its own in the inventory: tlsCert, tlsKey and exposeAddress (relative paths from the inventory file).',
+          },
+        );
+      }
       if (fleet) return installFleet(io, bundlePath, flags, fleet);
       const fleetOnly = [
         flags.serial !== undefined && '--serial',
@@ -146,6 +177,11 @@ export function registerInstall(program: Command, io: CliIO): void {
             target,
             root: flags.root,
             ...installFlagOptions(flags, skipChecks),
+            tls:
+              flags.tlsCert !== undefined && flags.tlsKey !== undefined
+                ? { certPath: flags.tlsCert, keyPath: flags.tlsKey }
+                : undefined,
+            exposeAddress: flags.exposeAddress,
             signal,
             onProgress,
           }),
@@ -168,6 +204,10 @@ export function registerInstall(program: Command, io: CliIO): void {
       does: 'another port, key and install root',
     },
     {
+      run: 'install out/apertus-8b-rag-1.0.0.tar --host root@10.0.0.5 --tls-cert tls/gpu1/cert.pem --tls-key tls/gpu1/key.pem',
+      does: "the gateway serves HTTPS with this certificate on the recipe's expose port",
+    },
+    {
       run: 'install out/apertus-8b-rag-1.0.0.tar --inventory hosts.yaml --limit rack-a --max-fail 25%',
       does: 'a canary host, then 5 at a time; stop once more than 25% failed',
     },
@@ -182,6 +222,7 @@ function installFlagOptions(flags: InstallFlags, skipChecks: CheckId[]) {
     skipChecks,
     dryRun: flags.dryRun,
     egressInterface: flags.countEgress,
+    insecureHttp: flags.insecureHttp,
   };
 }
 

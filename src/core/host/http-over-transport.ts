@@ -1,6 +1,7 @@
 import { type IncomingHttpHeaders, type IncomingMessage, request } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
+import { connect as tlsConnect } from 'node:tls';
 import { ApertusError } from '../errors.js';
 import type { Transport } from './transport.js';
 
@@ -23,6 +24,20 @@ export interface HttpRequestOptions {
   /** For httpRequest: the whole exchange. For httpRequestStream: until the headers arrive. */
   timeoutMs: number;
   signal?: AbortSignal;
+  /** HTTPS through the same channel, to a server that must present this certificate. */
+  tls?: PinnedTls;
+}
+
+/**
+ * TLS to a server whose certificate is known exactly (the one install uploaded): the
+ * certificate presented must have this SHA-256 fingerprint, whoever signed it, so the
+ * operator's CA need not be known here and no other certificate passes.
+ */
+export interface PinnedTls {
+  /** As X509Certificate.fingerprint256 writes it: colon-separated upper-case hex. */
+  fingerprint256: string;
+  /** SNI sent in the handshake; default none. */
+  servername?: string;
 }
 
 export interface HttpResponse {
@@ -84,7 +99,7 @@ async function exchange<T>(
         ? Buffer.from(options.body)
         : undefined;
   const method = options.method ?? (payload ? 'POST' : 'GET');
-  const target = `${method} http://${host.includes(':') ? `[${host}]` : host}:${port}${path} on ${transport.description}`;
+  const target = `${method} ${options.tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${port}${path} on ${transport.description}`;
   const fail = (error: unknown) =>
     error instanceof ApertusError
       ? error
@@ -95,8 +110,18 @@ async function exchange<T>(
         });
 
   const deadline = Date.now() + timeoutMs;
-  const socket = await withDeadline(transport.connect(port, host), deadline, target, signal);
-  adaptForHttp(socket);
+  const channel = await withDeadline(transport.connect(port, host), deadline, target, signal);
+  adaptForHttp(channel);
+  const socket = options.tls
+    ? await withDeadline(pinnedTls(channel, options.tls), deadline, target, signal).catch(
+        (error: unknown) => {
+          channel.destroy();
+          throw fail(error);
+        },
+      )
+    : channel;
+  // Closing the TLS socket does not close a channel it wraps: free the SSH channel too.
+  if (socket !== channel) socket.once('close', () => channel.destroy());
 
   const headers: Record<string, string> = {
     connection: 'close',
@@ -140,6 +165,33 @@ async function exchange<T>(
   } finally {
     cleanup();
   }
+}
+
+/** The TLS handshake over `channel`; fails unless the server presents the pinned certificate. */
+function pinnedTls(channel: Duplex, pin: PinnedTls): Promise<Duplex> {
+  return new Promise((resolve, reject) => {
+    const secure = tlsConnect({
+      socket: channel as Socket,
+      // The chain is not judged here: the pin below names the one certificate accepted.
+      rejectUnauthorized: false,
+      ...(pin.servername ? { servername: pin.servername } : {}),
+    });
+    secure.once('error', reject);
+    secure.once('secureConnect', () => {
+      const presented = secure.getPeerX509Certificate()?.fingerprint256;
+      if (presented !== pin.fingerprint256) {
+        secure.destroy();
+        reject(
+          new Error(
+            `the server presented certificate ${presented ?? '(none)'}, not the installed ${pin.fingerprint256}`,
+          ),
+        );
+        return;
+      }
+      secure.off('error', reject);
+      resolve(secure);
+    });
+  });
 }
 
 /** node:http calls these socket methods; an SSH channel is a plain Duplex without them. */

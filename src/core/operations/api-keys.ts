@@ -9,20 +9,12 @@
  * trust change.
  */
 import { ApertusError } from '../errors.js';
-import { shellQuote } from '../host/shell-quote.js';
-import type { Transport } from '../host/transport.js';
 import type { RunOptions } from '../progress.js';
-import {
-  type ApiKeyFile,
-  EMPTY_KEY_FILE,
-  newApiKey,
-  parseApiKeyFile,
-  serializeApiKeyFile,
-} from '../runtimes/gateway/api-key-file.js';
+import { type ApiKeyFile, newApiKey } from '../runtimes/gateway/api-key-file.js';
+import { readKeyFile, writeKeyFile } from '../runtimes/gateway/api-key-store.js';
 import { gatewayDataPaths } from '../runtimes/gateway/gateway-service.js';
 import type { InstallTarget } from '../target/connect.js';
 import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
-import { writeFileScript } from '../target/safe-write.js';
 import { type HostSession, withHostSession } from '../target/session.js';
 
 export interface ApiKeyOptions extends RunOptions {
@@ -80,34 +72,6 @@ function listing(entry: ApiKeyFile['keys'][number]): ApiKeyListing {
     revoked: entry.revoked ?? null,
     fingerprint: entry.sha256.slice(0, 12),
   };
-}
-
-async function readKeyFile(transport: Transport, file: string, signal?: AbortSignal): Promise<ApiKeyFile> {
-  const q = shellQuote([file]);
-  const result = await transport.exec(`if [ -e ${q} ]; then cat ${q}; else exit 3; fi`, {
-    reject: false,
-    signal,
-  });
-  if (result.exitCode === 3) return { ...EMPTY_KEY_FILE, keys: [] };
-  if (result.exitCode !== 0) {
-    throw new ApertusError(
-      'api-keys-unreadable',
-      `Cannot read ${file} on ${transport.description}: ${result.stderr.trim() || `exit ${result.exitCode}`}.`,
-      { kind: 'operation', hint: `Check the permissions of ${file} on the host.` },
-    );
-  }
-  return parseApiKeyFile(result.stdout, `${file} on ${transport.description}`);
-}
-
-async function writeKeyFile(
-  transport: Transport,
-  file: string,
-  dir: string,
-  content: ApiKeyFile,
-): Promise<void> {
-  await transport.exec(
-    `mkdir -p ${shellQuote([dir])} && chmod 0700 ${shellQuote([dir])}\n${writeFileScript(file, serializeApiKeyFile(content), '0600')}`,
-  );
 }
 
 export async function createApiKey(

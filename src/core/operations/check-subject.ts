@@ -29,7 +29,12 @@ import { type LoadedBundle, loadBundle } from '../layout/load-bundle.js';
 import type { BundleConfig, ServiceSpec } from '../layout/types.js';
 import type { RunOptions } from '../progress.js';
 import type { OfflineVerdict } from '../runtimes/offline-verdict.js';
-import { adapterOf, needsContainerEngine, needsRuntimeComponent } from '../runtimes/registry.js';
+import {
+  adapterOf,
+  needsContainerEngine,
+  needsRuntimeComponent,
+  servicePorts,
+} from '../runtimes/registry.js';
 import { resolveServices } from '../runtimes/resolve-services.js';
 import { listLocalFiles } from '../sources/file/local-files.js';
 import { loadRecipe } from '../spec/load-recipe.js';
@@ -128,7 +133,7 @@ function servicesAndContainers(
   workloads: readonly ModelWorkload[],
 ): Pick<CheckSubject, 'ports' | 'needsContainers' | 'needsNodeRuntime'> {
   return {
-    ports: services.map((s) => ({ port: s.port, service: s.name })),
+    ports: services.flatMap((s) => servicePorts(s).map((port) => ({ port, service: s.name }))),
     needsContainers:
       components.some((c) => c.kind === 'image') ||
       needsContainerEngine(services) ||

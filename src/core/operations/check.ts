@@ -207,6 +207,8 @@ export interface CheckTarget {
   name: string;
   target: InstallTarget;
   root?: string | undefined;
+  /** From the inventory: what install gives this host's gateway (its TLS files, its address). */
+  gateway?: { tls?: { certPath: string; keyPath: string }; exposeAddress?: string } | undefined;
 }
 
 export interface ChecksReport {

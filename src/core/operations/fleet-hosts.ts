@@ -11,6 +11,8 @@ export interface FleetHost {
   name: string;
   target: InstallTarget;
   root?: string | undefined;
+  /** From the inventory: the host's gateway TLS files and address (install --tls-cert, --expose-address). */
+  gateway?: { tls?: { certPath: string; keyPath: string }; exposeAddress?: string } | undefined;
 }
 
 /** A host's failure as a report carries it: our errors by code, anything else as a bug. */

@@ -18,7 +18,13 @@ import {
   type SerialItem,
 } from './fleet-batches.js';
 import { type FleetHost, type HostError, hostError, runPool, targetAddress } from './fleet-hosts.js';
-import { type InstallResult, installPrepared, prepareInstallBundle, readInstallTrustKey } from './install.js';
+import {
+  type InstallResult,
+  installPrepared,
+  prepareInstallBundle,
+  readInstallTls,
+  readInstallTrustKey,
+} from './install.js';
 import type { InstallReport } from './install-report.js';
 
 export interface FleetInstallOptions extends RunOptions {
@@ -36,6 +42,8 @@ export interface FleetInstallOptions extends RunOptions {
   dryRun?: boolean | undefined;
   healthTimeoutMs?: number | undefined;
   egressInterface?: string | undefined;
+  /** Serve every host's gateway in plain HTTP (labs only; install --insecure-http). */
+  insecureHttp?: boolean | undefined;
   /** Each host's install steps, as a single install reports them, tagged with the host. */
   onHostProgress?: ((host: string, event: ProgressEvent) => void) | undefined;
 }
@@ -85,6 +93,19 @@ export async function fleetInstall(options: FleetInstallOptions): Promise<FleetI
       hint: 'List hosts in the inventory, or widen --limit.',
     });
   const trustKey = await readInstallTrustKey(options);
+  // Every host's TLS files are read and checked before the bundle is: a wrong path fails in a second.
+  const gateways = new Map<string, Awaited<ReturnType<typeof readInstallTls>>>();
+  for (const host of options.hosts) {
+    const tls = await readInstallTls({
+      tls: host.gateway?.tls,
+      insecureHttp: options.insecureHttp,
+      exposeAddress: host.gateway?.exposeAddress,
+    }).catch((error: unknown) => {
+      if (isApertusError(error)) error.message = `${host.name}: ${error.message}`;
+      throw error;
+    });
+    gateways.set(host.name, tls);
+  }
   const prepared = await prepareInstallBundle(options.bundlePath, {
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: options.onProgress ?? noProgress,
@@ -133,6 +154,9 @@ export async function fleetInstall(options: FleetInstallOptions): Promise<FleetI
             dryRun: options.dryRun,
             healthTimeoutMs: options.healthTimeoutMs,
             egressInterface: options.egressInterface,
+            insecureHttp: options.insecureHttp,
+            tls: gateways.get(host.name),
+            exposeAddress: host.gateway?.exposeAddress,
             signal: options.signal,
             onProgress: progress,
           });

@@ -158,7 +158,7 @@ export async function activateAndVerify(
         const health = await waitForHealth(transport, service, healthTimeoutMs, signal);
         checks.push(health);
         if (health.status === 'ok')
-          checks.push(...(await verifyService(transport, service, verifySpec, signal)));
+          checks.push(...(await verifyService(transport, service, verifySpec, signal, layout)));
       }
       if (checks.every((c) => c.status === 'ok')) {
         checks.push(...(await verifyGoldenPrompts(transport, services, verifySpec.golden ?? [], signal)));

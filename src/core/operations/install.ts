@@ -2,8 +2,11 @@ import type { CheckId } from '../check/check-result.js';
 import { ApertusError, isApertusError } from '../errors.js';
 import { blobPath } from '../layout/names.js';
 import { noProgress, type RunOptions } from '../progress.js';
+import type { HostProvision } from '../runtimes/adapter.js';
+import { listenAddress } from '../runtimes/gateway/spec.js';
+import { readTlsPair } from '../runtimes/gateway/tls-files.js';
 import { planLaunches } from '../runtimes/launch-plan.js';
-import { preflightServices } from '../runtimes/lifecycle.js';
+import { preflightServices, provisionServices } from '../runtimes/lifecycle.js';
 import { readPublicKey } from '../sign/keys.js';
 import { type TransferResult, transferBlobs } from '../target/blob-store.js';
 import type { InstallTarget } from '../target/connect.js';
@@ -63,6 +66,12 @@ export interface InstallOptions extends RunOptions {
    * while services start and are verified are counted, and verification fails unless 0.
    */
   egressInterface?: string | undefined;
+  /** The gateway's TLS certificate and key for this host (PEM files on this machine); uploaded 0600, never bundled. */
+  tls?: { certPath: string; keyPath: string } | undefined;
+  /** Serve the gateway in plain HTTP (labs only); recorded in the release, warned about by `status`. */
+  insecureHttp?: boolean | undefined;
+  /** The address the gateway binds on this host, instead of the recipe's. */
+  exposeAddress?: string | undefined;
 }
 
 export interface InstallDryRun {
@@ -88,8 +97,28 @@ export type InstallResult = InstallDryRun | ({ dryRun: false } & InstallReport);
 export type TrustKey = Awaited<ReturnType<typeof readPublicKey>>;
 
 /** What one host's install takes once the bundle is prepared (a fleet run shares one). */
-export interface HostInstallOptions extends Omit<InstallOptions, 'bundlePath' | 'trustKeyPath'> {
+export interface HostInstallOptions extends Omit<InstallOptions, 'bundlePath' | 'trustKeyPath' | 'tls'> {
   trustKey?: TrustKey | undefined;
+  /** The TLS files' PEM text, read once (readInstallTls). */
+  tls?: { cert: string; key: string } | undefined;
+}
+
+/** Reads --tls-cert and --tls-key on this machine and checks them against --insecure-http, before anything else. */
+export async function readInstallTls(
+  options: Pick<InstallOptions, 'tls' | 'insecureHttp' | 'exposeAddress'>,
+): Promise<HostInstallOptions['tls']> {
+  if (options.exposeAddress !== undefined && !listenAddress.safeParse(options.exposeAddress).success) {
+    throw new ApertusError('usage', `--expose-address "${options.exposeAddress}" is not an IP address.`, {
+      hint: 'Give the IPv4 or IPv6 address the gateway binds on the host, e.g. 10.0.0.5 (0.0.0.0 for all).',
+    });
+  }
+  if (options.tls === undefined) return undefined;
+  if (options.insecureHttp) {
+    throw new ApertusError('usage', '--insecure-http and --tls-cert exclude each other.', {
+      hint: 'Serve HTTPS with --tls-cert and --tls-key, or plain HTTP with --insecure-http (labs only).',
+    });
+  }
+  return readTlsPair(options.tls.certPath, options.tls.keyPath);
 }
 
 /** Reads --trust-key and checks it against --allow-unsigned, before the bundle is verified. */
@@ -143,9 +172,10 @@ export async function prepareInstallBundle(bundlePath: string, options: RunOptio
 export async function install(options: InstallOptions): Promise<InstallResult> {
   parseHostRoot(options.root ?? DEFAULT_HOST_ROOT);
   const trustKey = await readInstallTrustKey(options);
+  const tls = await readInstallTls(options);
   const prepared = await prepareInstallBundle(options.bundlePath, options);
   try {
-    return await installPrepared(prepared, { ...options, trustKey });
+    return await installPrepared(prepared, { ...options, trustKey, tls });
   } finally {
     await prepared.close();
   }
@@ -257,7 +287,14 @@ async function installInSession(
       failStep('preflight', `no interface ${options.egressInterface} to count egress on`),
     );
   }
-  await preflightServices(transport, layout, bundle.config.services, signal).catch(failStep('preflight'));
+  const services = planLaunches(bundle.config.services, {
+    gpu: hostCheck.gpu,
+    workloads: prepared.subject.workloads,
+    imageConfigs: prepared.imageConfigs,
+    exposure: { address: options.exposeAddress, insecureHttp: options.insecureHttp === true },
+  });
+  const provision: HostProvision = { tls: options.tls };
+  await preflightServices(transport, layout, services, signal, provision).catch(failStep('preflight'));
   const venvs = wheelsVenvs(bundle.config, plan.release.dir);
   const pythons = await checkHostPython(transport, venvs, signal).catch(
     failStep('preflight', 'no python3 of the version the wheels need'),
@@ -318,13 +355,10 @@ async function installInSession(
     state = { ...added, audit: { seq: recorded.record.seq, hash: recorded.record.hash } };
   }
 
-  const services = planLaunches(bundle.config.services, {
-    gpu: hostCheck.gpu,
-    workloads: prepared.subject.workloads,
-    imageConfigs: prepared.imageConfigs,
-  });
   // The host key signs the RAG service's checkpoints: it exists before any service starts.
   await session.hostKey();
+  // The gateway's TLS files and token, in place before any service starts; never in a bundle.
+  await provisionServices(transport, layout, services, provision, signal);
   return applyInstall({
     session,
     prepared,

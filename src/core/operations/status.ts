@@ -2,6 +2,7 @@ import path from 'node:path/posix';
 import { type AuditRecord, auditRecordHash } from '../audit/verify-chain.js';
 import { isApertusError } from '../errors.js';
 import { noProgress, type RunOptions } from '../progress.js';
+import { serviceWarnings } from '../runtimes/registry.js';
 import { serviceModelId } from '../runtimes/release-health.js';
 import { waitForHealth } from '../runtimes/verify-services.js';
 import { verifiedAuditTail } from '../target/audit-log.js';
@@ -222,6 +223,7 @@ export async function hostStatus(options: HostStatusOptions): Promise<HostStatus
         ...(lock.held && lock.stale === null
           ? [`${layout.lock} names no holder: remove it if no apertus command is running`]
           : []),
+        ...(release?.services ?? []).flatMap(serviceWarnings),
         ...rootProblems.map((p) => `${p.path} ${p.problem} (fix: ${p.fix})`),
         ...(auditProblem ? [auditProblem] : []),
         ...problems,

@@ -64,8 +64,17 @@ export interface ModelEndpoint {
   embeddings: boolean;
 }
 
+/** What the gateway routes to a service: a model by the body's `model`, or a RAG collection by path. */
+export type GatewayRoute =
+  | { kind: 'model'; model: string; url: string; embeddings: boolean }
+  | { kind: 'rag'; collection: string; url: string };
+
 /** What resolving a recipe service into a bundle service may look up. */
 export interface ResolveContext {
+  /** Every service of the recipe, in order. */
+  serviceNames: readonly string[];
+  /** What the gateway routes to the named service; null: nothing; undefined: no such service. */
+  routeOf(name: string): GatewayRoute | null | undefined;
   /** The recipe file, for error hints. */
   recipeFile: string;
   /** The recipe entry of a component; undefined when there is none. */
@@ -86,6 +95,16 @@ export interface LaunchHost {
   workloads: readonly ModelWorkload[];
   /** Image configs by image component name: their Env carries CUDA_VERSION. */
   imageConfigs: ReadonlyMap<string, unknown>;
+  /** How this host faces the network (install --expose-address, --insecure-http); absent: as the recipe says, with TLS. */
+  exposure?: { address?: string | undefined; insecureHttp: boolean } | undefined;
+}
+
+/**
+ * What the operator gives install for one host that never goes into a bundle: the gateway's
+ * TLS certificate and key (PEM text, read on the operator's side).
+ */
+export interface HostProvision {
+  tls?: { cert: string; key: string } | undefined;
 }
 
 /** What starting one service of a release needs. */
@@ -133,6 +152,8 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   modelId(service: S): string | null;
   /** Where and what it serves to the RAG service; null when it is no model server. */
   endpoint(service: S): ModelEndpoint | null;
+  /** What the gateway routes to it; absent: its model endpoint, if any. */
+  gatewayRoute?(service: S): GatewayRoute | null;
   /** The model component it serves, which no other judgement of the check takes; absent: none. */
   modelComponent?(service: S): string;
   /** What the host check judges of the model it serves, read from the components (bundle or recipe). */
@@ -153,14 +174,36 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   /** The service as this host will run it (image and flags for its GPUs); absent: as bundled. */
   planLaunch?(service: S, host: LaunchHost): S;
   /** Refuses the install before anything on the host changes; absent: nothing to check. */
-  preflight?(transport: Transport, layout: HostLayout, service: S, signal?: AbortSignal): Promise<void>;
+  preflight?(
+    transport: Transport,
+    layout: HostLayout,
+    service: S,
+    signal?: AbortSignal,
+    provision?: HostProvision,
+  ): Promise<void>;
+  /** Puts what the operator gave for this host (TLS files) and per-host secrets in place, before services start. */
+  provision?(
+    transport: Transport,
+    layout: HostLayout,
+    service: S,
+    provision: HostProvision,
+    signal?: AbortSignal,
+  ): Promise<void>;
+  /** Every port it listens on, for the check that they are free; absent: `port`. */
+  ports?(service: S): number[];
   start(transport: Transport, service: S, context: StartContext): Promise<void>;
   /** Shell lines that stop it, whichever way it was started; stopping what does not run succeeds. */
   stopScript(service: S, layout: HostLayout): string;
   /** The HTTP path that answers 200 once it is up. */
   healthPath(service: S): string;
   /** A healthy service's own checks (model listed, chat, embeddings, RAG canary). */
-  verify(transport: Transport, service: S, spec: VerifySpec, signal?: AbortSignal): Promise<ServiceCheck[]>;
+  verify(
+    transport: Transport,
+    service: S,
+    spec: VerifySpec,
+    signal?: AbortSignal,
+    layout?: HostLayout,
+  ): Promise<ServiceCheck[]>;
   /** Checks of what it recorded during verification (the RAG audit log); absent: none. */
   verifyRecords?(
     transport: Transport,
@@ -168,6 +211,8 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
     service: S,
     signal?: AbortSignal,
   ): Promise<ServiceCheck[]>;
+  /** What `apertus status` should warn about in how it runs (plain HTTP on the network); absent: nothing. */
+  warnings?(service: S): string[];
   /** Its entry in the install report. */
   report(service: S): ServiceReportEntry;
   /** One phrase for `apertus inspect`: what it serves or runs. */

@@ -6,7 +6,7 @@ import { ApertusError } from '../errors.js';
 import type { Transport } from '../host/transport.js';
 import type { HostLayout } from '../target/layout.js';
 import type { ServiceManager } from '../target/preflight.js';
-import type { StartContext } from './adapter.js';
+import type { HostProvision, StartContext } from './adapter.js';
 import { type ContainerHost, probeContainerHost } from './container/engine.js';
 import { adapterOf, type ServiceSpec } from './registry.js';
 
@@ -16,8 +16,22 @@ export async function preflightServices(
   layout: HostLayout,
   services: readonly ServiceSpec[],
   signal?: AbortSignal,
+  provision: HostProvision = {},
 ): Promise<void> {
-  for (const service of services) await adapterOf(service).preflight?.(transport, layout, service, signal);
+  for (const service of services)
+    await adapterOf(service).preflight?.(transport, layout, service, signal, provision);
+}
+
+/** What the operator gave for this host (TLS files) and per-host secrets, put in place before any service starts. */
+export async function provisionServices(
+  transport: Transport,
+  layout: HostLayout,
+  services: readonly ServiceSpec[],
+  provision: HostProvision,
+  signal?: AbortSignal,
+): Promise<void> {
+  for (const service of services)
+    await adapterOf(service).provision?.(transport, layout, service, provision, signal);
 }
 
 export async function startServices(

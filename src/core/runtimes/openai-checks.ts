@@ -3,7 +3,7 @@
  * a streamed chat completion (tokens, time to first token, tokens per second), embeddings
  * of the declared dimension. Every model server kind is verified with these.
  */
-import { httpRequest, httpRequestStream } from '../host/http-over-transport.js';
+import { httpRequest, httpRequestStream, type PinnedTls } from '../host/http-over-transport.js';
 import type { Transport } from '../host/transport.js';
 import type { VerifySpec } from '../layout/types.js';
 import { RAG_CALLER_HEADER } from './rag/rag-service.js';
@@ -14,6 +14,33 @@ const REQUEST_TIMEOUT_MS = 120_000;
 const LIST_TIMEOUT_MS = 30_000;
 /** Recorded as the caller of verification's requests in the RAG audit log. */
 const VERIFY_CALLER = 'apertus-install-verify';
+
+/**
+ * Where the checks send their requests: a service's port on the host's loopback (a plain
+ * number), or an address the host reaches with TLS and headers of its own (the gateway).
+ */
+export interface OpenAiEndpoint {
+  port: number;
+  /** As seen from the host; default 127.0.0.1. */
+  host?: string;
+  tls?: PinnedTls;
+  /** Put before every path: `/rag/COLLECTION` through the gateway. */
+  pathPrefix?: string;
+  /** Sent with every request instead of the caller header (the gateway's Authorization). */
+  headers?: Record<string, string>;
+}
+
+/** The request options that reach `via`, for `path`. */
+export function requestVia(via: number | OpenAiEndpoint, path: string) {
+  const endpoint: OpenAiEndpoint = typeof via === 'number' ? { port: via } : via;
+  return {
+    port: endpoint.port,
+    ...(endpoint.host ? { host: endpoint.host } : {}),
+    ...(endpoint.tls ? { tls: endpoint.tls } : {}),
+    path: `${endpoint.pathPrefix ?? ''}${path}`,
+    headers: endpoint.headers ?? { [RAG_CALLER_HEADER]: VERIFY_CALLER },
+  };
+}
 
 /** A model server as its checks see it. */
 export interface ModelServer {
@@ -29,11 +56,12 @@ export async function verifyModelServer(
   server: ModelServer,
   spec: VerifySpec,
   signal?: AbortSignal,
+  via: number | OpenAiEndpoint = server.port,
 ): Promise<ServiceCheck[]> {
   const checks = [
-    await modelListedCheck(transport, server.name, server.port, server.modelId, signal),
+    await modelListedCheck(transport, server.name, via, server.modelId, signal),
     await attempt('verify.chat', server.name, () =>
-      streamedChat(transport, server.port, {
+      streamedChat(transport, via, {
         model: server.modelId,
         prompt: spec.chat.prompt,
         maxTokens: spec.chat.maxTokens,
@@ -58,7 +86,7 @@ export async function verifyModelServer(
   if (embeddings && server.embeddings) {
     checks.push(
       await attempt('verify.embeddings', server.name, async () => {
-        const body = (await callJson(transport, server.port, 'POST', '/v1/embeddings', {
+        const body = (await callJson(transport, via, 'POST', '/v1/embeddings', {
           signal,
           json: { model: server.modelId, input: embeddings.input },
         })) as { data?: Array<{ embedding?: unknown }> };
@@ -82,12 +110,12 @@ export async function verifyModelServer(
 export async function modelListedCheck(
   transport: Transport,
   service: string,
-  port: number,
+  via: number | OpenAiEndpoint,
   modelId: string,
   signal?: AbortSignal,
 ): Promise<ServiceCheck> {
   return attempt('verify.models', service, async () => {
-    const body = (await callJson(transport, port, 'GET', '/v1/models', {
+    const body = (await callJson(transport, via, 'GET', '/v1/models', {
       signal,
       timeoutMs: LIST_TIMEOUT_MS,
     })) as { data?: Array<{ id?: unknown }> };
@@ -108,7 +136,7 @@ export interface StreamedChat {
 /** A chat completion with `stream: true`: the answer, its token count and its timing. */
 export async function streamedChat(
   transport: Transport,
-  port: number,
+  via: number | OpenAiEndpoint,
   request: {
     model: string;
     prompt: string;
@@ -119,10 +147,8 @@ export async function streamedChat(
 ): Promise<StreamedChat> {
   const started = Date.now();
   const response = await httpRequestStream(transport, {
-    port,
+    ...requestVia(via, '/v1/chat/completions'),
     method: 'POST',
-    path: '/v1/chat/completions',
-    headers: { [RAG_CALLER_HEADER]: VERIFY_CALLER },
     json: {
       model: request.model,
       messages: [{ role: 'user', content: request.prompt }],
@@ -181,17 +207,15 @@ export async function streamedChat(
 
 async function callJson(
   transport: Transport,
-  port: number,
+  via: number | OpenAiEndpoint,
   method: 'GET' | 'POST',
   path: string,
   options: { signal?: AbortSignal | undefined; json?: unknown; timeoutMs?: number },
 ): Promise<unknown> {
   options.signal?.throwIfAborted();
   const response = await httpRequest(transport, {
-    port,
+    ...requestVia(via, path),
     method,
-    path,
-    headers: { [RAG_CALLER_HEADER]: VERIFY_CALLER },
     ...(options.json === undefined ? {} : { json: options.json }),
     timeoutMs: options.timeoutMs ?? REQUEST_TIMEOUT_MS,
     signal: options.signal,

@@ -7,11 +7,12 @@ import { z } from 'zod';
 import { ApertusError } from '../errors.js';
 import type { RuntimeAdapter, ServiceBase, ServiceReportEntry } from './adapter.js';
 import { containerRuntime } from './container/adapter.js';
+import { gatewayRuntime } from './gateway/adapter.js';
 import { llamacppRuntime } from './llamacpp/adapter.js';
 import { ragRuntime } from './rag/adapter.js';
 import { vllmRuntime } from './vllm/adapter.js';
 
-export const RUNTIMES = [llamacppRuntime, ragRuntime, vllmRuntime, containerRuntime] as const;
+export const RUNTIMES = [llamacppRuntime, ragRuntime, vllmRuntime, containerRuntime, gatewayRuntime] as const;
 
 type Runtimes = typeof RUNTIMES;
 type Adapter = Runtimes[number];
@@ -86,4 +87,14 @@ export function needsRuntimeComponent(services: readonly ServiceBase[]): boolean
 /** The host needs podman or docker to run these services. */
 export function needsContainerEngine(services: readonly ServiceBase[]): boolean {
   return services.some((service) => find(service.runtime).needsContainerEngine);
+}
+
+/** What `apertus status` warns about in how a service runs (plain HTTP on the network). */
+export function serviceWarnings(service: ServiceSpec): string[] {
+  return adapterOf(service).warnings?.(service) ?? [];
+}
+
+/** Every port a service listens on (the gateway: its metrics port and the one it exposes). */
+export function servicePorts(service: ServiceSpec): number[] {
+  return adapterOf(service).ports?.(service) ?? [service.port];
 }

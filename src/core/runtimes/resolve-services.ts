@@ -35,6 +35,17 @@ export function resolveServices(recipe: Recipe, recipeFile: string, filesOf: Com
   };
   const context: ResolveContext = {
     recipeFile,
+    serviceNames: recipe.services.map((s) => s.name),
+    routeOf: (name) => {
+      const spec = byName(name);
+      if (spec === undefined) return undefined;
+      const adapter = adapterOf(spec);
+      if (adapter.gatewayRoute) return adapter.gatewayRoute(spec);
+      const endpoint = adapter.endpoint(spec);
+      return endpoint === null
+        ? null
+        : { kind: 'model', model: endpoint.modelId, url: endpoint.url, embeddings: endpoint.embeddings };
+    },
     component: (name) => recipe.components.find((c) => c.name === name),
     filesOf,
     endpointOf: (name) => {

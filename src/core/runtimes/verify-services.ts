@@ -6,6 +6,7 @@
 import { httpRequest } from '../host/http-over-transport.js';
 import type { Transport } from '../host/transport.js';
 import type { GoldenPrompt, VerifySpec } from '../layout/types.js';
+import type { HostLayout } from '../target/layout.js';
 import { streamedChat } from './openai-checks.js';
 import { adapterOf, type ServiceSpec } from './registry.js';
 import { attempt, checkResult, type ServiceCheck } from './service-check.js';
@@ -60,8 +61,9 @@ export async function verifyService(
   service: ServiceSpec,
   spec: VerifySpec,
   signal?: AbortSignal,
+  layout?: HostLayout,
 ): Promise<ServiceCheck[]> {
-  return adapterOf(service).verify(transport, service, spec, signal);
+  return adapterOf(service).verify(transport, service, spec, signal, layout);
 }
 
 /** What the services recorded during verification checks out (the RAG audit log's chain). */

@@ -17,6 +17,7 @@
  * read in one place, and a typo in a member is an error at its line instead of a new group.
  */
 import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
@@ -108,7 +109,26 @@ const connection = {
     .describe('jump hosts, USER@HOST[:PORT][,...] in order (as ssh -J), or none; beats ProxyJump'),
 };
 
-const inventoryHost = z.object({ name: hostName.optional(), address, ...connection }).strict();
+/** What the host's gateway takes from the operator: never bundled, given per host. */
+const gateway = {
+  tlsCert: filePath
+    .optional()
+    .describe("the gateway's TLS certificate for this host (PEM; install uploads it 0600, as --tls-cert)"),
+  tlsKey: filePath.optional().describe('its private key (PEM, unencrypted; as --tls-key)'),
+  exposeAddress: z
+    .string()
+    .refine((value) => isIP(value) !== 0, { message: 'an IPv4 or IPv6 address, e.g. 10.0.0.5' })
+    .optional()
+    .describe("the address the gateway binds on this host, instead of the recipe's (as --expose-address)"),
+};
+
+const inventoryHost = z
+  .object({ name: hostName.optional(), address, ...connection, ...gateway })
+  .strict()
+  .refine((host) => (host.tlsCert === undefined) === (host.tlsKey === undefined), {
+    message: 'tlsCert and tlsKey go together',
+    path: ['tlsKey'],
+  });
 
 export const inventorySchema = z
   .object({
@@ -202,6 +222,8 @@ export interface InventoryHost {
   jump?: string;
   /** The groups the host is in, in the order the inventory lists them. */
   groups: string[];
+  /** The gateway's TLS files on this machine (absolute), and the address it binds on this host. */
+  gateway?: { tls?: { certPath: string; keyPath: string }; exposeAddress?: string };
 }
 
 export interface LoadedInventory {
@@ -221,7 +243,7 @@ function inventoryError(file: string, problems: RecipeProblem[], what: string): 
     (p) => `  ${p.file}:${p.line}:${p.column}${p.path ? ` ${p.path}` : ''}: ${p.message}`,
   );
   return new ApertusError('inventory-invalid', `The inventory ${file} ${what}:\n${lines.join('\n')}`, {
-    hint: `Write it as apiVersion: ${RECIPE_API_VERSION}, kind: ${INVENTORY_KIND}, groups: { NAME: [hosts] }, and hosts: a list of { name, address, user, port, identity, knownHosts, jump, root }.`,
+    hint: `Write it as apiVersion: ${RECIPE_API_VERSION}, kind: ${INVENTORY_KIND}, groups: { NAME: [hosts] }, and hosts: a list of { name, address, user, port, identity, knownHosts, jump, root, tlsCert, tlsKey, exposeAddress }.`,
     details: { problems },
   });
 }
@@ -279,6 +301,12 @@ export function parseInventory(file: string, text: string): LoadedInventory {
       const identity = resolvePath(file, host.identity ?? defaults.identity);
       const knownHosts = resolvePath(file, host.knownHosts ?? defaults.knownHosts);
       const jump = host.jump ?? defaults.jump;
+      const certPath = resolvePath(file, host.tlsCert);
+      const keyPath = resolvePath(file, host.tlsKey);
+      const gateway = {
+        ...(certPath && keyPath ? { tls: { certPath, keyPath } } : {}),
+        ...(host.exposeAddress ? { exposeAddress: host.exposeAddress } : {}),
+      };
       return {
         name,
         address: formatHostAddress(reach),
@@ -290,6 +318,7 @@ export function parseInventory(file: string, text: string): LoadedInventory {
         acceptNewHostKey: host.acceptNewHostKey ?? defaults.acceptNewHostKey ?? false,
         ...(jump ? { jump } : {}),
         groups: Object.keys(groups).filter((group) => groups[group]?.includes(name)),
+        ...(Object.keys(gateway).length > 0 ? { gateway } : {}),
       };
     }),
   };
@@ -365,6 +394,7 @@ export function inventoryTargets(inventory: LoadedInventory | readonly Inventory
   return hosts.map((host: InventoryHost) => ({
     name: host.name,
     root: host.root,
+    ...(host.gateway ? { gateway: host.gateway } : {}),
     target: {
       kind: 'ssh',
       address: host.address,

@@ -5,7 +5,7 @@ import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { startServices, stopServices } from '../runtimes/lifecycle.js';
-import { serviceSpecSchema } from '../runtimes/registry.js';
+import { servicePorts, serviceSpecSchema } from '../runtimes/registry.js';
 import { checkReleaseServices } from '../runtimes/release-health.js';
 import { resourceName, versionString } from '../spec/safe-values.js';
 import { describeIssues } from '../spec/zod-issues.js';
@@ -130,7 +130,11 @@ export async function assertPortsFree(transport: Transport, services: ServiceSpe
   const result = await transport.exec('cat /proc/net/tcp /proc/net/tcp6 2>/dev/null', { reject: false });
   if (result.stdout.trim() === '') return; // no procfs (not Linux): the health check is all we have
   const listening = new Set(parseProcNetTcp(result.stdout));
-  const taken = services.filter((s) => listening.has(s.port));
+  const taken = services.flatMap((s) =>
+    servicePorts(s)
+      .filter((port) => listening.has(port))
+      .map((port) => ({ port, name: s.name })),
+  );
   if (taken.length > 0) {
     throw new ApertusError(
       'host-port-in-use',

@@ -6,10 +6,12 @@
 import path from 'node:path/posix';
 import type { z } from 'zod';
 import { ApertusError } from '../../errors.js';
+import { shellQuote } from '../../host/shell-quote.js';
 import { portOfLoopbackUrl } from '../../spec/safe-values.js';
 import type { HostLayout } from '../../target/layout.js';
 import type { FieldIssue, RuntimeAdapter } from '../adapter.js';
 import { loopbackUrlOf } from '../adapter.js';
+import { gatewayDataPaths } from '../gateway/gateway-service.js';
 import { modelListedCheck } from '../openai-checks.js';
 import { runtimePaths } from '../runtime-files.js';
 import { managedStopScript, startRuntimeCommand } from '../service-manager.js';
@@ -148,6 +150,8 @@ export const ragRuntime: RuntimeAdapter<
   dependsOn: (service) => service.dependsOn ?? [],
   modelId: (service) => service.chatModel,
   endpoint: () => null,
+  // Its collection is named after the service: /rag/NAME/v1/... and the model rag:NAME.
+  gatewayRoute: (service) => ({ kind: 'rag', collection: service.name, url: loopbackUrlOf(service.port) }),
 
   needsContainerEngine: false,
   // Refuses an install whose embedding model or dimension differs from the one the host's collection is locked to.
@@ -159,13 +163,18 @@ export const ragRuntime: RuntimeAdapter<
       signal,
     );
   },
-  start: (transport, service, context) =>
-    startRuntimeCommand(
+  async start(transport, service, context) {
+    // A host with a gateway has its token: then only the gateway's caller header is believed.
+    const token = gatewayDataPaths(context.layout.root).token;
+    const behindGateway =
+      (await transport.exec(`test -s ${shellQuote([token])}`, { reject: false })).exitCode === 0;
+    await startRuntimeCommand(
       transport,
       service.name,
-      ragReleaseCommand(service, context.releaseDir, context.layout),
+      ragReleaseCommand(service, context.releaseDir, context.layout, behindGateway ? token : undefined),
       context,
-    ),
+    );
+  },
   stopScript: (service, layout) => managedStopScript(service.name, layout),
   healthPath: () => '/health',
   verify: async (transport, service, _spec, signal) => [
@@ -180,7 +189,12 @@ export const ragRuntime: RuntimeAdapter<
 };
 
 /** The service's argv in a release, program first; its data lives under the install root `root`. */
-export function ragReleaseCommand(service: RagServiceSpec, releaseDir: string, layout: HostLayout): string[] {
+export function ragReleaseCommand(
+  service: RagServiceSpec,
+  releaseDir: string,
+  layout: HostLayout,
+  gatewayTokenFile?: string,
+): string[] {
   const runtime = runtimePaths(releaseDir);
   const data = ragDataPaths(layout.root);
   return renderRagCommand(service, {
@@ -189,6 +203,7 @@ export function ragReleaseCommand(service: RagServiceSpec, releaseDir: string, l
     dataDir: data.dataDir,
     auditLog: data.auditLog,
     checkpointKey: layout.hostSecretKey,
+    ...(gatewayTokenFile ? { gatewayTokenFile } : {}),
   });
 }
 

@@ -15,8 +15,18 @@ export async function verifyAuditLog(
   service: RagServiceSpec,
   signal?: AbortSignal,
 ): Promise<ServiceCheck> {
-  return attempt('verify.audit', service.name, async () => {
-    const logPath = ragDataPaths(root).auditLog;
+  return verifyServiceLog(transport, root, service.name, ragDataPaths(root).auditLog, signal);
+}
+
+/** A service's hash-chained log (the RAG audit log, the gateway's access log) verifies to its signed checkpoint. */
+export async function verifyServiceLog(
+  transport: Transport,
+  root: string,
+  service: string,
+  logPath: string,
+  signal?: AbortSignal,
+): Promise<ServiceCheck> {
+  return attempt('verify.audit', service, async () => {
     const result = await verifyAuditLogOnHost(transport, logPath, {
       ...(signal ? { signal } : {}),
       checkpoints: { hostPublicKeyPath: hostLayout(root).hostPublicKey },

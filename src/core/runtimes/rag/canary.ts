@@ -12,11 +12,12 @@
 import { randomBytes } from 'node:crypto';
 import { httpRequest } from '../../host/http-over-transport.js';
 import type { Transport } from '../../host/transport.js';
+import type { OpenAiEndpoint } from '../openai-checks.js';
 import { RAG_CALLER_HEADER } from './rag-service.js';
 
 export interface RagCanaryOptions {
-  /** The RAG service's port on the host's loopback. */
-  port: number;
+  /** The RAG service's port on the host's loopback, or the gateway's route to it (its headers replace `caller`). */
+  port: number | OpenAiEndpoint;
   /** Service name for the result; default 'rag'. */
   service?: string;
   /** Recorded as the caller of the canary's requests in the audit log. */
@@ -54,12 +55,15 @@ export async function runRagCanary(transport: Transport, options: RagCanaryOptio
   // One short line without runs of spaces: the service stores it as one chunk, unchanged.
   const passage = `Canary ${marker}: apertus checks that this passage is retrieved and cited on this host.`;
   const call = async (method: string, path: string, json?: unknown) => {
+    const via: OpenAiEndpoint = typeof options.port === 'number' ? { port: options.port } : options.port;
     const response = await httpRequest(transport, {
-      port: options.port,
+      port: via.port,
+      ...(via.host ? { host: via.host } : {}),
+      ...(via.tls ? { tls: via.tls } : {}),
       method,
-      path,
+      path: `${via.pathPrefix ?? ''}${path}`,
       json,
-      headers: { [RAG_CALLER_HEADER]: options.caller ?? 'apertus-install-canary' },
+      headers: via.headers ?? { [RAG_CALLER_HEADER]: options.caller ?? 'apertus-install-canary' },
       timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
       signal: options.signal,
     });

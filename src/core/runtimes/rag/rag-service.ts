@@ -74,6 +74,8 @@ export interface RagCommandPaths {
   auditLog: string;
   /** The host's key (target/host-key.ts): the service signs checkpoints of its audit log with it. */
   checkpointKey: string;
+  /** The secret the gateway sends with its caller header (gateway/gateway-service.ts); absent: no gateway. */
+  gatewayTokenFile?: string;
 }
 
 /** The service's argv, program first. It listens on loopback only. */
@@ -121,6 +123,7 @@ export function renderRagCommand(spec: RagServiceSpec, paths: RagCommandPaths): 
       : []),
     ...(spec.queryPrefix ? ['--query-prefix', spec.queryPrefix] : []),
     ...(spec.passagePrefix ? ['--passage-prefix', spec.passagePrefix] : []),
+    ...(paths.gatewayTokenFile ? ['--gateway-token-file', paths.gatewayTokenFile] : []),
   ];
 }
 

@@ -61,6 +61,7 @@ const releaseRecordSchema: z.ZodType<ReleaseRecord> = z.object({
   manifestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   stagedAt: z.string(),
   services: z.array(serviceSpecSchema),
+  blobs: z.array(z.string().regex(/^sha256:[0-9a-f]{64}$/)).optional(),
 });
 
 /** Points `current` at a release by renaming a new link over it: readers see old or new, never none. */

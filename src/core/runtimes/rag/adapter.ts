@@ -12,7 +12,7 @@ import type { FieldIssue, RuntimeAdapter } from '../adapter.js';
 import { loopbackUrlOf } from '../adapter.js';
 import { modelListedCheck } from '../openai-checks.js';
 import { runtimePaths } from '../runtime-files.js';
-import { managedStopScript, startRuntimeCommand } from '../service-manager.js';
+import { managedStopScript, type RuntimeCommandOptions, startRuntimeCommand } from '../service-manager.js';
 import { verifyAuditLog } from './audit-check.js';
 import { runRagCanary } from './canary.js';
 import { checkRagCollectionLock, RAG_PATHS, ragDataPaths, renderRagCommand } from './rag-service.js';
@@ -165,6 +165,7 @@ export const ragRuntime: RuntimeAdapter<
       service.name,
       ragReleaseCommand(service, context.releaseDir, context.layout),
       context,
+      ragRunOptions(service, context.layout),
     ),
   stopScript: (service, layout) => managedStopScript(service.name, layout),
   healthPath: () => '/health',
@@ -178,6 +179,11 @@ export const ragRuntime: RuntimeAdapter<
   report: (service) => ({ modelId: service.chatModel }),
   summary: (service) => `over ${service.chatModel}`,
 };
+
+/** How the service runs under systemd: after the services it calls, writing only its data directory. */
+export function ragRunOptions(service: RagServiceSpec, layout: HostLayout): RuntimeCommandOptions {
+  return { requires: service.dependsOn ?? [], writes: [ragDataPaths(layout.root).dataDir] };
+}
 
 /** The service's argv in a release, program first; its data lives under the install root `root`. */
 export function ragReleaseCommand(service: RagServiceSpec, releaseDir: string, layout: HostLayout): string[] {

@@ -11,7 +11,6 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { DemoResult } from '../../src/core/demo/run-demo.js';
 import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { type KeptHost, listKeptHosts, removeKeptHosts } from '../../src/core/demo-host/kept-hosts.js';
-import { isAlive } from '../../src/core/demo-host/network-namespace.js';
 import { sshE2eRequirement } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');
@@ -34,6 +33,12 @@ async function healthInside(namespace: string, port: number): Promise<number> {
     reject: false,
   });
   return Number(result.stdout.trim());
+}
+
+/** A process that exists and is not a zombie (one its reaper has not collected yet is gone). */
+async function running(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => null);
+  return stat !== null && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 
 describe.skipIf(!requirement.ok)(`demo --keep and --down ${requirement.why}`, () => {
@@ -63,6 +68,7 @@ describe.skipIf(!requirement.ok)(`demo --keep and --down ${requirement.why}`, ()
       ),
     );
     expect(supervisors).toHaveLength(2);
+    for (const pid of supervisors) expect(await running(pid)).toBe(true);
 
     // Another run makes a host of its own, sweeping namespaces whose owners are gone.
     other = await createDemoHost({ workDir: path.join(out, 'other'), mode: 'netns' });
@@ -87,7 +93,7 @@ describe.skipIf(!requirement.ok)(`demo --keep and --down ${requirement.why}`, ()
         },
       ],
     });
-    for (const pid of supervisors) expect(isAlive(pid)).toBe(false);
+    for (const pid of supervisors) expect(await running(pid)).toBe(false);
     expect(await namespaces()).not.toContain(host.namespace);
     await expect(stat(host.dir)).rejects.toThrow();
     // With it went the demo's own work files (its signing key).

@@ -8,6 +8,7 @@
  */
 import { ApertusError, isApertusError } from '../errors.js';
 import { shellQuote } from '../host/shell-quote.js';
+import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { stopServices } from '../runtimes/lifecycle.js';
@@ -235,10 +236,7 @@ function uniqueServices(services: ServiceSpec[]): ServiceSpec[] {
 }
 
 /** Of the services' ports, those a process still listens on; none where /proc/net/tcp is unreadable. */
-async function listeningPorts(
-  transport: Parameters<typeof stopServices>[0],
-  services: ServiceSpec[],
-): Promise<number[]> {
+async function listeningPorts(transport: Transport, services: ServiceSpec[]): Promise<number[]> {
   if (services.length === 0) return [];
   const result = await transport.exec('cat /proc/net/tcp /proc/net/tcp6 2>/dev/null', { reject: false });
   const listening = new Set(parseProcNetTcp(result.stdout));

@@ -102,6 +102,26 @@ describe('systemd units of the shipped recipes', () => {
     expect(settings(llm, 'LoadCredential')).toEqual([]);
   });
 
+  it('on systemd older than 247 (no credentials) the RAG service reads the host key as root', async () => {
+    const loaded = await loadRecipe('bundles/demo');
+    const rag = resolveServices(loaded.recipe, loaded.file, () => ['tiny-llama.gguf']).find(
+      (s) => s.name === 'rag',
+    );
+    if (rag?.runtime !== 'rag') throw new Error('no rag service');
+    const releaseDir = layout.release('demo', '0.1.0');
+    const argv = ragReleaseCommand(rag, releaseDir, layout);
+    const old = runtimeCommandUnit(
+      'rag',
+      argv,
+      { layout, releaseDir },
+      { ...ragRunOptions(rag, layout), systemdVersion: 239 },
+    ).text;
+    expect(settings(old, 'User')).toEqual([]);
+    expect(settings(old, 'LoadCredential')).toEqual([]);
+    expect(settings(old, 'ExecStart')[0]).toContain(`--checkpoint-key ${ROOT}/keys/host.key`);
+    expect(settings(old, 'ProtectSystem')).toEqual(['strict']);
+  });
+
   it('apertus-8b-rag: rag requires and follows both vLLM services and Qdrant', async () => {
     const units = await recipeUnits('bundles/apertus-8b-rag');
     expect([...units.keys()]).toEqual(['llm', 'embed', 'qdrant', 'rag']);

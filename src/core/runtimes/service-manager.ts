@@ -45,11 +45,16 @@ export function ensureServiceUserScript(user: string = SERVICE_USER): string {
   ].join('\n');
 }
 
+/** systemd learnt LoadCredential= and the %d specifier in version 247. */
+const CREDENTIALS_SINCE = 247;
+
 export interface RuntimeCommandOptions {
   /** Services this one calls: under systemd its unit requires theirs and starts after them. */
   requires?: readonly string[];
   /** Directories it writes (made and given to its user under systemd); default its data directory. */
   writes?: readonly string[];
+  /** The host's systemd version; older than 247 cannot hand the host key in as a credential. */
+  systemdVersion?: number;
 }
 
 /**
@@ -65,14 +70,18 @@ export function runtimeCommandUnit(
 ): { text: string; writes: readonly string[] } {
   const { layout } = where;
   const writes = options.writes ?? [layout.dataDir(name)];
+  const needsKey = argv.includes(layout.hostSecretKey);
+  // Without credentials (RHEL 8's systemd 239) a service that reads the root-only host key
+  // runs as root, with the rest of the hardening.
+  const asRoot = needsKey && (options.systemdVersion ?? CREDENTIALS_SINCE) < CREDENTIALS_SINCE;
   const text = renderSystemdUnit({
     service: name,
     argv,
     workingDirectory: where.releaseDir,
-    user: SERVICE_USER,
+    ...(asRoot ? {} : { user: SERVICE_USER }),
     requires: options.requires ?? [],
     readWritePaths: writes,
-    credentials: argv.includes(layout.hostSecretKey) ? { 'host.key': layout.hostSecretKey } : {},
+    credentials: needsKey && !asRoot ? { 'host.key': layout.hostSecretKey } : {},
   });
   return { text, writes };
 }
@@ -87,7 +96,9 @@ export async function startRuntimeCommand(
 ): Promise<void> {
   const { releaseDir, layout } = context;
   if (context.manager === 'systemd') {
-    const { text, writes } = runtimeCommandUnit(name, argv, context, options);
+    const version = await transport.exec('systemctl --version', { reject: false });
+    const systemdVersion = Number(/^systemd (\d+)/.exec(version.stdout)?.[1] ?? CREDENTIALS_SINCE);
+    const { text, writes } = runtimeCommandUnit(name, argv, context, { ...options, systemdVersion });
     const result = await transport.exec(
       [
         'set -e',

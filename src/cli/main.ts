@@ -11,6 +11,7 @@ import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
 import { registerMirror } from './commands/mirror.js';
+import { registerPrune } from './commands/prune.js';
 import { registerRag } from './commands/rag.js';
 import { registerRollback } from './commands/rollback.js';
 import { registerSchema } from './commands/schema.js';
@@ -18,6 +19,7 @@ import { registerSplit } from './commands/split.js';
 import { registerStatus } from './commands/status.js';
 import { registerTls } from './commands/tls.js';
 import { registerTrust } from './commands/trust.js';
+import { registerUninstall } from './commands/uninstall.js';
 import { registerVerify } from './commands/verify.js';
 import { programHelpTail } from './help-text.js';
 import { CommandInterrupted } from './interrupt.js';
@@ -50,7 +52,17 @@ const COMMAND_GROUPS: ReadonlyArray<{
       registerTls,
     ],
   },
-  { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit, registerRag] },
+  {
+    heading: 'Day two:',
+    commands: [
+      registerStatus,
+      registerRollback,
+      registerUninstall,
+      registerPrune,
+      registerAudit,
+      registerRag,
+    ],
+  },
   { heading: 'Other:', commands: [registerDemo, registerSchema] },
 ];
 

@@ -176,6 +176,7 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
     const staged = await stageRelease(createLocalTransport(), layout, plan, bundle.config.services, {
       hashTool: 'sha256sum',
       check: [],
+      blobs: [...bundle.blobs.keys()],
     });
     expect(staged).toEqual({ created: true, corrupt: [] });
     const revision = bundle.config.components.find((c) => c.name === 'model')?.provenance.revision;

@@ -40,6 +40,8 @@ describe('--root on every host command', () => {
   const commands = [
     ['status', '--local'],
     ['rollback', '--local'],
+    ['uninstall', '--local'],
+    ['prune', '--local'],
     ['audit', 'verify', '--local'],
     ['check', '--local'],
   ];
@@ -73,6 +75,21 @@ describe('--root on every host command', () => {
     const normal = await runCli(['install', bundle, '--local', '--root', '/srv/apertus/']);
     expectUsageError(normal, /--root "\/srv\/apertus\/" is not in normal form/);
     expect(normal.stderr).toContain('e.g. --root /srv/apertus');
+  });
+});
+
+describe('uninstall and prune flags', () => {
+  it('refuse a --keep that is not a count, no target, and --limit without an inventory', async () => {
+    for (const keep of ['-1', '1.5', 'two', '']) {
+      expectUsageError(
+        await runCli(['prune', '--local', '--keep', keep]),
+        /--keep .* is not a whole number of releases/,
+      );
+    }
+    expectUsageError(await runCli(['uninstall']), /No target host/);
+    expectUsageError(await runCli(['prune', '--dry-run']), /No target host/);
+    expectJsonError(await runCli(['uninstall', '--local', '--limit', 'gpu-*', '--json']), 'usage');
+    expectUsageError(await runCli(['demo', '--keep', '--down']), /--down and --keep exclude each other/);
   });
 });
 

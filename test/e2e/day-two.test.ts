@@ -1,17 +1,19 @@
 /**
  * Day two on a real air-gapped host (sshd in a network namespace with no route out):
- * `apertus status` and `apertus rollback` on what `apertus install` left there, run as
- * bin/apertus.js with real bundles, real services and the host's real audit log.
+ * `apertus status`, `rollback`, `prune` and `uninstall` on what `apertus install` left
+ * there, run as bin/apertus.js with real bundles, real services and the host's real audit log.
  */
-import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
+import type { PruneReport } from '../../src/core/operations/prune.js';
 import type { RollbackReport } from '../../src/core/operations/rollback.js';
 import type { HostStatus } from '../../src/core/operations/status.js';
+import type { UninstallReport } from '../../src/core/operations/uninstall.js';
 import { hostTargetArgs, sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
 
 const BIN = path.resolve('bin/apertus.js');
@@ -40,6 +42,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
   let target: string[];
   let bundle010: string;
   let bundle020: string;
+  let bundle030: string;
 
   async function auditRecords(): Promise<AuditLine[]> {
     const text = await readFile(path.join(host.root, 'audit.log'), 'utf8');
@@ -90,6 +93,11 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     expect(changed.match(/0\.2\.0|day two|18081/g)).toHaveLength(3);
     await writeFile(path.join(recipeDir, 'apertus.yaml'), changed);
     bundle020 = await bundleRecipe(recipeDir, 'out-0.2.0');
+    // 0.3.0: 0.1.0's services under another version, for prune to have a release to remove.
+    const recipe030 = path.join(work, 'recipe-0.3.0');
+    await cp('bundles/demo', recipe030, { recursive: true });
+    await writeFile(path.join(recipe030, 'apertus.yaml'), recipe.replace('version: 0.1.0', 'version: 0.3.0'));
+    bundle030 = await bundleRecipe(recipe030, 'out-0.3.0');
   });
 
   async function bundleRecipe(recipeDir: string, out: string): Promise<string> {
@@ -324,5 +332,175 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     const text = await apertus(['status', ...target]);
     expect(text.exitCode).toBe(1);
     expect(text.stdout).toMatch(/rag\s+rag\s+18090\s+DOWN/);
+  });
+
+  /** The blobs a release's release.json names. */
+  async function releaseBlobs(version: string): Promise<string[]> {
+    const record = JSON.parse(
+      await readFile(path.join(host.root, 'releases/demo', version, 'release.json'), 'utf8'),
+    );
+    return record.blobs as string[];
+  }
+
+  async function storeBlobs(): Promise<string[]> {
+    const names = await readdir(path.join(host.root, 'blobs', 'sha256'));
+    return names.filter((n) => !n.startsWith('.')).map((n) => `sha256:${n}`);
+  }
+
+  const exists = (file: string) =>
+    stat(file).then(
+      () => true,
+      () => false,
+    );
+
+  it('prune --dry-run lists, --keep 1 removes the oldest release and the blobs only it named', async () => {
+    const installed = await apertus(['install', bundle030, ...target, '--allow-unsigned', '--json']);
+    expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+    // Each release records the blobs of its bundle; 0.1.0 has some no other release names.
+    const [b010, b020, b030] = await Promise.all(['0.1.0', '0.2.0', '0.3.0'].map(releaseBlobs));
+    const only010 = (b010 as string[]).filter((d) => !b020?.includes(d) && !b030?.includes(d));
+    expect(only010.length).toBeGreaterThan(0);
+    const store = await storeBlobs();
+    expect(store).toEqual(expect.arrayContaining([...(b010 ?? []), ...(b020 ?? []), ...(b030 ?? [])]));
+
+    const before = await hostFiles();
+    const dry = await apertus(['prune', ...target, '--keep', '1', '--dry-run', '--json']);
+    expect(dry.exitCode, dry.stdout + dry.stderr).toBe(0);
+    const plan = json<PruneReport>(dry.stdout);
+    expect(plan).toMatchObject({
+      ok: true,
+      dryRun: true,
+      path: null,
+      current: 'releases/demo/0.3.0',
+      previous: 'releases/demo/0.2.0',
+    });
+    expect(plan.plan.releases).toEqual([
+      { release: 'releases/demo/0.1.0', action: 'remove', why: 'older' },
+      { release: 'releases/demo/0.2.0', action: 'keep', why: ['previous'] },
+      { release: 'releases/demo/0.3.0', action: 'keep', why: ['current', 'recent'] },
+    ]);
+    expect(plan.plan.blobs.remove.map((b) => b.digest).sort()).toEqual([...only010].sort());
+    const text = await apertus(['prune', ...target, '--keep', '1', '--dry-run']);
+    expect(text.stdout).toContain('remove    releases/demo/0.1.0 (older)');
+    expect(text.stdout).toContain(`would remove ${only010.length}`);
+    expect(await hostFiles()).toEqual(before);
+
+    const pruned = await apertus(['prune', ...target, '--keep', '1', '--json']);
+    expect(pruned.exitCode, pruned.stdout + pruned.stderr).toBe(0);
+    const report = json<PruneReport>(pruned.stdout);
+    expect(report).toMatchObject({
+      ok: true,
+      dryRun: false,
+      removed: { releases: 1, blobs: only010.length },
+    });
+    expect(await exists(path.join(host.root, 'releases/demo/0.1.0'))).toBe(false);
+    expect(await exists(path.join(host.root, 'releases/demo/0.2.0'))).toBe(true);
+    const left = await storeBlobs();
+    for (const digest of only010) expect(left).not.toContain(digest);
+    expect(left).toEqual(expect.arrayContaining([...(b020 ?? []), ...(b030 ?? [])]));
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.3.0');
+    expect(await healthFromHost([18080, 18090])).toEqual([200, 200]);
+    expect((await auditRecords()).at(-1)).toMatchObject({ method: 'PRUNE', endpoint: 'keep 1', status: 0 });
+  });
+
+  it('uninstall stops the services and removes the release, keeping blobs; --purge removes them; both audited', async () => {
+    const blobsBefore = await storeBlobs();
+    const result = await apertus(['uninstall', ...target, '--json']);
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0);
+    const report = json<UninstallReport>(result.stdout);
+    expect(report).toMatchObject({
+      ok: true,
+      purge: false,
+      changed: true,
+      release: { name: 'demo', version: '0.3.0', release: 'releases/demo/0.3.0' },
+      stopped: [
+        { name: 'llm', port: 18080 },
+        { name: 'rag', port: 18090 },
+      ],
+      stillListening: [],
+      removed: { releases: ['releases/demo/0.3.0'], blobs: 0 },
+    });
+    await expect(healthFromHost([18080])).rejects.toThrow();
+    await expect(healthFromHost([18090])).rejects.toThrow();
+    expect(await exists(path.join(host.root, 'current'))).toBe(false);
+    expect(await exists(path.join(host.root, 'releases/demo/0.3.0'))).toBe(false);
+    expect(await storeBlobs()).toEqual(blobsBefore);
+    const state = JSON.parse(await readFile(path.join(host.root, 'state.json'), 'utf8'));
+    expect(state).toMatchObject({ current: null, previous: null, pending: null });
+    const status = json<HostStatus>((await apertus(['status', ...target, '--json'])).stdout);
+    expect(status).toMatchObject({
+      ok: true,
+      installed: false,
+      lastAudit: { method: 'UNINSTALL', status: 0 },
+    });
+    expect(status.releases.map((r) => r.version)).toEqual(['0.2.0']);
+
+    const purged = await apertus(['uninstall', ...target, '--purge']);
+    expect(purged.exitCode, purged.stdout + purged.stderr).toBe(0);
+    expect(purged.stdout).toContain('(purged)');
+    expect(await storeBlobs()).toEqual([]);
+    expect(await exists(path.join(host.root, 'releases/demo'))).toBe(false);
+    // The history stays: every record verifies, the last two are the uninstalls.
+    const records = await auditRecords();
+    expect(records.slice(-2).map((r) => [r.method, r.status])).toEqual([
+      ['UNINSTALL', 0],
+      ['UNINSTALL', 0],
+    ]);
+    const verified = await apertus(['audit', 'verify', '--installs', ...target, '--json']);
+    expect(verified.exitCode, verified.stdout).toBe(0);
+    expect(json<{ ok: boolean; records: number }>(verified.stdout)).toMatchObject({
+      ok: true,
+      records: records.length,
+    });
+
+    // Once more: nothing to do, nothing recorded.
+    const again = await apertus(['uninstall', ...target, '--json']);
+    expect(again.exitCode).toBe(0);
+    expect(json<UninstallReport>(again.stdout)).toMatchObject({ changed: false, record: null });
+    expect(await auditRecords()).toHaveLength(records.length);
+  });
+
+  it('audit verify --inventory verifies each host with a summary; --limit that matches nothing is exit 2', async () => {
+    const address = host.address as string;
+    const [user, rest = ''] = address.split('@');
+    const inventory = path.join(work, 'hosts.yaml');
+    await writeFile(
+      inventory,
+      [
+        'apiVersion: apertus.dev/v1',
+        'kind: Inventory',
+        'hosts:',
+        '  - name: day-two',
+        `    address: ${rest.slice(0, rest.lastIndexOf(':'))}`,
+        `    user: ${user}`,
+        `    port: ${rest.slice(rest.lastIndexOf(':') + 1)}`,
+        `    identity: ${host.identityFile}`,
+        `    knownHosts: ${host.knownHostsFile}`,
+        `    root: ${host.root}`,
+        '',
+      ].join('\n'),
+    );
+    const result = await apertus(['audit', 'verify', '--installs', '--inventory', inventory, '--json']);
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0);
+    expect(
+      json<{ ok: boolean; summary: unknown; hosts: Array<{ host: string; ok: boolean }> }>(result.stdout),
+    ).toMatchObject({
+      ok: true,
+      summary: { hosts: 1, ok: 1, failed: 0 },
+      hosts: [{ host: 'day-two', ok: true }],
+    });
+    const text = await apertus(['audit', 'verify', '--installs', '--inventory', inventory]);
+    expect(text.stdout).toContain('1 hosts: 1 ok, 0 failed');
+    const none = await apertus([
+      'audit',
+      'verify',
+      '--installs',
+      '--inventory',
+      inventory,
+      '--limit',
+      'nope',
+      '--json',
+    ]);
+    expect(none.exitCode).toBe(2);
   });
 });

@@ -1,19 +1,22 @@
 import type { Command } from 'commander';
 import type { AuditLogVerification } from '../../core/audit/audit-verify.js';
 import { ApertusError } from '../../core/errors.js';
+import type { FleetHost } from '../../core/operations/fleet-hosts.js';
 import type { InstallLogVerification } from '../../core/operations/verify-install-log.js';
+import type { ProgressEvent } from '../../core/progress.js';
 import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { type HostTargetFlags, hostPath, hostTarget, withHostTargetOptions } from './host-target.js';
+import { hostPath, hostTarget, withHostTargetOptions } from './host-target.js';
+import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
 /** Verifying reads only. */
 const AUDIT_HINT = 'Nothing was changed on the host; run the verification again.';
 
-interface AuditVerifyFlags extends HostTargetFlags {
+interface AuditVerifyFlags extends InventoryFlags {
   log?: string;
   installs?: boolean;
   json?: boolean;
@@ -23,13 +26,16 @@ export function registerAudit(program: Command, io: CliIO): void {
   const audit = program
     .command('audit')
     .description("Check a host's tamper-evident audit logs: the RAG service's requests, or the installs");
-  const verify = withHostTargetOptions(
-    audit
-      .command('verify')
-      .description(
-        "Verify the hash chain of an audit log on a host, and the RAG log's signed checkpoints (or, with --installs, the log of installs: signatures, anchors, reports); name the first broken record or the records gone",
-      ),
-    { local: 'this machine' },
+  const verify = withInventoryOptions(
+    withHostTargetOptions(
+      audit
+        .command('verify')
+        .description(
+          "Verify the hash chain of an audit log on a host, and the RAG log's signed checkpoints (or, with --installs, the log of installs: signatures, anchors, reports); name the first broken record or the records gone",
+        ),
+      { local: 'this machine', root: 'per-host' },
+    ),
+    'verify on',
   )
     .option(
       '--log <path>',
@@ -39,12 +45,17 @@ export function registerAudit(program: Command, io: CliIO): void {
     .option('--installs', 'verify the log of installs, <root>/audit.log, instead of the RAG log')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (flags: AuditVerifyFlags) => {
-      const target = hostTarget(flags);
       if (flags.installs && flags.log) {
         throw new ApertusError('usage', '--installs and --log exclude each other.', {
           hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',
         });
       }
+      const fleet = await inventoryTargetsOf(flags);
+      if (fleet) {
+        await verifyFleet(io, fleet, flags);
+        return;
+      }
+      const target = hostTarget(flags);
       const { runSteps } = await import('../output/run-steps.js');
       if (flags.installs) {
         const { verifyInstallLog } = await import('../../core/operations/verify-install-log.js');
@@ -79,7 +90,42 @@ export function registerAudit(program: Command, io: CliIO): void {
   withExamples(verify, [
     { run: 'audit verify --host root@10.0.0.5', does: "the RAG service's request log" },
     { run: 'audit verify --host root@10.0.0.5 --installs', does: 'the log of installs and rollbacks' },
+    {
+      run: 'audit verify --inventory hosts.yaml --installs',
+      does: 'every host of the inventory, with a summary',
+    },
   ]);
+}
+
+/** One verification per host of the inventory, 5 at a time; a host that cannot be read is its own failure. */
+async function verifyFleet(io: CliIO, fleet: readonly FleetHost[], flags: AuditVerifyFlags): Promise<void> {
+  const [{ onEveryHost }, { fleetProgressLines, formatFleetOutcomes }] = await Promise.all([
+    import('../../core/operations/fleet-hosts.js'),
+    import('../output/fleet-lines.js'),
+  ]);
+  const lines = flags.json ? undefined : fleetProgressLines(io);
+  const run = async (host: FleetHost, signal: AbortSignal) => {
+    const onProgress = lines && ((event: ProgressEvent) => lines.host(host.name, event));
+    if (flags.installs) {
+      const { verifyInstallLog } = await import('../../core/operations/verify-install-log.js');
+      return verifyInstallLog({ target: host.target, root: host.root, signal, onProgress });
+    }
+    const { auditVerify } = await import('../../core/audit/audit-verify.js');
+    return auditVerify({ target: host.target, root: host.root, logPath: flags.log, signal, onProgress });
+  };
+  const report = await runInterruptible(io, AUDIT_HINT, (signal) =>
+    onEveryHost(fleet, 5, (host) => run(host, signal), signal),
+  );
+  if (flags.json) writeJson(io, report);
+  else
+    io.stdout.write(
+      formatFleetOutcomes(report, (result) =>
+        'signed' in result
+          ? formatInstallLogVerification(result as InstallLogVerification)
+          : formatAuditVerification(result),
+      ),
+    );
+  if (!report.ok) throw new ReportedFailure();
 }
 
 export function formatAuditVerification(result: AuditLogVerification): string {

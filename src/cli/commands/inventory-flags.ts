@@ -1,8 +1,8 @@
 /**
  * `--inventory FILE` and `--limit PATTERN`, declared once for every command that acts on
- * many hosts (check, install, status, rollback), with the same rules everywhere: the
- * inventory excludes --host and --local, the per-host SSH flags live in the inventory, and
- * --limit means nothing without one.
+ * many hosts (check, install, status, rollback, uninstall, prune, audit verify), with the
+ * same rules everywhere: the inventory excludes --host and --local, the per-host SSH flags
+ * live in the inventory, and --limit means nothing without one.
  */
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';

@@ -1,9 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { rmSync, writeFileSync } from 'node:fs';
+import { realpathSync, rmSync } from 'node:fs';
 import { access, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { userInfo } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { execa } from 'execa';
 import { ApertusError } from '../errors.js';
 import { execResult } from '../host/exec-result.js';
@@ -19,12 +19,12 @@ import {
   withCgroupsMounted,
   writeContainersConf,
 } from './container-support.js';
+import { isKeptNamespace, recordKeptHost } from './kept-hosts.js';
 import {
   createNetworkNamespace,
   deleteNetworkNamespace,
   type NetworkNamespace,
   netnsCommand,
-  processArgv,
   signalProcess,
   sweepStaleNamespaces,
 } from './network-namespace.js';
@@ -85,14 +85,14 @@ export interface DemoHost {
   spawnOnHost(argv: readonly string[], options?: { env?: NodeJS.ProcessEnv; cwd?: string }): ChildProcess;
   /** Run a short command on the host's network; resolves with its execa-shaped result, never rejects on exit code. */
   runOnHost(argv: readonly string[]): Promise<ExecResult>;
-  /** Leave the host running after this process exits (`--keep`); returns how to reach and remove it. */
-  keptInstructions(): string[];
+  /**
+   * Leave the host running after this process exits (`--keep`); returns how to reach and
+   * remove it. `alsoRemove`: a directory of the caller's that goes with the host (`demo --down`).
+   */
+  keptInstructions(options?: { alsoRemove?: string }): string[];
   /** Kill sshd and what was spawned, delete the namespace, remove the files; safe to call twice. */
   teardown(): Promise<void>;
 }
-
-/** Marks a kept host's directory, so sweeps of stale namespaces leave it alone. */
-const KEPT_MARKER = 'kept';
 
 export async function createDemoHost(options: CreateDemoHostOptions): Promise<DemoHost> {
   const { signal, onProgress = noProgress } = options;
@@ -199,7 +199,7 @@ async function createNetnsHost(
   signal: AbortSignal | undefined,
   onProgress: NonNullable<RunOptions['onProgress']>,
 ): Promise<DemoHost> {
-  const swept = await sweepStaleNamespaces(isKeptSshd);
+  const swept = await sweepStaleNamespaces(isKeptNamespace);
   if (swept.length > 0) {
     onProgress({ step: 'demo-host', status: 'info', detail: `Removed stale namespaces ${swept.join(', ')}` });
   }
@@ -233,6 +233,7 @@ async function createNetnsHost(
       containersConf,
       namespace,
       sshd: started.process,
+      sshdPath,
       wrap: (argv) => netnsCommand(namespace.name, argv),
     });
   } catch (error) {
@@ -285,6 +286,7 @@ async function createLoopbackHost(
       knownHostsFile: material.knownHostsFile,
       sshdLogFile: material.logFile,
       sshd: started.process,
+      sshdPath,
       wrap: (argv) => [...argv],
     });
   }
@@ -348,6 +350,8 @@ interface HostParts {
   containersConf?: string;
   namespace?: NetworkNamespace;
   sshd?: ChildProcess;
+  /** The sshd program, recorded for a kept host (its pid alone could be reused). */
+  sshdPath?: string;
   wrap: (argv: readonly string[]) => string[];
 }
 
@@ -422,16 +426,39 @@ function makeHost(parts: HostParts): DemoHost {
         String(result.stderr),
       );
     },
-    keptInstructions() {
+    keptInstructions(options = {}) {
       kept = true;
       process.removeListener('exit', onExit);
-      // Synchronously: the process may exit right after, and the marker must be there.
+      // Synchronously: the process may exit right after, and the record must be there.
+      const id = parts.namespace?.name ?? basename(parts.dir);
+      let recorded = true;
       try {
-        writeFileSync(join(parts.dir, KEPT_MARKER), '');
-      } catch {}
+        recordKeptHost({
+          id,
+          mode: parts.mode,
+          dir: parts.dir,
+          alsoRemove: options.alsoRemove ?? null,
+          root: parts.root,
+          address: parts.address ?? null,
+          namespace: parts.namespace?.name ?? null,
+          hostInterface: parts.namespace?.hostInterface ?? null,
+          sshdPid: parts.sshd?.pid ?? null,
+          sshdExe: parts.sshdPath ? realpathSync(parts.sshdPath) : null,
+          containersConf: parts.containersConf ?? null,
+          keptAt: new Date().toISOString(),
+        });
+      } catch {
+        recorded = false;
+      }
+      // By hand, where `demo --down` cannot be run: the services first, then sshd and the namespace.
       const remove: string[] = [];
+      const pidFiles = quoteArg(join(parts.root, 'run'));
+      remove.push(`for f in ${pidFiles}/*.pid; do [ -f "$f" ] && kill "$(cat "$f")"; done`);
       if (parts.sshd?.pid) remove.push(`kill ${parts.sshd.pid}`);
-      if (parts.namespace) remove.push(`ip netns del ${parts.namespace.name}`);
+      if (parts.namespace)
+        remove.push(
+          `ip netns pids ${parts.namespace.name} | xargs -r kill -9; ip netns del ${parts.namespace.name}`,
+        );
       remove.push(`rm -rf ${quoteArg(parts.dir)}`);
       const lines: string[] = [];
       if (parts.address && parts.identityFile && parts.knownHostsFile) {
@@ -443,7 +470,8 @@ function makeHost(parts: HostParts): DemoHost {
         );
       }
       lines.push(`Install root: ${parts.root}`);
-      lines.push(`Remove it: ${remove.join(' && ')}`);
+      if (recorded) lines.push(`Remove it with its services: apertus demo --down ${id}`);
+      lines.push(`${recorded ? 'Or by hand' : 'Remove it with its services'}: ${remove.join('; ')}`);
       return lines;
     },
     teardown() {
@@ -461,22 +489,6 @@ async function stop(child: ChildProcess): Promise<void> {
   const timer = setTimeout(() => child.pid && signalProcess(child.pid, 'SIGKILL'), 2_000);
   await exited;
   clearTimeout(timer);
-}
-
-/** Whether one of `pids` is the sshd of a demo host someone chose to keep. */
-async function isKeptSshd(pids: number[]): Promise<boolean> {
-  for (const pid of pids) {
-    const argv = await processArgv(pid);
-    const config = argv[argv.indexOf('-f') + 1];
-    if (argv.includes('-f') && config) {
-      const kept = await access(join(dirname(config), KEPT_MARKER)).then(
-        () => true,
-        () => false,
-      );
-      if (kept) return true;
-    }
-  }
-  return false;
 }
 
 function freeLoopbackPort(): Promise<number> {

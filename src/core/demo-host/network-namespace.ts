@@ -89,7 +89,7 @@ export async function processesIn(name: string): Promise<number[]> {
  * gone and `isKept` does not claim them (`--keep` leaves a host running on purpose).
  * Returns the names deleted.
  */
-export async function sweepStaleNamespaces(isKept: (pids: number[]) => Promise<boolean>): Promise<string[]> {
+export async function sweepStaleNamespaces(isKept: (name: string) => Promise<boolean>): Promise<string[]> {
   const list = await execa('ip', ['netns', 'list'], { reject: false });
   if (list.failed) return [];
   const swept: string[] = [];
@@ -99,8 +99,7 @@ export async function sweepStaleNamespaces(isKept: (pids: number[]) => Promise<b
     if (!match) continue;
     const owner = Number(match[1]);
     if (owner === process.pid || isAlive(owner)) continue;
-    const pids = await processesIn(name);
-    if (pids.length > 0 && (await isKept(pids))) continue;
+    if (await isKept(name)) continue;
     const hostInterface = `apv${owner.toString(36)}${Number(match[2]).toString(36)}`.slice(0, 15);
     await deleteNetworkNamespace({ name, hostInterface });
     swept.push(name);

@@ -131,7 +131,8 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
     const next: string[] = [];
     if (options.keep) {
       record({ step: 'teardown', status: 'skip', detail: 'kept (--keep)' });
-      next.push(...host.keptInstructions());
+      // The demo's key and work files go with the host when `demo --down` removes it.
+      next.push(...host.keptInstructions({ alsoRemove: work }));
     } else {
       record({ step: 'teardown', status: 'start' });
       await stopDemoServices(host);

@@ -419,6 +419,7 @@ async function applyInstall(ctx: ApplyContext): Promise<InstallResult> {
     stageRelease(transport, layout, plan, services, {
       hashTool: tools.hashTool,
       check: verify,
+      blobs: [...prepared.bundle.blobs.keys()],
       signal,
     }).catch((error: unknown) => {
       emit('stage', 'fail', isApertusError(error) ? error.code : undefined);

@@ -1,6 +1,8 @@
 /**
  * systemd units for services on hosts where systemd is PID 1, rendered from
- * templates/systemd/apertus-service.service.
+ * templates/systemd/apertus-service.service: enabled at boot, ordered after the services
+ * they call (Requires= and After=), and hardened (a dedicated user, a read-only system
+ * but for the paths the service writes, no capabilities, a system call filter).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +24,15 @@ export interface SystemdUnitOptions {
   workingDirectory: string;
   /** Account the service runs as; systemd's default (root) when absent. */
   user?: string;
+  /** Services (recipe names) this one calls: their units start first, and a stop of theirs stops it. */
+  requires?: readonly string[];
+  /** Absolute paths the service writes; everything else is read-only to it (ProtectSystem=strict). */
+  readWritePaths?: readonly string[];
+  /**
+   * Files the service reads that its user may not (the host key): name -> absolute path.
+   * systemd hands each in as a credential; an argument equal to the path becomes `%d/<name>`.
+   */
+  credentials?: Readonly<Record<string, string>>;
   description?: string;
   environment?: Readonly<Record<string, string>>;
   /** Template text; the shipped template when absent. */
@@ -100,7 +111,7 @@ export function renderSystemdUnit(options: SystemdUnitOptions): string {
     );
   }
   refuseControlCharacters('WorkingDirectory', options.workingDirectory);
-  if (options.user !== undefined && !/^[a-z_][a-z0-9_-]*\$?$/i.test(options.user)) {
+  if (options.user !== undefined && !/^[a-z_][a-z0-9_-]*$/i.test(options.user)) {
     throw new ApertusError(
       'service-invalid',
       `service ${options.service}: "${options.user}" is not a valid user name`,
@@ -119,13 +130,47 @@ export function renderSystemdUnit(options: SystemdUnitOptions): string {
     })
     .join('\n');
 
+  const requires = (options.requires ?? []).map(systemdUnitName);
+  const absolute = (field: string, value: string) => {
+    refuseControlCharacters(field, value);
+    if (!value.startsWith('/') || /\s/.test(value)) {
+      throw new ApertusError(
+        'service-invalid',
+        `service ${options.service}: ${field} "${value}" must be an absolute path without spaces`,
+      );
+    }
+    return escapeExpansions(value);
+  };
+  const credentials = Object.entries(options.credentials ?? {}).sort(([a], [b]) =>
+    a < b ? -1 : a > b ? 1 : 0,
+  );
+  for (const [name] of credentials) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(name)) {
+      throw new ApertusError('service-invalid', `"${name}" cannot name a systemd credential`);
+    }
+  }
+  const credentialOf = new Map(credentials.map(([name, file]) => [file, name]));
   const values: Record<string, string> = {
     unitName,
     description: escapeExpansions(description),
-    user: options.user === undefined ? '' : `User=${options.user}`,
+    after: ['network.target', ...requires].join(' '),
+    requires: requires.length > 0 ? `Requires=${requires.join(' ')}` : '',
+    user: options.user === undefined ? '' : `User=${options.user}\nGroup=${options.user}`,
     workingDirectory: escapeExpansions(options.workingDirectory),
     environment,
-    execStart: options.argv.map(quoteSystemdArg).join(' '),
+    credentials: credentials
+      .map(([name, file]) => `LoadCredential=${name}:${absolute('LoadCredential', file)}`)
+      .join('\n'),
+    // %d is the service's credentials directory: the one specifier passed on unescaped.
+    execStart: options.argv
+      .map((arg) => {
+        const credential = credentialOf.get(arg);
+        return credential === undefined ? quoteSystemdArg(arg) : `%d/${credential}`;
+      })
+      .join(' '),
+    readWritePaths: (options.readWritePaths ?? [])
+      .map((dir) => `ReadWritePaths=${absolute('ReadWritePaths', dir)}`)
+      .join('\n'),
   };
   const template = options.template ?? readUnitTemplate(SYSTEMD_UNIT_TEMPLATE);
   const lines: string[] = [];

@@ -5,7 +5,8 @@
  * (host-key.ts). A record maps onto the format's fields as:
  *
  *   caller          who ran apertus: `<user>@<machine>` of the operator's process
- *   method          INSTALL, ROLLBACK, TRUST-ADD, TRUST-REMOVE, API-KEY-CREATE or API-KEY-REVOKE
+ *   method          INSTALL, ROLLBACK, TRUST-ADD, TRUST-REMOVE, API-KEY-CREATE, API-KEY-REVOKE,
+ *                   UNINSTALL or PRUNE
  *   endpoint        `<bundle name>@<version>` (a rollback: the release it went back to;
  *                   a trust change: the key id; an API key change: the key's name)
  *   status          0 when the command did what it set out to, 1 when it failed and put the host back
@@ -49,7 +50,9 @@ export type AuditMethod =
   | 'TRUST-ADD'
   | 'TRUST-REMOVE'
   | 'API-KEY-CREATE'
-  | 'API-KEY-REVOKE';
+  | 'API-KEY-REVOKE'
+  | 'UNINSTALL'
+  | 'PRUNE';
 
 export interface AuditEntry {
   method: AuditMethod;

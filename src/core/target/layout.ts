@@ -25,6 +25,8 @@ export interface HostLayout {
   releaseLinkTarget(name: string, version: string): string;
   /** Where an image's loadable archive directory is linked together from the store. */
   image(manifestDigest: string): string;
+  /** The directory of those archives. */
+  images: string;
   current: string;
   /** A directory while a host command holds the host (target/lock.ts). */
   lock: string;
@@ -50,7 +52,7 @@ export interface HostLayout {
   expected: ReadonlyArray<{ path: string; kind: EntryKind }>;
 }
 
-export type ReportKind = 'install' | 'rollback' | 'trust' | 'api-key';
+export type ReportKind = 'install' | 'rollback' | 'trust' | 'api-key' | 'uninstall' | 'prune';
 
 export function hostLayout(root: string): HostLayout {
   const valid = parseHostRoot(root);
@@ -74,6 +76,7 @@ export function hostLayout(root: string): HostLayout {
     release: (name, version) => path.join(valid, release(name, version)),
     releaseLinkTarget: release,
     image: (digest) => path.join(valid, 'images', `sha256-${hex(digest)}`),
+    images: path.join(valid, 'images'),
     current: path.join(valid, 'current'),
     lock: path.join(valid, '.install.lock'),
     state: path.join(valid, 'state.json'),

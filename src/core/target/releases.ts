@@ -13,6 +13,7 @@ import type { HostLayout } from './layout.js';
 import type { ServiceManager } from './preflight.js';
 import { parseProcNetTcp } from './probe.js';
 import { RELEASE_FILE, type ReleaseRecord } from './stage.js';
+import { RELEASE_LINK } from './state.js';
 
 /** A release found on the host: where it is and what it runs. */
 export interface Release {
@@ -61,6 +62,7 @@ const releaseRecordSchema: z.ZodType<ReleaseRecord> = z.object({
   manifestDigest: z.string().regex(/^sha256:[0-9a-f]{64}$/),
   stagedAt: z.string(),
   services: z.array(serviceSpecSchema),
+  blobs: z.array(z.string().regex(/^sha256:[0-9a-f]{64}$/)).optional(),
 });
 
 /** Points `current` at a release by renaming a new link over it: readers see old or new, never none. */
@@ -155,4 +157,62 @@ export async function stopCurrentRelease(transport: Transport, layout: HostLayou
   if (!release) return [];
   await stopServices(transport, layout, release.services);
   return release.services.map((s) => s.name);
+}
+
+/** A release directory on the host, with its record; `record` null when it has none readable (incomplete, or altered). */
+export interface ListedRelease {
+  /** `releases/NAME/VERSION`, as `current` would name it. */
+  release: string;
+  dir: string;
+  record: ReleaseRecord | null;
+  /** Why `record` is null. */
+  problem: string | null;
+}
+
+/**
+ * Every release directory under releases/ with its release.json, in one round trip.
+ * Entries whose names the layout could not have made, and links, are left out.
+ */
+export async function listReleases(
+  transport: Transport,
+  layout: HostLayout,
+  signal?: AbortSignal,
+): Promise<ListedRelease[]> {
+  const marker = '=== apertus release ';
+  const result = await transport.exec(
+    `cd ${shellQuote([layout.root])} 2>/dev/null || exit 0
+for d in releases/*/*; do
+  [ -d "$d" ] && [ ! -L "$d" ] || continue
+  printf '%s%s\\n' ${shellQuote([marker])} "$d"
+  cat "$d/${RELEASE_FILE}" 2>/dev/null
+  echo
+done`,
+    { reject: false, ...(signal ? { signal } : {}) },
+  );
+  const listed: ListedRelease[] = [];
+  for (const chunk of result.stdout.split(marker).slice(1)) {
+    const newline = chunk.indexOf('\n');
+    const release = (newline < 0 ? chunk : chunk.slice(0, newline)).trim();
+    if (!RELEASE_LINK.test(release)) continue;
+    const [, name = '', version = ''] = release.split('/');
+    const dir = layout.release(name, version);
+    const text = newline < 0 ? '' : chunk.slice(newline + 1).trim();
+    if (text === '') {
+      listed.push({ release, dir, record: null, problem: `no ${RELEASE_FILE} (an incomplete release)` });
+      continue;
+    }
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      raw = undefined;
+    }
+    const parsed = releaseRecordSchema.safeParse(raw);
+    listed.push(
+      parsed.success
+        ? { release, dir, record: parsed.data, problem: null }
+        : { release, dir, record: null, problem: `${RELEASE_FILE} is not a record apertus wrote` },
+    );
+  }
+  return listed.sort((a, b) => a.release.localeCompare(b.release));
 }

@@ -19,6 +19,12 @@ export interface ReleaseRecord {
   manifestDigest: string;
   stagedAt: string;
   services: ServiceSpec[];
+  /**
+   * Every blob of the bundle it came from (manifests, configs, layers, and the ones a delta
+   * left out because the host held them): what prune keeps in the store while this release
+   * is kept. Absent in releases staged before it was recorded.
+   */
+  blobs?: string[];
 }
 
 /** Exit status of the stage script when a blob in the store does not hash to its name. */
@@ -41,7 +47,13 @@ export async function stageRelease(
   layout: HostLayout,
   plan: InstallPlan,
   services: ServiceSpec[],
-  options: { hashTool: HashTool; check: readonly string[]; signal?: AbortSignal | undefined },
+  options: {
+    hashTool: HashTool;
+    check: readonly string[];
+    /** Every blob of the bundle, recorded in release.json for prune. */
+    blobs: readonly string[];
+    signal?: AbortSignal | undefined;
+  },
 ): Promise<StageOutcome> {
   const { signal } = options;
   const q = (value: string) => shellQuote([value]);
@@ -53,6 +65,7 @@ export async function stageRelease(
     manifestDigest: plan.bundle.manifestDigest,
     stagedAt: new Date().toISOString(),
     services,
+    blobs: [...options.blobs].sort(),
   };
   const lines = [
     'set -eu',

@@ -13,7 +13,7 @@ import type { HostLayout } from '../../target/layout.js';
 import { writeFileScript } from '../../target/safe-write.js';
 import type { FieldIssue, RuntimeAdapter } from '../adapter.js';
 import { runtimePaths } from '../runtime-files.js';
-import { managedStopScript, startRuntimeCommand } from '../service-manager.js';
+import { managedStopScript, type RuntimeCommandOptions, startRuntimeCommand } from '../service-manager.js';
 import { GATEWAY_PATHS, gatewayDataPaths, listenArgument, renderGatewayCommand } from './gateway-service.js';
 import { newGatewayToken, verifyAccessLog, verifyThroughGateway } from './gateway-verify.js';
 import {
@@ -176,6 +176,7 @@ export const gatewayRuntime: RuntimeAdapter<
       service.name,
       gatewayReleaseCommand(service, context.releaseDir, context.layout),
       context,
+      gatewayRunOptions(context.layout),
     ),
   stopScript: (service, layout) => managedStopScript(service.name, layout),
   healthPath: () => '/health',
@@ -201,6 +202,11 @@ export const gatewayRuntime: RuntimeAdapter<
 };
 
 /** The gateway's argv in a release, program first; its keys, TLS files and access log live under the install root. */
+/** Under systemd it writes its keys, token, TLS files and access log as the service user. */
+export function gatewayRunOptions(layout: HostLayout): RuntimeCommandOptions {
+  return { writes: [gatewayDataPaths(layout.root).dir] };
+}
+
 export function gatewayReleaseCommand(
   service: GatewayServiceSpec,
   releaseDir: string,

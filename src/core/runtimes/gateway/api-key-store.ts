@@ -37,7 +37,8 @@ export async function writeKeyFile(
   dir: string,
   content: ApiKeyFile,
 ): Promise<void> {
+  // Owned like its directory: under systemd the gateway reads it as the service user.
   await transport.exec(
-    `mkdir -p ${shellQuote([dir])} && chmod 0700 ${shellQuote([dir])}\n${writeFileScript(file, serializeApiKeyFile(content), '0600')}`,
+    `mkdir -p ${shellQuote([dir])} && chmod 0700 ${shellQuote([dir])}\n${writeFileScript(file, serializeApiKeyFile(content), '0600')} && chown --reference=${shellQuote([dir])} ${shellQuote([file])}`,
   );
 }

@@ -14,7 +14,7 @@ import { loopbackUrlOf } from '../adapter.js';
 import { gatewayDataPaths } from '../gateway/gateway-service.js';
 import { modelListedCheck } from '../openai-checks.js';
 import { runtimePaths } from '../runtime-files.js';
-import { managedStopScript, startRuntimeCommand } from '../service-manager.js';
+import { managedStopScript, type RuntimeCommandOptions, startRuntimeCommand } from '../service-manager.js';
 import { verifyAuditLog } from './audit-check.js';
 import { runRagCanary } from './canary.js';
 import { checkRagCollectionLock, RAG_PATHS, ragDataPaths, renderRagCommand } from './rag-service.js';
@@ -173,6 +173,7 @@ export const ragRuntime: RuntimeAdapter<
       service.name,
       ragReleaseCommand(service, context.releaseDir, context.layout, behindGateway ? token : undefined),
       context,
+      ragRunOptions(service, context.layout, behindGateway ? token : undefined),
     );
   },
   stopScript: (service, layout) => managedStopScript(service.name, layout),
@@ -187,6 +188,22 @@ export const ragRuntime: RuntimeAdapter<
   report: (service) => ({ modelId: service.chatModel }),
   summary: (service) => `over ${service.chatModel}`,
 };
+
+/**
+ * How the service runs under systemd: after the services it calls, writing only its data
+ * directory, and reading the gateway's token (started before the gateway, it must own it).
+ */
+export function ragRunOptions(
+  service: RagServiceSpec,
+  layout: HostLayout,
+  gatewayTokenFile?: string,
+): RuntimeCommandOptions {
+  return {
+    requires: service.dependsOn ?? [],
+    writes: [ragDataPaths(layout.root).dataDir],
+    ...(gatewayTokenFile === undefined ? {} : { reads: [path.dirname(gatewayTokenFile)] }),
+  };
+}
 
 /** The service's argv in a release, program first; its data lives under the install root `root`. */
 export function ragReleaseCommand(

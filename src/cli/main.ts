@@ -7,6 +7,7 @@ import { registerAudit } from './commands/audit.js';
 import { registerBundle } from './commands/bundle.js';
 import { registerCheck } from './commands/check.js';
 import { registerDemo } from './commands/demo.js';
+import { registerEval } from './commands/eval.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
@@ -50,7 +51,10 @@ const COMMAND_GROUPS: ReadonlyArray<{
       registerTls,
     ],
   },
-  { heading: 'Day two:', commands: [registerStatus, registerRollback, registerAudit, registerRag] },
+  {
+    heading: 'Day two:',
+    commands: [registerStatus, registerRollback, registerAudit, registerRag, registerEval],
+  },
   { heading: 'Other:', commands: [registerDemo, registerSchema] },
 ];
 

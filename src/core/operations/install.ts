@@ -385,6 +385,7 @@ async function applyInstall(ctx: ApplyContext): Promise<InstallResult> {
     stageRelease(transport, layout, plan, services, {
       hashTool: tools.hashTool,
       check: verify,
+      eval: prepared.bundle.config.verify.eval,
       signal,
     }).catch((error: unknown) => {
       emit('stage', 'fail', isApertusError(error) ? error.code : undefined);

@@ -50,7 +50,7 @@ export interface HostLayout {
   expected: ReadonlyArray<{ path: string; kind: EntryKind }>;
 }
 
-export type ReportKind = 'install' | 'rollback' | 'trust' | 'api-key';
+export type ReportKind = 'install' | 'rollback' | 'trust' | 'api-key' | 'eval';
 
 export function hostLayout(root: string): HostLayout {
   const valid = parseHostRoot(root);

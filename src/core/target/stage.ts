@@ -1,5 +1,6 @@
 import path from 'node:path/posix';
 import { ApertusError } from '../errors.js';
+import type { EvalSpec } from '../eval/eval-set.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
@@ -19,6 +20,8 @@ export interface ReleaseRecord {
   manifestDigest: string;
   stagedAt: string;
   services: ServiceSpec[];
+  /** The bundle's evaluation sets, for `apertus eval` on the host; absent when it has none. */
+  eval?: EvalSpec;
 }
 
 /** Exit status of the stage script when a blob in the store does not hash to its name. */
@@ -41,7 +44,12 @@ export async function stageRelease(
   layout: HostLayout,
   plan: InstallPlan,
   services: ServiceSpec[],
-  options: { hashTool: HashTool; check: readonly string[]; signal?: AbortSignal | undefined },
+  options: {
+    hashTool: HashTool;
+    check: readonly string[];
+    eval?: EvalSpec | undefined;
+    signal?: AbortSignal | undefined;
+  },
 ): Promise<StageOutcome> {
   const { signal } = options;
   const q = (value: string) => shellQuote([value]);
@@ -53,6 +61,7 @@ export async function stageRelease(
     manifestDigest: plan.bundle.manifestDigest,
     stagedAt: new Date().toISOString(),
     services,
+    ...(options.eval ? { eval: options.eval } : {}),
   };
   const lines = [
     'set -eu',

@@ -80,6 +80,7 @@ export async function resolveBundle(
   ctx: Omit<SourceContext, 'cacheDir' | 'env'>,
 ): Promise<ResolvedBundle> {
   const recipe = await loadRecipe(recipePath);
+  const evalSpec = await recipeEvalSpec(recipe);
   const sourceContext: SourceContext = { ...ctx, cacheDir: options.cacheDir, env: options.env };
   const components: ResolvedComponent[] = [];
   for (const spec of recipe.recipe.components) {
@@ -129,7 +130,7 @@ export async function resolveBundle(
     totalBytes: 0,
   };
   summary.totalBytes = summary.components.reduce((sum, c) => sum + c.bytes, 0);
-  return { summary, recipe, components, services, eval: await recipeEvalSpec(recipe) };
+  return { summary, recipe, components, services, eval: evalSpec };
 }
 
 /** Downloads what the resolved bundle needs (verified, resumable) and returns the write plan. */

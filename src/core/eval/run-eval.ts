@@ -103,7 +103,7 @@ async function runSet(input: RunEvalInput, set: EvalSet): Promise<EvalSetResult>
     };
   };
   if (!service) return failed(`the release has no service named ${set.service}`);
-  const call = async (method: string, path: string, json?: unknown) => {
+  const call = async (method: string, path: string, json?: unknown, abortable = true) => {
     const response = await httpRequest(transport, {
       port: service.port,
       method,
@@ -111,7 +111,7 @@ async function runSet(input: RunEvalInput, set: EvalSet): Promise<EvalSetResult>
       json,
       headers: { [RAG_CALLER_HEADER]: EVAL_CALLER },
       timeoutMs: REQUEST_TIMEOUT_MS,
-      signal,
+      ...(abortable && signal ? { signal } : {}),
     });
     let body: Record<string, unknown> | null = null;
     try {
@@ -203,8 +203,10 @@ async function runSet(input: RunEvalInput, set: EvalSet): Promise<EvalSetResult>
     return failed(error instanceof Error ? error.message : String(error));
   } finally {
     for (const id of ingested) {
-      // Best effort: an evaluation document left behind would be cited in real answers.
-      await call('DELETE', `/v1/documents/${encodeURIComponent(id)}`).catch(() => undefined);
+      // Even after an abort, best effort: an evaluation document left behind would be cited in real answers.
+      await call('DELETE', `/v1/documents/${encodeURIComponent(id)}`, undefined, false).catch(
+        () => undefined,
+      );
     }
   }
 }

@@ -7,6 +7,7 @@ import { registerAudit } from './commands/audit.js';
 import { registerBundle } from './commands/bundle.js';
 import { registerCheck } from './commands/check.js';
 import { registerDemo } from './commands/demo.js';
+import { registerEval } from './commands/eval.js';
 import { registerInspect } from './commands/inspect.js';
 import { registerInstall } from './commands/install.js';
 import { registerKeys } from './commands/keys.js';
@@ -61,6 +62,7 @@ const COMMAND_GROUPS: ReadonlyArray<{
       registerPrune,
       registerAudit,
       registerRag,
+      registerEval,
     ],
   },
   { heading: 'Other:', commands: [registerDemo, registerSchema] },

@@ -290,6 +290,7 @@ describe('apertus install from parts', () => {
           'verify.embeddings',
           'verify.rag-canary',
           'verify.golden',
+          'verify.eval',
           'verify.audit',
         ]),
       );

@@ -1,20 +1,29 @@
 /**
  * Day two on a real air-gapped host (sshd in a network namespace with no route out):
- * `apertus status`, `rollback`, `prune` and `uninstall` on what `apertus install` left
- * there, run as bin/apertus.js with real bundles, real services and the host's real audit log.
+ * `apertus status`, `rollback`, `prune` and `uninstall` on what `apertus install` left there,
+ * run as bin/apertus.js with real bundles, real services and the host's real audit log. On the
+ * same host: the demo's evaluation set run by each install and by `apertus eval
+ * --compare`, a release below its eval threshold rolled back, and a PDF and a DOCX sent
+ * with `apertus rag ingest --host`, the RAG answer citing the PDF's page. The model's
+ * weights are random: answers are never compared, retrieval is.
  */
 import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatEvalReport } from '../../src/cli/commands/eval.js';
 import { connectDemoHost, createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
 import { httpRequest } from '../../src/core/host/http-over-transport.js';
+import type { EvalReport } from '../../src/core/operations/eval.js';
+import type { InstallReport } from '../../src/core/operations/install-report.js';
 import type { PruneReport } from '../../src/core/operations/prune.js';
+import type { RagIngestResult } from '../../src/core/operations/rag-ingest.js';
 import type { RollbackReport } from '../../src/core/operations/rollback.js';
 import type { HostStatus } from '../../src/core/operations/status.js';
 import type { UninstallReport } from '../../src/core/operations/uninstall.js';
 import { hostTargetArgs, sshE2eRequirement, startHttpServerOnHost } from '../helpers/demo-host.js';
+import { writeDocx, writeTextPdf } from '../helpers/office-files.js';
 
 const BIN = path.resolve('bin/apertus.js');
 const requirement = sshE2eRequirement();
@@ -43,6 +52,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
   let bundle010: string;
   let bundle020: string;
   let bundle030: string;
+  let bundle090: string;
 
   async function auditRecords(): Promise<AuditLine[]> {
     const text = await readFile(path.join(host.root, 'audit.log'), 'utf8');
@@ -98,6 +108,16 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     await cp('bundles/demo', recipe030, { recursive: true });
     await writeFile(path.join(recipe030, 'apertus.yaml'), recipe.replace('version: 0.1.0', 'version: 0.3.0'));
     bundle030 = await bundleRecipe(recipe030, 'out-0.3.0');
+    // 0.9.0: no answer over SSH comes back within 1 ms, so its evaluation cannot pass.
+    const impossibleDir = path.join(work, 'recipe-0.9.0');
+    await cp('bundles/demo', impossibleDir, { recursive: true });
+    const demo = await readFile(path.join(impossibleDir, 'apertus.yaml'), 'utf8');
+    const impossible = demo
+      .replace('version: 0.1.0', 'version: 0.9.0')
+      .replace('latencyP95Ms: 30000', 'latencyP95Ms: 1');
+    expect(impossible.match(/0\.9\.0|latencyP95Ms: 1$/gm)).toHaveLength(2);
+    await writeFile(path.join(impossibleDir, 'apertus.yaml'), impossible);
+    bundle090 = await bundleRecipe(impossibleDir, 'out-0.9.0');
   });
 
   async function bundleRecipe(recipeDir: string, out: string): Promise<string> {
@@ -136,9 +156,27 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
   });
 
   it('after installs of 0.1.0 and 0.2.0, status shows 0.2.0 current with both services answering', async () => {
-    for (const bundle of [bundle010, bundle020]) {
+    for (const [version, bundle] of [
+      ['0.1.0', bundle010],
+      ['0.2.0', bundle020],
+    ] as const) {
       const installed = await apertus(['install', bundle, ...target, '--allow-unsigned', '--json']);
       expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+      // The demo's evaluation set ran after verification, within its thresholds.
+      const report = json<InstallReport>(installed.stdout);
+      expect(report.eval).toMatchObject({ ok: true, evaluatedRelease: `releases/demo/${version}`, k: 3 });
+      const set = report.eval?.sets[0];
+      expect(set?.name).toBe('hospital');
+      expect(set?.cases).toHaveLength(8);
+      // Its notes are found by their words even with random weights, above chance (hit@3 0.5, MRR 0.31).
+      expect(set?.metrics.hitAtK).toBeGreaterThanOrEqual(0.85);
+      expect(set?.metrics.mrr).toBeGreaterThanOrEqual(0.6);
+      expect(set?.metrics.accuracy).toBe(1);
+      expect(set?.metrics.latencyP95Ms).toBeGreaterThan(0);
+      expect(set?.metrics.tokensPerSecond).toBeGreaterThan(0);
+      expect(report.checks.filter((c) => c.id === 'verify.eval')).toEqual([
+        expect.objectContaining({ service: 'rag', status: 'ok', detail: expect.stringContaining('hit@3') }),
+      ]);
     }
     const result = await apertus(['status', ...target, '--json']);
     expect(result.exitCode, result.stderr).toBe(0);
@@ -176,6 +214,147 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     expect(text.stdout).toMatch(/llm\s+llamacpp\s+18081\s+ok/);
   });
 
+  it('eval --compare measures 0.2.0 now beside 0.1.0 as stored at its install, and records an EVAL', async () => {
+    const result = await apertus(['eval', ...target, '--compare', '--json']);
+    expect(result.exitCode, result.stdout + result.stderr).toBe(0);
+    const report = json<EvalReport>(result.stdout);
+    expect(report.current).toMatchObject({
+      ok: true,
+      version: '0.2.0',
+      evaluatedRelease: 'releases/demo/0.2.0',
+    });
+    expect(report.previous).toMatchObject({
+      release: 'releases/demo/0.1.0',
+      stored: true,
+      report: expect.stringMatching(/000001-install-\d{8}T\d{6}Z\.json$/),
+      run: { version: '0.1.0', evaluatedRelease: 'releases/demo/0.1.0' },
+    });
+    expect(Date.parse(report.previous?.run?.measuredAt ?? '')).toBeLessThan(
+      Date.parse(report.current.measuredAt),
+    );
+    // The random model's embeddings are deterministic: the same set ranks the same in both releases.
+    expect(report.current.sets[0]?.metrics.mrr).toBe(report.previous?.run?.sets[0]?.metrics.mrr);
+    // The set's own notes were removed after the run.
+    const transport = await connectDemoHost(host);
+    try {
+      const listed = await httpRequest(transport, { port: 18090, path: '/v1/documents', timeoutMs: 10_000 });
+      expect(JSON.parse(listed.body).data).toEqual([]);
+    } finally {
+      await transport.close();
+    }
+    expect(JSON.parse(await readFile(report.path, 'utf8'))).toEqual(report);
+    expect((await auditRecords()).at(-1)).toMatchObject({
+      seq: 3,
+      method: 'EVAL',
+      endpoint: 'demo@0.2.0',
+      status: 0,
+    });
+    // What the command prints without --json: both releases side by side.
+    const text = formatEvalReport(report);
+    expect(text).toContain('demo 0.2.0 (current, measured now)');
+    expect(text).toMatch(/demo 0\.1\.0 \(previous, stored \d{4}-\d\d-\d\dT/);
+    expect(text).toMatch(/^MRR\s+\d(\.\d+)?\s+\d(\.\d+)?$/m);
+    expect(text).toMatch(/^latency p95\s+\d+ ms\s+\d+ ms$/m);
+
+    const unknown = await apertus(['eval', ...target, '--set', 'nope', '--json']);
+    expect(unknown.exitCode).toBe(2);
+    expect(json<{ error: unknown }>(unknown.stdout).error).toMatchObject({
+      code: 'eval-set-unknown',
+      hint: 'Its sets: hospital.',
+    });
+  });
+
+  it('rolls back a release below its eval threshold, naming metric, value and threshold', async () => {
+    const failed = await apertus(['install', bundle090, ...target, '--allow-unsigned', '--json']);
+    expect(failed.exitCode, failed.stderr).toBe(1);
+    const { error } = json<{ error: { code: string; message: string; details: { report: InstallReport } } }>(
+      failed.stdout,
+    );
+    expect(error.code).toBe('install-verification-failed');
+    expect(error.message).toMatch(
+      /verify\.eval \(rag\): set hospital: latencyP95Ms \d+ is above the threshold 1/,
+    );
+    expect(error.message).toContain('Rolled back to releases/demo/0.2.0');
+    expect(error.details.report).toMatchObject({
+      ok: false,
+      rollback: { to: 'releases/demo/0.2.0', healthy: true },
+      eval: { ok: false, sets: [{ misses: [{ metric: 'latencyP95Ms', threshold: 1, bound: 'max' }] }] },
+    });
+    expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.2.0');
+    expect(await healthFromHost([18081, 18090])).toEqual([200, 200]);
+    expect((await auditRecords()).at(-1)).toMatchObject({
+      seq: 4,
+      method: 'INSTALL',
+      endpoint: 'demo@0.9.0',
+      status: 1,
+    });
+  });
+
+  it('ingests a PDF and a DOCX with rag ingest --host; the RAG answer cites the PDF page that holds it', async () => {
+    const docs = path.join(work, 'documents');
+    await mkdir(docs, { recursive: true });
+    const pdf = await writeTextPdf(
+      [
+        ['Ward handbook', 'Shift handover happens at seven in the morning and at seven in the evening.'],
+        ['Medication', 'Heparin for the night is given at ten in the evening by the charge nurse.'],
+      ],
+      'Ward handbook',
+    );
+    await writeFile(path.join(docs, 'ward-handbook.pdf'), pdf);
+    await writeFile(
+      path.join(docs, 'visitor-guide.docx'),
+      writeDocx([
+        { heading: 1, text: 'Parking' },
+        { text: 'Visitors park in the north car park; the first hour is free.' },
+      ]),
+    );
+    const ingested = await apertus(['rag', 'ingest', ...target, docs, '--json']);
+    expect(ingested.exitCode, ingested.stdout + ingested.stderr).toBe(0);
+    const result = json<RagIngestResult>(ingested.stdout);
+    expect(result.summary).toEqual({ ingested: 2, replaced: 0, skipped: 0, failed: 0 });
+    expect(result.documents.map((d) => [d.id, d.format, d.chunks])).toEqual([
+      ['visitor-guide.docx', 'docx', 1],
+      ['ward-handbook.pdf', 'pdf', 2],
+    ]);
+
+    const transport = await connectDemoHost(host);
+    try {
+      // Random weights embed a text by its words: the question shares page 2's words, not page 1's.
+      const chat = await httpRequest(transport, {
+        port: 18090,
+        path: '/v1/chat/completions',
+        json: {
+          messages: [
+            { role: 'user', content: 'Heparin for the night is given by the charge nurse: at what time?' },
+          ],
+          max_tokens: 8,
+          temperature: 0,
+        },
+        timeoutMs: 60_000,
+      });
+      expect(chat.status, chat.body).toBe(200);
+      const answer = JSON.parse(chat.body) as {
+        choices: Array<{ message: { content: string } }>;
+        sources: Array<{ index: number; document: string; page: number | null; section: string | null }>;
+      };
+      expect(answer.choices[0]?.message.content).toMatch(/\S/);
+      expect(answer.sources[0]).toMatchObject({ index: 1, document: 'ward-handbook.pdf', page: 2 });
+      const parking = await httpRequest(transport, {
+        port: 18090,
+        path: '/v1/query',
+        json: { query: 'visitors park in the north car park', top_k: 3 },
+        timeoutMs: 60_000,
+      });
+      expect(JSON.parse(parking.body).data[0]).toMatchObject({
+        document: 'visitor-guide.docx',
+        section: 'Parking',
+        page: null,
+      });
+    } finally {
+      await transport.close();
+    }
+  });
+
   it('rollback goes back to 0.1.0, serving, with a report, state.json and a ROLLBACK audit record', async () => {
     const result = await apertus(['rollback', ...target, '--json']);
     expect(result.exitCode, result.stdout + result.stderr).toBe(0);
@@ -195,7 +374,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
       ['verify.models', 'rag', 'ok'],
     ]);
     // Named by its audit record, never by bundle metadata.
-    expect(path.basename(report.path)).toMatch(/^000003-rollback-\d{8}T\d{6}Z\.json$/);
+    expect(path.basename(report.path)).toMatch(/^000005-rollback-\d{8}T\d{6}Z\.json$/);
     expect(JSON.parse(await readFile(report.path, 'utf8'))).toEqual(report);
     expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');
     expect(await healthFromHost([18080, 18090])).toEqual([200, 200]);
@@ -213,7 +392,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
       ok: true,
       current: { version: '0.1.0', report: report.path },
       previous: { version: '0.2.0' },
-      lastAudit: { seq: 3, method: 'ROLLBACK', endpoint: 'demo@0.1.0', status: 0, sound: true },
+      lastAudit: { seq: 5, method: 'ROLLBACK', endpoint: 'demo@0.1.0', status: 0, sound: true },
     });
     expect(status.services.map((s) => [s.port, s.health])).toEqual([
       [18080, 'ok'],
@@ -222,7 +401,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
 
     const verified = await apertus(['audit', 'verify', '--installs', ...target, '--json']);
     expect(verified.exitCode, verified.stdout).toBe(0);
-    expect(json<{ ok: boolean; records: number }>(verified.stdout)).toMatchObject({ ok: true, records: 3 });
+    expect(json<{ ok: boolean; records: number }>(verified.stdout)).toMatchObject({ ok: true, records: 5 });
     expect((await auditRecords()).at(-1)).toMatchObject({
       method: 'ROLLBACK',
       endpoint: 'demo@0.1.0',
@@ -292,7 +471,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     const verified = await apertus(['audit', 'verify', '--installs', ...target, '--json']);
     expect(verified.exitCode, verified.stdout).toBe(0);
     expect((await auditRecords()).at(-1)).toMatchObject({
-      seq: 4,
+      seq: 6,
       method: 'ROLLBACK',
       endpoint: 'demo@0.2.0',
       status: 1,
@@ -358,8 +537,13 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
     // Each release records the blobs of its bundle; 0.1.0 has some no other release names.
     const [b010, b020, b030] = await Promise.all(['0.1.0', '0.2.0', '0.3.0'].map(releaseBlobs));
+    // 0.9.0, which failed its evaluation and was put back, is staged too: older than 0.3.0.
+    const b090 = await releaseBlobs('0.9.0');
     const only010 = (b010 as string[]).filter((d) => !b020?.includes(d) && !b030?.includes(d));
     expect(only010.length).toBeGreaterThan(0);
+    const removable = [...new Set([...only010, ...b090])].filter(
+      (d) => !b020?.includes(d) && !b030?.includes(d),
+    );
     const store = await storeBlobs();
     expect(store).toEqual(expect.arrayContaining([...(b010 ?? []), ...(b020 ?? []), ...(b030 ?? [])]));
 
@@ -378,11 +562,12 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
       { release: 'releases/demo/0.1.0', action: 'remove', why: 'older' },
       { release: 'releases/demo/0.2.0', action: 'keep', why: ['previous'] },
       { release: 'releases/demo/0.3.0', action: 'keep', why: ['current', 'recent'] },
+      { release: 'releases/demo/0.9.0', action: 'remove', why: 'older' },
     ]);
-    expect(plan.plan.blobs.remove.map((b) => b.digest).sort()).toEqual([...only010].sort());
+    expect(plan.plan.blobs.remove.map((b) => b.digest).sort()).toEqual([...removable].sort());
     const text = await apertus(['prune', ...target, '--keep', '1', '--dry-run']);
     expect(text.stdout).toContain('remove    releases/demo/0.1.0 (older)');
-    expect(text.stdout).toContain(`would remove ${only010.length}`);
+    expect(text.stdout).toContain(`would remove ${removable.length}`);
     expect(await hostFiles()).toEqual(before);
 
     const pruned = await apertus(['prune', ...target, '--keep', '1', '--json']);
@@ -391,12 +576,13 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     expect(report).toMatchObject({
       ok: true,
       dryRun: false,
-      removed: { releases: 1, blobs: only010.length },
+      removed: { releases: 2, blobs: removable.length },
     });
     expect(await exists(path.join(host.root, 'releases/demo/0.1.0'))).toBe(false);
     expect(await exists(path.join(host.root, 'releases/demo/0.2.0'))).toBe(true);
     const left = await storeBlobs();
-    for (const digest of only010) expect(left).not.toContain(digest);
+    expect(await exists(path.join(host.root, 'releases/demo/0.9.0'))).toBe(false);
+    for (const digest of removable) expect(left).not.toContain(digest);
     expect(left).toEqual(expect.arrayContaining([...(b020 ?? []), ...(b030 ?? [])]));
     expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.3.0');
     expect(await healthFromHost([18080, 18090])).toEqual([200, 200]);

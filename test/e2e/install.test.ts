@@ -268,6 +268,7 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
       ['verify.rag-canary', 'rag', 'ok'],
       ['verify.golden', 'llm', 'ok'],
       ['verify.golden', 'rag', 'ok'],
+      ['verify.eval', 'rag', 'ok'],
       ['verify.audit', 'rag', 'ok'],
       ['verify.offline', '*', 'ok'],
     ]);
@@ -494,6 +495,7 @@ describe('the demo, as a new user runs it', () => {
         'install.verify.embeddings',
         'install.verify.rag-canary',
         'install.verify.golden',
+        'install.verify.eval',
         'install.verify.audit',
         ...(requirement.ok ? ['install.verify.offline'] : []),
       ];

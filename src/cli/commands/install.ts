@@ -30,6 +30,7 @@ const TITLES: Record<(typeof INSTALL_STEPS)[number], string> = {
   'verify.embeddings': 'Embeddings',
   'verify.rag-canary': 'RAG canary',
   'verify.golden': 'Golden prompts',
+  'verify.eval': 'Evaluation sets',
   'verify.audit': 'Audit chain',
   'verify.offline': 'Offline (egress packets)',
   rollback: 'Rollback',

@@ -1,8 +1,9 @@
 import path from 'node:path';
+import { type EvalSpec, loadEvalSets } from '../eval/eval-set.js';
 import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
-import { needsRuntimeComponent } from '../runtimes/registry.js';
+import { needsRuntimeComponent, recipeAdapterOf } from '../runtimes/registry.js';
 import { resolveServices, resolveVerify } from '../runtimes/resolve-services.js';
 import { collectRuntimeFiles } from '../runtimes/runtime-files.js';
 import { componentContext } from '../sources/component-context.js';
@@ -55,6 +56,8 @@ export interface ResolvedBundle {
   recipe: LoadedRecipe;
   components: ResolvedComponent[];
   services: ServiceSpec[];
+  /** The evaluation sets, read and checked line by line; undefined when the recipe has none. */
+  eval: EvalSpec | undefined;
 }
 
 export interface PlanOptions {
@@ -77,6 +80,7 @@ export async function resolveBundle(
   ctx: Omit<SourceContext, 'cacheDir' | 'env'>,
 ): Promise<ResolvedBundle> {
   const recipe = await loadRecipe(recipePath);
+  const evalSpec = await recipeEvalSpec(recipe);
   const sourceContext: SourceContext = { ...ctx, cacheDir: options.cacheDir, env: options.env };
   const components: ResolvedComponent[] = [];
   for (const spec of recipe.recipe.components) {
@@ -126,7 +130,7 @@ export async function resolveBundle(
     totalBytes: 0,
   };
   summary.totalBytes = summary.components.reduce((sum, c) => sum + c.bytes, 0);
-  return { summary, recipe, components, services };
+  return { summary, recipe, components, services, eval: evalSpec };
 }
 
 /** Downloads what the resolved bundle needs (verified, resumable) and returns the write plan. */
@@ -211,9 +215,25 @@ export async function fetchBundle(
     recipe: { fileName: path.basename(resolved.recipe.file), bytes: resolved.recipe.bytes },
     components,
     services: resolved.services,
-    verify: resolveVerify(recipe),
+    verify: { ...resolveVerify(recipe), ...(resolved.eval ? { eval: resolved.eval } : {}) },
     requirements: {},
   };
+}
+
+/** The recipe's verify.eval with its sets read from disk (a bad line fails here, before any download). */
+async function recipeEvalSpec(loaded: LoadedRecipe): Promise<EvalSpec | undefined> {
+  const spec = loaded.recipe.verify.eval;
+  if (spec === undefined) return undefined;
+  const { services } = loaded.recipe;
+  const rag = services.find((s) => s.runtime === 'rag');
+  const model = services.find((s) => recipeAdapterOf(s).recipeModel(s) !== null);
+  const k = spec.k ?? (rag && 'topK' in rag && typeof rag.topK === 'number' ? rag.topK : 3);
+  const sets = await loadEvalSets(
+    loaded.dir,
+    spec.sets,
+    (needsRag) => (needsRag ? rag : (model ?? rag))?.name,
+  );
+  return { k, thresholds: spec.thresholds, sets };
 }
 
 function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Partial<Pick<T, K>> {

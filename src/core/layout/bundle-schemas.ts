@@ -9,6 +9,7 @@
  * schema, from the runtime registry.
  */
 import { z } from 'zod';
+import { evalSpecSchema } from '../eval/eval-set.js';
 import type { BundleView } from '../runtimes/adapter.js';
 import { adapterOf, serviceSpecSchema } from '../runtimes/registry.js';
 import {
@@ -91,6 +92,7 @@ const verifySpecSchema: z.ZodType<VerifySpec> = z.object({
       }),
     )
     .optional(),
+  eval: evalSpecSchema.optional(),
 });
 
 /** Provenance and requirement strings: shown to people, never run. */
@@ -159,6 +161,14 @@ export const bundleConfigSchema: z.ZodType<BundleConfig> = z
     config.services.forEach((service, i) => {
       for (const found of adapterOf(service).checkBundle(service, view)) {
         issue(['services', i, ...found.path], found.message);
+      }
+    });
+    (config.verify.eval?.sets ?? []).forEach((set, i) => {
+      if (!names.has(set.service)) {
+        issue(
+          ['verify', 'eval', 'sets', i, 'service'],
+          `no service named "${set.service}" (services: ${[...names].join(', ')})`,
+        );
       }
     });
     (config.verify.golden ?? []).forEach((golden, i) => {

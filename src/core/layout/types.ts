@@ -2,6 +2,7 @@
  * Types of the bundle format (DESIGN.md section 2). Only src/core/layout names paths
  * inside a bundle; everyone else goes through these types and the layout functions.
  */
+import type { EvalSpec } from '../eval/eval-set.js';
 import type { ServiceSpec } from '../runtimes/registry.js';
 
 export interface Descriptor {
@@ -42,6 +43,8 @@ export interface VerifySpec {
   embeddings: { input: string; dimension: number } | null;
   /** Absent in bundles written before golden prompts existed. */
   golden?: GoldenPrompt[];
+  /** The recipe's evaluation sets and thresholds (src/core/eval); absent when it has none. */
+  eval?: EvalSpec;
 }
 
 /** Where a component came from; its per-file digests are the layers of its manifest. */

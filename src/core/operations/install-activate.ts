@@ -5,6 +5,8 @@
  * steps of their own; then the signed record, state.json and the report.
  */
 import { ApertusError, isApertusError } from '../errors.js';
+import { evalChecks } from '../eval/eval-checks.js';
+import { type EvalRun, runEval } from '../eval/run-eval.js';
 import { formatGB } from '../gpu/units.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { startOrder, startServices, stopServices } from '../runtimes/lifecycle.js';
@@ -41,6 +43,7 @@ const NOT_APPLICABLE: Record<VerifyCheckId, string> = {
   'verify.embeddings': 'the recipe verifies no embeddings',
   'verify.rag-canary': 'no rag service',
   'verify.golden': 'no golden prompts in the recipe, or an earlier check failed',
+  'verify.eval': 'no evaluation sets in the bundle, or an earlier check failed',
   'verify.audit': 'no rag service, or an earlier check failed',
   'verify.offline': 'egress not counted (--count-egress IFACE counts it)',
 };
@@ -53,6 +56,7 @@ export const VERIFY_STEPS = [
   'verify.embeddings',
   'verify.rag-canary',
   'verify.golden',
+  'verify.eval',
   'verify.audit',
   'verify.offline',
 ] as const satisfies readonly VerifyCheckId[];
@@ -137,6 +141,7 @@ export async function activateAndVerify(
   const egress = options.egressInterface;
   const egressBefore = egress ? await readTxPackets(transport, egress) : null;
   const checks: ServiceCheck[] = [];
+  let evaluation: EvalRun | null = null;
   let startError: string | null = null;
   emit('activate', 'start');
   try {
@@ -162,6 +167,21 @@ export async function activateAndVerify(
       }
       if (checks.every((c) => c.status === 'ok')) {
         checks.push(...(await verifyGoldenPrompts(transport, services, verifySpec.golden ?? [], signal)));
+        if (verifySpec.eval && checks.every((c) => c.status === 'ok')) {
+          // The recipe's thresholds gate the release as any failed check does: below them, it is rolled back.
+          evaluation = await runEval({
+            transport,
+            services,
+            spec: verifySpec.eval,
+            release: {
+              linkTarget: plan.release.linkTarget,
+              name: plan.bundle.name,
+              version: plan.bundle.version,
+            },
+            signal,
+          });
+          checks.push(...evalChecks(evaluation));
+        }
         checks.push(...(await verifyServiceRecords(transport, layout.root, services, signal)));
       }
     } catch (error) {
@@ -267,6 +287,7 @@ export async function activateAndVerify(
     offline,
     rollback: rolledBack,
     services,
+    eval: evaluation,
   };
   const recorded = await session.record({
     kind: 'install',

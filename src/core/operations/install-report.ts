@@ -1,3 +1,4 @@
+import type { EvalRun } from '../eval/run-eval.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { serviceReport } from '../runtimes/registry.js';
 import type { ServiceCheck } from '../runtimes/verify-services.js';
@@ -53,6 +54,8 @@ export interface InstallReport {
   /** Packets the host sent through its sink interface during verification (`--count-egress`); null when not counted. */
   offline: { interface: string; packets: number } | null;
   rollback: { to: string | null; healthy: boolean } | null;
+  /** The evaluation sets' run after verification (metrics, thresholds missed); null when none ran. */
+  eval: EvalRun | null;
   services: Array<{
     name: string;
     port: number;
@@ -81,6 +84,7 @@ export interface ReportInput {
   offline: InstallReport['offline'];
   rollback: InstallReport['rollback'];
   services: ServiceSpec[];
+  eval: EvalRun | null;
 }
 
 export function buildInstallReport(input: ReportInput, where: { path: string; seq: number }): InstallReport {
@@ -117,6 +121,7 @@ export function buildInstallReport(input: ReportInput, where: { path: string; se
     interrupted: input.interrupted,
     offline: input.offline,
     rollback: input.rollback,
+    eval: input.eval,
     services: input.services.map(serviceReport),
   };
 }

@@ -420,6 +420,7 @@ async function applyInstall(ctx: ApplyContext): Promise<InstallResult> {
       hashTool: tools.hashTool,
       check: verify,
       blobs: [...prepared.bundle.blobs.keys()],
+      eval: prepared.bundle.config.verify.eval,
       signal,
     }).catch((error: unknown) => {
       emit('stage', 'fail', isApertusError(error) ? error.code : undefined);

@@ -13,6 +13,7 @@ export type CheckId =
   | 'verify.embeddings'
   | 'verify.rag-canary'
   | 'verify.golden'
+  | 'verify.eval'
   | 'verify.audit'
   | 'verify.offline';
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { evalThresholdsSchema } from '../eval/eval-set.js';
 import type { RecipeView } from '../runtimes/adapter.js';
 import { recipeAdapterOf, recipeServiceSchema } from '../runtimes/registry.js';
 import {
@@ -6,6 +7,7 @@ import {
   LIMITS,
   oneLineText,
   promptText,
+  repeatedKeys,
   resourceName,
   uniquenessIssues,
   versionString,
@@ -131,6 +133,41 @@ const goldenPrompt = z
   })
   .strict();
 
+const evalSets = z
+  .object({
+    k: LIMITS.topK
+      .optional()
+      .describe('passages retrieved per question for hit@k and MRR (default: the RAG service topK, else 3)'),
+    thresholds: evalThresholdsSchema
+      .default({})
+      .describe('what every set must reach; a release below them is rolled back at install'),
+    sets: z
+      .array(
+        z
+          .object({
+            name,
+            file: oneLineText(1024)
+              .min(1)
+              .describe('a JSONL file relative to the recipe directory, one question a line'),
+            service: name
+              .optional()
+              .describe(
+                'the service asked (default: the RAG service when the set names sources, else the first model service)',
+              ),
+            maxTokens: LIMITS.maxTokens.default(32),
+            documents: z
+              .array(oneLineText(1024).min(1))
+              .default([])
+              .describe(
+                'text, Markdown or HTML files (relative to the recipe directory) ingested for the run and removed after it',
+              ),
+          })
+          .strict(),
+      )
+      .min(1),
+  })
+  .strict();
+
 const verify = z
   .object({
     chat: z
@@ -145,7 +182,12 @@ const verify = z
     golden: z
       .array(goldenPrompt)
       .default([])
-      .describe('the evaluation suite: prompts whose answers must match a pattern after install'),
+      .describe('prompts whose answers must match a pattern after install'),
+    eval: evalSets
+      .optional()
+      .describe(
+        'evaluation sets run after verification (and by apertus eval); their thresholds gate install',
+      ),
   })
   .strict();
 
@@ -194,6 +236,16 @@ export const recipeSchema = z
     if (recipe.verify.embeddings && !recipe.services.some((s) => modelServer(s)?.embeddings)) {
       issue(['verify', 'embeddings'], 'embeddings are verified but no service sets "embeddings: true"');
     }
+    for (const found of repeatedKeys(recipe.verify.eval?.sets ?? [], (s) => s.name))
+      issue(['verify', 'eval', 'sets', found.index, 'name'], `set "${found.key}" is named twice`);
+    recipe.verify.eval?.sets.forEach((s, i) => {
+      if (s.service !== undefined && !services.has(s.service)) {
+        issue(
+          ['verify', 'eval', 'sets', i, 'service'],
+          `no service named "${s.service}" (services: ${[...services.keys()].join(', ')})`,
+        );
+      }
+    });
     recipe.verify.golden.forEach((g, i) => {
       if (g.service !== undefined && !services.has(g.service)) {
         issue(

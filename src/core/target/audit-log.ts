@@ -6,10 +6,12 @@
  *
  *   caller          who ran apertus: `<user>@<machine>` of the operator's process
  *   method          INSTALL, ROLLBACK, TRUST-ADD, TRUST-REMOVE, API-KEY-CREATE, API-KEY-REVOKE,
- *                   UNINSTALL or PRUNE
- *   endpoint        `<bundle name>@<version>` (a rollback: the release it went back to;
+ *                   UNINSTALL, PRUNE or EVAL
+ *   endpoint        `<bundle name>@<version>` (a rollback: the release it went back to; an
+ *                   evaluation: the release it measured;
  *                   a trust change: the key id; an API key change: the key's name)
  *   status          0 when the command did what it set out to, 1 when it failed and put the host back
+ *                   (an evaluation: 1 when a set missed a threshold)
  *   requestSha256   what it acted on: the bundle manifest digest (hex), or the key's sha256
  *                   (an API key: the SHA-256 of the key, as the key file holds it)
  *   responseSha256  SHA-256 of the command's report under reports/
@@ -52,7 +54,8 @@ export type AuditMethod =
   | 'API-KEY-CREATE'
   | 'API-KEY-REVOKE'
   | 'UNINSTALL'
-  | 'PRUNE';
+  | 'PRUNE'
+  | 'EVAL';
 
 export interface AuditEntry {
   method: AuditMethod;

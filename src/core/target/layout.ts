@@ -52,7 +52,7 @@ export interface HostLayout {
   expected: ReadonlyArray<{ path: string; kind: EntryKind }>;
 }
 
-export type ReportKind = 'install' | 'rollback' | 'trust' | 'api-key' | 'uninstall' | 'prune';
+export type ReportKind = 'install' | 'rollback' | 'trust' | 'api-key' | 'uninstall' | 'prune' | 'eval';
 
 export function hostLayout(root: string): HostLayout {
   const valid = parseHostRoot(root);

@@ -1,6 +1,7 @@
 import path from 'node:path/posix';
 import { z } from 'zod';
 import { ApertusError } from '../errors.js';
+import { evalSpecSchema } from '../eval/eval-set.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
@@ -63,6 +64,7 @@ const releaseRecordSchema: z.ZodType<ReleaseRecord> = z.object({
   stagedAt: z.string(),
   services: z.array(serviceSpecSchema),
   blobs: z.array(z.string().regex(/^sha256:[0-9a-f]{64}$/)).optional(),
+  eval: evalSpecSchema.optional(),
 });
 
 /** Points `current` at a release by renaming a new link over it: readers see old or new, never none. */

@@ -1,5 +1,6 @@
 import path from 'node:path/posix';
 import { ApertusError } from '../errors.js';
+import type { EvalSpec } from '../eval/eval-set.js';
 import { shellQuote } from '../host/shell-quote.js';
 import type { Transport } from '../host/transport.js';
 import type { ServiceSpec } from '../layout/types.js';
@@ -25,6 +26,8 @@ export interface ReleaseRecord {
    * is kept. Absent in releases staged before it was recorded.
    */
   blobs?: string[];
+  /** The bundle's evaluation sets, for `apertus eval` on the host; absent when it has none. */
+  eval?: EvalSpec;
 }
 
 /** Exit status of the stage script when a blob in the store does not hash to its name. */
@@ -52,6 +55,7 @@ export async function stageRelease(
     check: readonly string[];
     /** Every blob of the bundle, recorded in release.json for prune. */
     blobs: readonly string[];
+    eval?: EvalSpec | undefined;
     signal?: AbortSignal | undefined;
   },
 ): Promise<StageOutcome> {
@@ -66,6 +70,7 @@ export async function stageRelease(
     stagedAt: new Date().toISOString(),
     services,
     blobs: [...options.blobs].sort(),
+    ...(options.eval ? { eval: options.eval } : {}),
   };
   const lines = [
     'set -eu',

@@ -51,6 +51,7 @@ export interface SbomInput {
 
 const TOP_LEVEL_TYPE: Record<PlannedComponent['kind'], CycloneDxComponentType> = {
   model: 'machine-learning-model',
+  adapter: 'machine-learning-model',
   image: 'container',
   runtime: 'application',
   wheels: 'library',

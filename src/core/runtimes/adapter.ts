@@ -125,6 +125,12 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   recipeModel(service: R): { embeddings: boolean } | null;
   /** Its bundle entry, from the recipe and the components resolved. */
   resolve(service: R, context: ResolveContext): S;
+  /**
+   * Its bundle entry completed from what its components' files say, once they are fetched and
+   * before the bundle is written (vllm: each adapter's rank, from its adapter_config.json).
+   * Absent: as resolved.
+   */
+  withFetchedFiles?(service: S, components: ReadonlyMap<string, ModelFilesView>): Promise<S>;
   /** Runs on the Node binary and files of the bundle's runtime component. */
   readonly needsRuntimeComponent: boolean;
 

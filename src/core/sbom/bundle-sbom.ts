@@ -83,7 +83,15 @@ export async function buildBundleSbom(input: SbomInput): Promise<CycloneDxBom> {
       properties: [{ name: 'apertus:recipe-digest', value: input.recipe.digest }],
     },
     components,
-    dependencies: [{ ref: bundleRef, dependsOn: components.map((component) => component['bom-ref']) }],
+    dependencies: [
+      { ref: bundleRef, dependsOn: components.map((component) => component['bom-ref']) },
+      // An adapter runs only over the base model it was trained on.
+      ...input.components.flatMap(({ entry }) =>
+        entry.base === undefined
+          ? []
+          : [{ ref: componentRef(entry.name), dependsOn: [componentRef(entry.base.component)] }],
+      ),
+    ],
   });
 }
 
@@ -122,13 +130,20 @@ export async function bundleSbomBlob(
 async function topLevelComponent(component: SbomInput['components'][number]): Promise<CycloneDxComponent> {
   const { planned, entry } = component;
   const { provenance } = entry;
-  const ref = `component:${planned.name}`;
+  const ref = componentRef(planned.name);
   const properties: CycloneDxProperty[] = [
     { name: 'apertus:component', value: planned.name },
     { name: 'apertus:kind', value: planned.kind },
     { name: 'apertus:source', value: provenance.source },
     { name: 'apertus:manifest-digest', value: entry.manifest.digest },
   ];
+  if (entry.base !== undefined) {
+    properties.push({ name: 'apertus:adapter-base', value: entry.base.component });
+    if (entry.base.revision !== undefined)
+      properties.push({ name: 'apertus:adapter-base-revision', value: entry.base.revision });
+    if (entry.base.digest !== undefined)
+      properties.push({ name: 'apertus:adapter-base-digest', value: entry.base.digest });
+  }
   const licenses = cycloneDxLicenses(provenance.license);
   const base = {
     'bom-ref': ref,
@@ -183,12 +198,16 @@ async function topLevelComponent(component: SbomInput['components'][number]): Pr
     );
   }
   const fileLayers = component.layers.filter((layer) => layerPlacement(layer.mediaType) === 'file');
-  if (planned.kind === 'model') {
+  if (planned.kind === 'model' || planned.kind === 'adapter') {
     const only = fileLayers.length === 1 ? fileLayers[0] : undefined;
     if (only !== undefined) out.hashes = [sha256Hash(only.digest)];
     out.modelCard = await modelCard(planned, fileLayers);
   }
   return out;
+}
+
+function componentRef(name: string): string {
+  return `component:${name}`;
 }
 
 /** 'https://hub.example/org/name/tree/<sha>' -> 'https://hub.example', for the purl's repository_url. */

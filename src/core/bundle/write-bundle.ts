@@ -285,6 +285,7 @@ export async function writeBundle(
     };
 
     const components: BundleConfig['components'] = [];
+    const lastModelPackIndex = plan.components.findLastIndex((c) => isModelPackKind(c.kind));
     /** Each component's layers as written, for the SBOM. */
     const writtenLayers: Descriptor[][] = [];
     for (const [index, component] of plan.components.entries()) {
@@ -364,18 +365,9 @@ export async function writeBundle(
         ...(component.base === undefined ? {} : { base: component.base }),
       });
       writtenLayers.push(layers);
-    }
-    // Every layer is hashed now: an adapter whose base is missing or different is refused
-    // before the bundle is finished (the partial file is removed).
-    const candidates = components.map((c, i) => ({
-      name: c.name,
-      kind: c.kind,
-      revision: c.provenance.revision,
-      layers: writtenLayers[i] ?? [],
-    }));
-    for (const component of components) {
-      if (component.base !== undefined)
-        assertAdapterBase({ name: component.name, base: component.base }, candidates, 'the recipe');
+      // Once every model and adapter is hashed, an adapter whose base is missing or different
+      // is refused, before the rest is written (the partial file is removed).
+      if (index === lastModelPackIndex) assertAdapterBases(components, writtenLayers);
     }
 
     const recipe = await storeBytes(
@@ -454,6 +446,19 @@ export async function writeBundle(
     await writer.close();
     if (splitOutput === undefined) await rm(partialPath, { force: true });
     throw error;
+  }
+}
+
+function assertAdapterBases(components: BundleConfig['components'], layers: Descriptor[][]): void {
+  const candidates = components.map((c, i) => ({
+    name: c.name,
+    kind: c.kind,
+    revision: c.provenance.revision,
+    layers: layers[i] ?? [],
+  }));
+  for (const component of components) {
+    if (component.base !== undefined)
+      assertAdapterBase({ name: component.name, base: component.base }, candidates, 'the recipe');
   }
 }
 

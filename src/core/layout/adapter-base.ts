@@ -65,7 +65,9 @@ export function assertAdapterBase(
       `it is at ${found.revision === undefined ? 'no revision (local files)' : `revision ${found.revision}`}, not ${base.revision}`,
     );
   }
-  const weights = found.layers.filter((layer) => layer.mediaType === MODELPACK.weight).map((l) => l.digest);
+  const weights = [
+    ...new Set(found.layers.filter((layer) => layer.mediaType === MODELPACK.weight).map((l) => l.digest)),
+  ];
   if (base.digest !== undefined && !weights.includes(base.digest)) {
     problems.push(
       `none of its weights files is ${base.digest} (it has ${weights.length === 0 ? 'none' : weights.join(', ')})`,

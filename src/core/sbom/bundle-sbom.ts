@@ -4,7 +4,8 @@
  *
  * Top level: one component per bundle component. The model is a `machine-learning-model`
  * (purl `pkg:huggingface/...@<commit>` for hf: sources, a model card with its file format
- * and architecture), images are `container`s (purl `pkg:oci/...@sha256:...`), and the
+ * and architecture), a LoRA adapter is one too, with a dependency on its base model and
+ * properties naming the base and its pin, images are `container`s (purl `pkg:oci/...@sha256:...`), and the
  * runtime, files and wheels components hold what they carry as nested components: every
  * file with its SHA-256, the npm packages inside tar layers (`pkg:npm/...`, with
  * licences), wheels (`pkg:pypi/...`) and the Node binary.

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
+import { openBundle } from '../../src/core/layout/bundle-reader.js';
+import { loadBundle } from '../../src/core/layout/load-bundle.js';
 import { sha256Digest } from '../../src/core/layout/manifests.js';
 import { generateTinyLora } from '../../src/core/tiny-model/generate.js';
 import { storedBlobs } from '../helpers/bundle-blobs.js';
@@ -163,21 +165,27 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
     expect(report.ok).toBe(true);
     const metadata = fresh.filter(([digest]) => digest !== adapterDigest);
     const metadataBytes = metadata.reduce((sum, [, size]) => sum + size, 0);
+    console.log(
+      `delta adding a second adapter uploaded ${report.transfer.bytesUploaded} bytes in ${report.transfer.blobsUploaded} blobs: the adapter ${secondAdapter.length} + metadata ${metadataBytes} in ${metadata.length} blobs (${metadata.map(([, size]) => size).join(', ')})`,
+    );
     expect(report.transfer).toMatchObject({
       blobsUploaded: fresh.length,
       bytesUploaded: secondAdapter.length + metadataBytes,
     });
-    // Besides the adapter, only small documents: its manifest and ModelPack config, the new
-    // recipe, bundle config and manifest, and the SBOM (which lists the runtime's npm closure,
-    // so it is the largest of them). No byte of the model, the first adapter or the runtime.
-    expect(metadata.length).toBeLessThanOrEqual(6);
-    expect(metadataBytes).toBeLessThan(300_000);
-    const omitted = [...(await storedBlobs(basePath)).keys()].filter((d) => !delta.has(d));
+    // Of the components' layers, the host gets the new adapter's file and nothing else: no
+    // byte of the model, the first adapter or the runtime.
+    const reader = await openBundle(deltaPath);
+    const layers = await loadBundle(reader)
+      .then((bundle) => new Set(bundle.components.flatMap((c) => c.layers.map((l) => l.digest))))
+      .finally(() => reader.close());
+    expect(fresh.filter(([digest]) => layers.has(digest)).map(([digest]) => digest)).toEqual([adapterDigest]);
+    // The rest are documents: the new adapter's manifest and ModelPack config, the model's and
+    // first adapter's (their config names the release version), the recipe, the bundle config
+    // and manifest, and the SBOM (which lists the runtime's npm closure: the largest of them).
+    expect(metadataBytes).toBeLessThan(400_000);
+    const omitted = [...base.keys()].filter((digest) => !delta.has(digest));
     expect(omitted).toContain(sha256Digest(await readFile('bundles/demo/model/tiny-llama.gguf')));
     expect(omitted).toContain(sha256Digest(await readFile('bundles/demo/adapter/tiny-lora.gguf')));
-    console.log(
-      `delta adding a second adapter uploaded ${report.transfer.bytesUploaded} bytes in ${report.transfer.blobsUploaded} blobs: the adapter ${secondAdapter.length} + metadata ${metadataBytes}`,
-    );
     expect(report.checks.length).toBeGreaterThan(0);
     expect(report.checks.filter((c) => c.status !== 'ok')).toEqual([]);
     // Verification chatted with the new adapter under its own id.

@@ -30,17 +30,23 @@ export class HttpError extends Error {
 const invalid = (param, message, code = 'invalid_value') => new HttpError(400, message, { code, param });
 const unsupported = (param, message) => new HttpError(400, message, { code: 'unsupported_parameter', param });
 
-/** 404 as OpenAI answers it, so the SDKs raise their NotFoundError. */
-export function checkModel(body, modelId) {
-  if (body.model === undefined) return;
+/**
+ * The model a request names, one of `modelIds` (the first when it names none); else a 404
+ * as OpenAI answers it, so the SDKs raise their NotFoundError.
+ */
+export function checkModel(body, modelIds) {
+  const ids = typeof modelIds === 'string' ? [modelIds] : modelIds;
+  if (body.model === undefined) return ids[0];
   if (typeof body.model !== 'string') throw invalid('model', 'model must be a string');
-  if (body.model !== modelId) {
+  if (!ids.includes(body.model)) {
+    const served = ids.map((id) => `\`${id}\``).join(', ');
     throw new HttpError(
       404,
-      `The model \`${body.model}\` does not exist on this server; it serves \`${modelId}\` (GET /v1/models lists it).`,
+      `The model \`${body.model}\` does not exist on this server; it serves ${served} (GET /v1/models lists ${ids.length > 1 ? 'them' : 'it'}).`,
       { code: 'model_not_found', param: 'model' },
     );
   }
+  return body.model;
 }
 
 /** Top-level keys nobody has implemented here get refused, as OpenAI refuses unknown arguments. */
@@ -355,9 +361,9 @@ function readLogitBias(body) {
 }
 
 /** A checked chat request, or a 400/404 naming the parameter at fault. */
-export function parseChatRequest(body, { modelId }) {
+export function parseChatRequest(body, { modelIds }) {
   refuseUnknown(body, CHAT_PARAMETERS, '/v1/chat/completions');
-  checkModel(body, modelId);
+  const model = checkModel(body, modelIds);
   refuseTools(body);
   for (const name of ['audio', 'prediction', 'web_search_options']) {
     if (body[name] !== undefined && body[name] !== null) {
@@ -380,6 +386,7 @@ export function parseChatRequest(body, { modelId }) {
     throw invalid('stream_options', 'stream_options is only allowed with stream: true');
   }
   return {
+    model,
     chatHistory: toChatHistory(body.messages),
     stream,
     includeUsage: body.stream_options?.include_usage === true,

@@ -5,7 +5,11 @@
 // bundle ships, next to the node_modules closure apertus collects (no compile step there).
 //
 //   node server.mjs --model PATH --threads N --port P [--model-id ID] [--host H]
-//                   [--context-size N] [--embeddings]
+//                   [--context-size N] [--embeddings] [--adapter PATH --adapter-id ID]...
+//
+// Each --adapter is a GGUF LoRA of the model, served under the --adapter-id of the same
+// position: a chat naming that id runs on a context of its own with the adapter applied
+// (llama.cpp binds adapters to contexts), while the base id runs on the plain one.
 //
 // Endpoints: GET /health, GET /metrics (Prometheus text, runtime-metrics.mjs), GET /v1/models,
 // GET /v1/models/{id}, POST /v1/chat/completions (JSON or SSE), POST /v1/embeddings (with
@@ -53,6 +57,8 @@ function readOptions() {
         threads: { type: 'string' },
         'context-size': { type: 'string' },
         embeddings: { type: 'boolean', default: false },
+        adapter: { type: 'string', multiple: true, default: [] },
+        'adapter-id': { type: 'string', multiple: true, default: [] },
       },
       strict: true,
       allowPositionals: false,
@@ -70,9 +76,22 @@ function readOptions() {
   }
   const port = parsePositiveInt('port', values.port, { required: true });
   if (port > 65535) usageError(`--port must be at most 65535, got ${port}`);
+  const modelId = values['model-id'] ?? basename(values.model).replace(/\.gguf$/i, '');
+  const adapterIds = values['adapter-id'];
+  if (adapterIds.length !== values.adapter.length) {
+    usageError(
+      `give each --adapter PATH its --adapter-id ID (got ${values.adapter.length} adapters, ${adapterIds.length} ids)`,
+    );
+  }
+  const ids = new Set([modelId]);
+  for (const id of adapterIds) {
+    if (ids.has(id)) usageError(`--adapter-id ${id} is served twice: give every adapter an id of its own`);
+    ids.add(id);
+  }
   return {
     modelPath: values.model,
-    modelId: values['model-id'] ?? basename(values.model).replace(/\.gguf$/i, ''),
+    modelId,
+    adapters: values.adapter.map((path, index) => ({ path, id: adapterIds[index] })),
     host: values.host,
     port,
     threads: parsePositiveInt('threads', values.threads, { required: true }),
@@ -136,7 +155,17 @@ async function loadRuntime() {
     sequences: 1,
     threads: options.threads,
   });
-  const sequence = context.getSequence();
+  // One sequence per served id: the base's, then one per adapter, on a context that applies it.
+  const sequences = new Map([[options.modelId, context.getSequence()]]);
+  for (const adapter of options.adapters) {
+    const adapted = await model.createContext({
+      contextSize,
+      sequences: 1,
+      threads: options.threads,
+      lora: { adapters: [{ filePath: adapter.path }] },
+    });
+    sequences.set(adapter.id, adapted.getSequence());
+  }
   const embeddingContext = options.embeddings
     ? await model.createEmbeddingContext({ contextSize, threads: options.threads })
     : null;
@@ -146,7 +175,7 @@ async function loadRuntime() {
     llama,
     model,
     context,
-    sequence,
+    sequences,
     embeddingContext,
     chatWrapper,
     contextSize,
@@ -269,7 +298,8 @@ function tokenLogprob(model, token, probability) {
  * character, never a prefix of a stop string). Runs inside the queue.
  */
 async function generateChoice(request, promptTokens, grammar, { onText, isCancelled }) {
-  const { model, sequence, contextSize, LlamaGrammarEvaluationState, TokenBias } = runtime;
+  const { model, contextSize, LlamaGrammarEvaluationState, TokenBias } = runtime;
+  const sequence = runtime.sequences.get(request.model);
   const room = contextSize - promptTokens.length;
   const maxTokens = Math.min(request.maxTokens ?? room, room);
   const startedAt = process.hrtime.bigint();
@@ -411,7 +441,7 @@ async function generateChat(request, { onText, onChoiceEnd, isCancelled }) {
 
 async function handleChatCompletions(req, res) {
   requireReady();
-  const request = parseChatRequest(await readJsonBody(req), { modelId: options.modelId });
+  const request = parseChatRequest(await readJsonBody(req), { modelIds: servedIds });
   const id = `chatcmpl-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`;
   const created = Math.floor(Date.now() / 1000);
   let cancelled = false;
@@ -428,7 +458,7 @@ async function handleChatCompletions(req, res) {
       id,
       object: 'chat.completion',
       created,
-      model: options.modelId,
+      model: request.model,
       choices: result.choices.map((choice, index) => ({
         index,
         message: { role: 'assistant', content: choice.text, refusal: null },
@@ -444,7 +474,7 @@ async function handleChatCompletions(req, res) {
     id,
     object: 'chat.completion.chunk',
     created,
-    model: options.modelId,
+    model: request.model,
     choices,
     ...extra,
   });
@@ -544,7 +574,17 @@ async function handleEmbeddings(req, res) {
 
 // ---- routing -----------------------------------------------------------------------------
 
-const modelObject = () => ({ id: options.modelId, object: 'model', created: startedAt, owned_by: 'apertus' });
+/** The base model's id, then each adapter's: what /v1/models lists and chat requests may name. */
+const servedIds = [options.modelId, ...options.adapters.map((adapter) => adapter.id)];
+
+const modelObject = (id) => ({
+  id,
+  object: 'model',
+  created: startedAt,
+  owned_by: 'apertus',
+  // llama.cpp's server and vLLM name an adapter's base model this way.
+  ...(id === options.modelId ? {} : { parent: options.modelId, root: options.modelId }),
+});
 
 function handleModel(req, res) {
   const raw = req.url.split('?')[0].slice('/v1/models/'.length);
@@ -554,17 +594,17 @@ function handleModel(req, res) {
   } catch {
     id = raw;
   }
-  if (id !== options.modelId) {
+  if (!servedIds.includes(id)) {
     throw new HttpError(
       404,
-      `The model \`${id}\` does not exist on this server; it serves \`${options.modelId}\`.`,
+      `The model \`${id}\` does not exist on this server; it serves ${servedIds.map((m) => `\`${m}\``).join(', ')}.`,
       {
         code: 'model_not_found',
         param: 'model',
       },
     );
   }
-  sendJson(res, 200, modelObject());
+  sendJson(res, 200, modelObject(id));
 }
 
 const routes = {
@@ -581,7 +621,7 @@ const routes = {
     res.end(text);
   },
   'GET /v1/models': (_req, res) => {
-    sendJson(res, 200, { object: 'list', data: [modelObject()] });
+    sendJson(res, 200, { object: 'list', data: servedIds.map(modelObject) });
   },
   'GET /v1/models/:id': handleModel,
   'POST /v1/chat/completions': handleChatCompletions,
@@ -655,7 +695,7 @@ server.on('error', (error) => {
 server.listen(options.port, options.host, () => {
   process.stdout.write(
     `${new Date().toISOString()} listening on http://${options.host}:${options.port} ` +
-      `(model ${options.modelId}, threads ${options.threads}, loading)\n`,
+      `(model ${options.modelId}${options.adapters.length > 0 ? `, adapters ${options.adapters.map((a) => a.id).join(', ')}` : ''}, threads ${options.threads}, loading)\n`,
   );
   const loadStarted = Date.now();
   loadRuntime()

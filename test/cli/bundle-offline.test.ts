@@ -33,6 +33,7 @@ import { runCli } from '../helpers/run-cli.js';
 const requirement = registryRequirement();
 const INSTRUCT = 'swiss-ai/Apertus-8B-Instruct-2509';
 const REMOTE_CODE = 'swiss-ai/Apertus-8B-Instruct-remote';
+const LORA = 'swiss-ai/Apertus-8B-sql-lora';
 const TEMPLATE = '{% for m in messages %}{{ m.content }}{% endfor %}\n';
 
 describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.why}`, () => {
@@ -40,6 +41,8 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
   let hub: FakeHub;
   let registry: TestRegistry;
   let n = 0;
+  /** The commit the REMOTE_CODE repo resolves to: what an adapter of it pins. */
+  let baseCommit: string;
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'apertus-bundle-offline-'));
@@ -62,7 +65,23 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
       { path: 'chat_template.jinja', content: TEMPLATE },
       { path: 'modeling_apertus.py', content: 'class ApertusForCausalLM: pass\n' },
     );
-    hub.addRepo(withCode);
+    baseCommit = hub.addRepo(withCode).sha;
+    // A PEFT LoRA of it, as save_pretrained writes one: its config names its rank.
+    hub.addRepo({
+      id: LORA,
+      files: [
+        {
+          path: 'adapter_config.json',
+          content: JSON.stringify({
+            peft_type: 'LORA',
+            r: 12,
+            lora_alpha: 24,
+            base_model_name_or_path: REMOTE_CODE,
+          }),
+        },
+        { path: 'adapter_model.safetensors', content: Buffer.alloc(4096, 7), lfs: true },
+      ],
+    });
     registry = await startRegistry({ dir: path.join(work, 'registry') });
     const images = await buildTestImages(path.join(work, 'images'));
     await registry.push(images.layout, 'runnable', 'vllm/vllm-openai:v0.20.0');
@@ -75,13 +94,20 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
   });
 
   /** A recipe serving `repo` on vLLM; `service` lines go under the service entry. */
-  async function bundleOf(repo: string, service: string[] = [], exclude: string[] = [], json = true) {
+  async function bundleOf(
+    repo: string,
+    service: string[] = [],
+    exclude: string[] = [],
+    json = true,
+    components: string[] = [],
+  ) {
     const dir = path.join(work, `recipe-${n++}`);
     await mkdir(dir, { recursive: true });
     await writeHfRecipe(dir, repo, { exclude: ['README.md', '.gitattributes', 'assets/*', ...exclude] });
     await appendFile(
       path.join(dir, 'apertus.yaml'),
       [
+        ...components,
         '  - name: vllm',
         '    kind: image',
         `    source: oci:${registry.host}/vllm/vllm-openai:v0.20.0`,
@@ -217,4 +243,49 @@ describe.skipIf(!requirement.ok)(`bundle judges offline readiness ${requirement.
     );
     expect(JSON.parse(pinned.stdout).offline[0].status).toBe('ok');
   }, 90_000);
+
+  it('serves a Hub LoRA pinned to its base commit: its rank in the bundle, the LoRA flags rendered; another commit is refused before any download', async () => {
+    const adapter = (commit: string) => [
+      '  - name: sql-lora',
+      '    kind: adapter',
+      `    source: hf:${LORA}@main`,
+      '    base:',
+      '      component: model',
+      `      revision: ${commit}`,
+    ];
+    const serve = ['trustRemoteCode: true', 'adapters:', '  - adapter: sql-lora', '    modelId: apertus-sql'];
+    hub.resetCounters();
+    const wrong = 'f'.repeat(40);
+    const refused = await bundleOf(REMOTE_CODE, serve, [], true, adapter(wrong));
+    expect(refused.exitCode, refused.stdout + refused.stderr).toBe(2);
+    const error = JSON.parse(refused.stdout).error;
+    expect(error.code).toBe('adapter-base-mismatch');
+    expect(error.message).toBe(
+      `Adapter sql-lora is bound to base model model at revision ${wrong}, but the recipe's model differs: it is at revision ${baseCommit}, not ${wrong}.`,
+    );
+    // Only metadata was read (the listing, the model card): no weights of either.
+    expect(hub.requests.filter((r) => r.url.endsWith('.safetensors'))).toEqual([]);
+    expect(existsSync(refused.out)).toBe(false);
+
+    const written = await bundleOf(REMOTE_CODE, serve, [], true, adapter(baseCommit));
+    expect(written.exitCode, written.stdout + written.stderr).toBe(0);
+    const reader = await openBundle(JSON.parse(written.stdout).path);
+    const bundle = await loadBundle(reader).finally(() => reader.close());
+    expect(bundle.config.components.find((c) => c.name === 'sql-lora')).toMatchObject({
+      kind: 'adapter',
+      base: { component: 'model', revision: baseCommit },
+      provenance: { source: expect.stringMatching(new RegExp(`^hf://${LORA}@[0-9a-f]{40}$`)) },
+    });
+    const [llm] = bundle.config.services;
+    if (llm?.runtime !== 'vllm') throw new Error('no vllm service');
+    expect(llm.adapters).toEqual([{ component: 'sql-lora', id: 'apertus-sql', rank: 12 }]);
+    const args = vllmRunSpec(llm, '/var/lib/apertus/releases/x/1', '/var/lib/apertus').args;
+    expect(args.slice(args.indexOf('--enable-lora'))).toEqual([
+      '--enable-lora',
+      '--max-lora-rank',
+      '16',
+      '--lora-modules',
+      'apertus-sql=/models/sql-lora',
+    ]);
+  }, 60_000);
 });

@@ -79,7 +79,7 @@ describe('plain progress (CI, pipes)', () => {
     const run = await runCli(['bundle', 'bundles/demo', '-o', path.join(work, 'plain-out'), '--dry-run']);
     expect(run.exitCode, run.stderr).toBe(0);
     const progress = stripAnsi(run.stderr);
-    expect(progress).toMatch(/^✔ Resolve recipe: 2 components, \d+(\.\d+)? (kB|MB|GB)$/m);
+    expect(progress).toMatch(/^✔ Resolve recipe: 3 components, \d+(\.\d+)? (kB|MB|GB)$/m);
     expect(progress).toMatch(/^↓ Fetch sources: not run$/m);
     expect(progress).not.toMatch(/\d{4,} bytes|\[SKIPPED/);
   });
@@ -103,7 +103,11 @@ describe('bundle, verify and inspect in-process', () => {
     expect(plan.exitCode).toBe(0);
     const planned = JSON.parse(plan.stdout);
     expect(planned.dryRun).toBe(true);
-    expect(planned.plan.components.map((c: { name: string }) => c.name)).toEqual(['model', 'runtime']);
+    expect(planned.plan.components.map((c: { name: string }) => c.name)).toEqual([
+      'model',
+      'tiny-lora',
+      'runtime',
+    ]);
 
     const written = await runCli([
       'bundle',

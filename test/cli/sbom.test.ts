@@ -47,6 +47,7 @@ interface Bom {
   serialNumber: string;
   metadata: { component: Component };
   components: Component[];
+  dependencies: Array<{ ref: string; dependsOn: string[] }>;
 }
 
 const validator = new Validation.JsonStrictValidator(Spec.Version.v1dot6);
@@ -112,6 +113,25 @@ describe('the SBOM of the demo bundle', () => {
         { type: 'file', name: 'tiny-llama.gguf', hashes: [{ alg: 'SHA-256', content: weightsHex }] },
       ],
     });
+
+    // The LoRA adapter is a model too, and names the base it runs over: a dependency and its pin.
+    const adapter = bom.components.find((component) => component['bom-ref'] === 'component:tiny-lora');
+    const loraHex = createHash('sha256')
+      .update(await readFile('bundles/demo/adapter/tiny-lora.gguf'))
+      .digest('hex');
+    expect(adapter).toMatchObject({
+      type: 'machine-learning-model',
+      hashes: [{ alg: 'SHA-256', content: loraHex }],
+      modelCard: { properties: [{ name: 'format', value: 'gguf' }] },
+    });
+    expect(adapter?.properties).toEqual(
+      expect.arrayContaining([
+        { name: 'apertus:kind', value: 'adapter' },
+        { name: 'apertus:adapter-base', value: 'model' },
+        { name: 'apertus:adapter-base-digest', value: `sha256:${weightsHex}` },
+      ]),
+    );
+    expect(bom.dependencies).toContainEqual({ ref: 'component:tiny-lora', dependsOn: ['component:model'] });
 
     const runtime = bom.components.find((component) => component['bom-ref'] === 'component:runtime');
     const nested = runtime?.components ?? [];

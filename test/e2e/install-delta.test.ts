@@ -1,14 +1,19 @@
 /**
- * Delta bundles end to end: bin/apertus.js bundles demo 0.1.0, then 0.2.0 with one file
- * changed as a delta `--since` the 0.1.0 tar, and installs them over SSH into a real
- * sshd in a network namespace with no route out.
+ * Delta bundles end to end: bin/apertus.js bundles demo 0.1.0, then 0.2.0 with a second
+ * LoRA adapter of the model as a delta `--since` the 0.1.0 tar, and installs them over SSH
+ * into a real sshd in a network namespace with no route out: the delta uploads the new
+ * adapter's bytes and the release's new metadata, nothing else, and serves the adapter.
  */
-import { cp, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-host.js';
+import { openBundle } from '../../src/core/layout/bundle-reader.js';
+import { loadBundle } from '../../src/core/layout/load-bundle.js';
+import { sha256Digest } from '../../src/core/layout/manifests.js';
+import { generateTinyLora } from '../../src/core/tiny-model/generate.js';
 import { storedBlobs } from '../helpers/bundle-blobs.js';
 import { hostTargetArgs, sshE2eRequirement } from '../helpers/demo-host.js';
 
@@ -37,13 +42,44 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
   let deltaPath: string;
   let target: string[];
 
-  /** The demo recipe with a notes file in its model directory, at `version`. */
-  async function recipe(name: string, version: string, notes: string): Promise<string> {
+  /** Another LoRA of the demo model (another seed): what 0.2.0 adds. */
+  const secondAdapter = generateTinyLora({ seed: 2 });
+  const SECOND_ID = 'apertus-demo-tiny-lora-2';
+
+  /** The demo recipe at `version`; with `adapter`, serving a second LoRA adapter of its model. */
+  async function recipe(name: string, version: string, adapter: boolean): Promise<string> {
     const dir = path.join(work, name);
     await cp('bundles/demo', dir, { recursive: true });
-    const yaml = await readFile(path.join(dir, 'apertus.yaml'), 'utf8');
-    await writeFile(path.join(dir, 'apertus.yaml'), yaml.replace('version: 0.1.0', `version: ${version}`));
-    await writeFile(path.join(dir, 'model', 'NOTES.md'), notes);
+    let yaml = (await readFile(path.join(dir, 'apertus.yaml'), 'utf8')).replace(
+      'version: 0.1.0',
+      `version: ${version}`,
+    );
+    if (adapter) {
+      await mkdir(path.join(dir, 'adapter-2'));
+      await writeFile(path.join(dir, 'adapter-2', 'tiny-lora-2.gguf'), secondAdapter);
+      const weights = sha256Digest(await readFile(path.join(dir, 'model', 'tiny-llama.gguf')));
+      yaml = yaml
+        .replace(
+          '\nservices:\n',
+          [
+            '',
+            '  - name: tiny-lora-2',
+            '    kind: adapter',
+            '    source: file:adapter-2',
+            '    base:',
+            '      component: model',
+            `      digest: ${weights}`,
+            'services:',
+            '',
+          ].join('\n'),
+        )
+        .replace(
+          '        modelId: apertus-demo-tiny-lora\n',
+          `        modelId: apertus-demo-tiny-lora\n      - adapter: tiny-lora-2/tiny-lora-2.gguf\n        modelId: ${SECOND_ID}\n`,
+        );
+      expect(yaml).toContain(SECOND_ID);
+    }
+    await writeFile(path.join(dir, 'apertus.yaml'), yaml);
     return dir;
   }
 
@@ -55,12 +91,12 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
     publicKey = json<{ publicKeyPath: string }>(keys.stdout).publicKeyPath;
     const sign = ['--sign', path.join(work, 'release.key'), '--json'];
     const out = path.join(work, 'out');
-    const v1 = await apertus(['bundle', await recipe('v1', '0.1.0', 'first notes\n'), '-o', out, ...sign]);
+    const v1 = await apertus(['bundle', await recipe('v1', '0.1.0', false), '-o', out, ...sign]);
     expect(v1.exitCode, v1.stderr).toBe(0);
     basePath = json<{ path: string }>(v1.stdout).path;
     const v2 = await apertus([
       'bundle',
-      await recipe('v2', '0.2.0', 'second notes, longer\n'),
+      await recipe('v2', '0.2.0', true),
       '-o',
       out,
       '--since',
@@ -71,7 +107,7 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
     const written = json<{ path: string; omitted: { blobs: number; bytes: number } }>(v2.stdout);
     deltaPath = written.path;
     expect(path.basename(deltaPath)).toBe('demo-0.2.0-since-0.1.0.tar');
-    expect(written.omitted.bytes).toBeGreaterThan(273_152); // the model at least
+    expect(written.omitted.bytes).toBeGreaterThan(273_152 + 44_000); // the model and first adapter at least
     target = [...hostTargetArgs(host), '--trust-key', publicKey];
   });
 
@@ -109,39 +145,56 @@ describe.skipIf(!requirement.ok)(`delta bundle installs over SSH ${requirement.w
     expect(await snapshot(root)).toEqual(before);
   });
 
-  it('installs onto a host with 0.1.0, uploading only the changed file and the new metadata', async () => {
+  it("installs onto a host with 0.1.0, uploading only the new adapter's bytes and the new metadata, and serves it", async () => {
     const first = await apertus(['install', basePath, ...target, '--json']);
     expect(first.exitCode, first.stdout).toBe(0);
 
     const base = await storedBlobs(basePath);
     const delta = await storedBlobs(deltaPath);
     const fresh = [...delta].filter(([digest]) => !base.has(digest));
-    const notes = delta.get(
-      `sha256:${(await execa('sha256sum', [path.join(work, 'v2', 'model', 'NOTES.md')])).stdout.slice(0, 64)}`,
-    );
-    expect(notes).toBe('second notes, longer\n'.length);
+    const adapterDigest = `sha256:${(await execa('sha256sum', [path.join(work, 'v2', 'adapter-2', 'tiny-lora-2.gguf')])).stdout.slice(0, 64)}`;
+    expect(delta.get(adapterDigest)).toBe(secondAdapter.length);
 
     const second = await apertus(['install', deltaPath, ...target, '--json']);
     expect(second.exitCode, second.stdout).toBe(0);
     const report = json<{
       ok: boolean;
       transfer: { bytesUploaded: number; blobsUploaded: number };
-      checks: Array<{ id: string; status: string }>;
+      checks: Array<{ id: string; status: string; model?: string }>;
     }>(second.stdout);
     expect(report.ok).toBe(true);
+    const metadata = fresh.filter(([digest]) => digest !== adapterDigest);
+    const metadataBytes = metadata.reduce((sum, [, size]) => sum + size, 0);
+    console.log(
+      `delta adding a second adapter uploaded ${report.transfer.bytesUploaded} bytes in ${report.transfer.blobsUploaded} blobs: the adapter ${secondAdapter.length} + metadata ${metadataBytes} in ${metadata.length} blobs (${metadata.map(([, size]) => size).join(', ')})`,
+    );
     expect(report.transfer).toMatchObject({
       blobsUploaded: fresh.length,
-      bytesUploaded: fresh.reduce((sum, [, size]) => sum + size, 0),
+      bytesUploaded: secondAdapter.length + metadataBytes,
     });
-    // Far less than the model the delta leaves out: the notes, the manifests, the config and
-    // the SBOM (which lists the bundled CLI's packages, so it is the largest of them).
-    const model = await stat('bundles/demo/model/tiny-llama.gguf');
-    expect(report.transfer.bytesUploaded).toBeLessThan(model.size);
+    // Of the components' layers, the host gets the new adapter's file and nothing else: no
+    // byte of the model, the first adapter or the runtime.
+    const reader = await openBundle(deltaPath);
+    const layers = await loadBundle(reader)
+      .then((bundle) => new Set(bundle.components.flatMap((c) => c.layers.map((l) => l.digest))))
+      .finally(() => reader.close());
+    expect(fresh.filter(([digest]) => layers.has(digest)).map(([digest]) => digest)).toEqual([adapterDigest]);
+    // The rest are documents: the new adapter's manifest and ModelPack config, the model's and
+    // first adapter's (their config names the release version), the recipe, the bundle config
+    // and manifest, and the SBOM (which lists the runtime's npm closure: the largest of them).
+    expect(metadataBytes).toBeLessThan(400_000);
+    const omitted = [...base.keys()].filter((digest) => !delta.has(digest));
+    expect(omitted).toContain(sha256Digest(await readFile('bundles/demo/model/tiny-llama.gguf')));
+    expect(omitted).toContain(sha256Digest(await readFile('bundles/demo/adapter/tiny-lora.gguf')));
     expect(report.checks.length).toBeGreaterThan(0);
     expect(report.checks.filter((c) => c.status !== 'ok')).toEqual([]);
+    // Verification chatted with the new adapter under its own id.
+    expect(report.checks).toContainEqual(
+      expect.objectContaining({ id: 'verify.chat', model: SECOND_ID, status: 'ok' }),
+    );
     expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.2.0');
-    expect(await readFile(path.join(host.root, 'releases/demo/0.2.0/model/NOTES.md'), 'utf8')).toBe(
-      'second notes, longer\n',
+    expect((await stat(path.join(host.root, 'releases/demo/0.2.0/tiny-lora-2/tiny-lora-2.gguf'))).size).toBe(
+      secondAdapter.length,
     );
   });
 });

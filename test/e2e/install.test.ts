@@ -249,7 +249,13 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
     const report = json<{
       ok: boolean;
       transfer: { bytesUploaded: number; bytesTotal: number; blobsUploaded: number };
-      checks: Array<{ id: string; service: string; status: string; metrics?: Record<string, number> }>;
+      checks: Array<{
+        id: string;
+        service: string;
+        status: string;
+        model?: string;
+        metrics?: Record<string, number>;
+      }>;
       offline: { interface: string; packets: number } | null;
       path: string;
     }>(first.stdout);
@@ -258,10 +264,13 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
     const fresh = await blobsBeyond(bundlePath, brokenBundlePath);
     expect(fresh.bytes).toBeGreaterThan(0);
     expect(report.transfer).toMatchObject({ blobsUploaded: fresh.count, bytesUploaded: fresh.bytes });
-    expect(report.checks.map((c) => [c.id, c.service, c.status])).toEqual([
+    expect(report.checks.map((c) => [c.id, c.service, c.status, ...(c.model ? [c.model] : [])])).toEqual([
       ['verify.health', 'llm', 'ok'],
       ['verify.models', 'llm', 'ok'],
       ['verify.chat', 'llm', 'ok'],
+      // The demo's LoRA adapter, served by the CPU runtime under its own model id.
+      ['verify.models', 'llm', 'ok', 'apertus-demo-tiny-lora'],
+      ['verify.chat', 'llm', 'ok', 'apertus-demo-tiny-lora'],
       ['verify.embeddings', 'llm', 'ok'],
       ['verify.health', 'rag', 'ok'],
       ['verify.models', 'rag', 'ok'],
@@ -275,6 +284,8 @@ describe.skipIf(!requirement.ok)(`install over SSH into an air-gapped host ${req
     const chat = report.checks.find((c) => c.id === 'verify.chat');
     expect(chat?.metrics?.completionTokens).toBeGreaterThan(0);
     expect(chat?.metrics?.timeToFirstTokenMs).toBeGreaterThanOrEqual(0);
+    const adapterChat = report.checks.find((c) => c.id === 'verify.chat' && c.model !== undefined);
+    expect(adapterChat?.metrics?.completionTokens).toBeGreaterThan(0);
     expect(report.offline).toEqual({ interface: 'sink0', packets: 0 });
     expect(JSON.parse(await readFile(report.path, 'utf8'))).toMatchObject({ ok: true });
     expect(await readlink(path.join(host.root, 'current'))).toBe('releases/demo/0.1.0');

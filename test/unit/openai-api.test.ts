@@ -15,7 +15,12 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
 import { collectRuntimeFiles, MONITORING_FILES } from '../../src/core/runtimes/runtime-files.js';
-import { generateTinyModel, TINY_MODEL } from '../../src/core/tiny-model/generate.js';
+import {
+  generateTinyLora,
+  generateTinyModel,
+  TINY_LORA,
+  TINY_MODEL,
+} from '../../src/core/tiny-model/generate.js';
 
 const RUNTIME_SERVER = path.join(PROJECT_ROOT, 'templates', 'runtime', 'server.mjs');
 const RAG_SERVER = path.join(PROJECT_ROOT, 'templates', 'rag', 'server.mjs');
@@ -85,6 +90,7 @@ function sample(text: string, series: string): number | undefined {
 }
 
 const MODEL = TINY_MODEL.id;
+const LORA = TINY_LORA.id;
 let dir: string;
 let runtimeUrl: string;
 let ragUrl: string;
@@ -95,12 +101,15 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'apertus-openai-api-'));
   const modelPath = path.join(dir, TINY_MODEL.fileName);
   await writeFile(modelPath, generateTinyModel());
+  const loraPath = path.join(dir, TINY_LORA.fileName);
+  await writeFile(loraPath, generateTinyLora());
   const [runtimePort, ragPort] = [await freePort(), await freePort()];
   runtimeUrl = `http://127.0.0.1:${runtimePort}`;
   ragUrl = `http://127.0.0.1:${ragPort}`;
   const rt = start(RUNTIME_SERVER, [
     ...['--model', modelPath, '--model-id', MODEL, '--threads', '1', '--port', String(runtimePort)],
     ...['--embeddings', '--context-size', '1024'],
+    ...['--adapter', loraPath, '--adapter-id', LORA],
   ]);
   await waitHealthy(runtimeUrl, rt);
   const rg = start(RAG_SERVER, [
@@ -165,7 +174,7 @@ const JSON_SCHEMA = {
 
 describe('the runtime server through the openai SDK', () => {
   it('lists and retrieves its model; an unknown one is NotFoundError model_not_found', async () => {
-    expect((await runtime.models.list()).data.map((m) => m.id)).toEqual([MODEL]);
+    expect((await runtime.models.list()).data.map((m) => m.id)).toEqual([MODEL, LORA]);
     expect(await runtime.models.retrieve(MODEL)).toMatchObject({ id: MODEL, object: 'model' });
     const missing = await refusal(runtime.models.retrieve('gpt-4o'));
     expect(missing).toBeInstanceOf(OpenAI.NotFoundError);
@@ -176,6 +185,36 @@ describe('the runtime server through the openai SDK', () => {
     expect(chat).toBeInstanceOf(OpenAI.NotFoundError);
     expect(chat).toMatchObject({ code: 'model_not_found', type: 'invalid_request_error', param: 'model' });
     const embed = await refusal(runtime.embeddings.create({ model: 'text-embedding-3-small', input: 'x' }));
+    expect(embed).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it('serves its LoRA adapter under its own id: listed over its base, answering unlike the base', async () => {
+    expect(await runtime.models.retrieve(LORA)).toMatchObject({ id: LORA, object: 'model', parent: MODEL });
+    const ask = (model: string) =>
+      runtime.chat.completions.create({
+        model,
+        messages: [{ role: 'user', content: 'Say hello.' }],
+        max_tokens: 8,
+        temperature: 0,
+        logprobs: true,
+      });
+    const [base, adapted, again] = [await ask(MODEL), await ask(LORA), await ask(LORA)];
+    expect(adapted.model).toBe(LORA);
+    expect(adapted.usage?.completion_tokens).toBeGreaterThan(0);
+    const tokens = (reply: OpenAI.ChatCompletion) =>
+      (reply.choices[0]?.logprobs?.content ?? []).map((t) => t.bytes);
+    // Greedy decoding: the adapter's weights, not chance, make the difference.
+    expect(tokens(again)).toEqual(tokens(adapted));
+    expect(tokens(adapted)).not.toEqual(tokens(base));
+    const stream = await runtime.chat.completions.create({
+      model: LORA,
+      messages: [{ role: 'user', content: 'Say hello.' }],
+      max_tokens: 4,
+      stream: true,
+    });
+    for await (const chunk of stream) expect(chunk.model).toBe(LORA);
+    // Embeddings come from the base model alone.
+    const embed = await refusal(runtime.embeddings.create({ model: LORA, input: 'x' }));
     expect(embed).toBeInstanceOf(OpenAI.NotFoundError);
   });
 

@@ -218,3 +218,118 @@ describe('recipe values that would reach a host unsafely', () => {
     expect(problems.map((p) => p.path)).toContain(field);
   });
 });
+
+/** Issue 12: a LoRA adapter is a component bound to its base model, served over that model only. */
+describe('adapters in a recipe', () => {
+  const DIGEST = `sha256:${'a'.repeat(64)}`;
+  const recipe = (components: string[], service: string[]) =>
+    [
+      'apiVersion: apertus.dev/v1',
+      'kind: Bundle',
+      'metadata:',
+      '  name: x',
+      '  version: 1.0.0',
+      'components:',
+      '  - name: model',
+      '    kind: model',
+      '    source: file:model',
+      '  - name: other',
+      '    kind: model',
+      '    source: hf:org/other@main',
+      ...components,
+      'services:',
+      '  - name: llm',
+      '    runtime: llamacpp',
+      '    model: model/m.gguf',
+      '    modelId: base',
+      '    port: 18080',
+      '    threads: 1',
+      ...service,
+      '',
+    ].join('\n');
+  const lora = (base: string[], kind = 'adapter', source = 'file:lora') => [
+    '  - name: lora',
+    `    kind: ${kind}`,
+    `    source: ${source}`,
+    ...base,
+  ];
+  const served = (adapter = 'lora/l.gguf', id = 'tuned') => [
+    '    adapters:',
+    `      - adapter: ${adapter}`,
+    `        modelId: ${id}`,
+  ];
+  const messages = async (text: string) =>
+    (await problemsOf(text)).problems.map((p) => `${p.path}: ${p.message}`);
+
+  it('loads an adapter pinned to its base by digest and served over that base', async () => {
+    const loaded = await loadRecipe(
+      await recipeWith(
+        recipe(lora(['    base:', '      component: model', `      digest: ${DIGEST}`]), served()),
+      ),
+    );
+    expect(loaded.recipe.components[2]).toMatchObject({
+      kind: 'adapter',
+      base: { component: 'model', digest: DIGEST },
+    });
+  });
+
+  it.each<[string, string[], string[], RegExp]>([
+    [
+      'an adapter without a base',
+      lora([]),
+      [],
+      /^components\[2\]\.base: a component of kind adapter names its base/,
+    ],
+    [
+      'a base without a pin',
+      lora(['    base:', '      component: model']),
+      [],
+      /^components\[2\]\.base\.revision: pin the base/,
+    ],
+    [
+      'a base that is not a model',
+      lora(['    base:', '      component: nowhere', `      digest: ${DIGEST}`]),
+      [],
+      /^components\[2\]\.base\.component: adapter lora is bound to base model nowhere, which is not a model component of this recipe \(models: model, other\)/,
+    ],
+    [
+      'a revision for local files',
+      lora(['    base:', '      component: model', `      revision: ${'b'.repeat(40)}`]),
+      [],
+      /^components\[2\]\.base\.revision: base model model is local files .*pin it by base\.digest/,
+    ],
+    [
+      'a base on a component that is no adapter',
+      lora(['    base:', '      component: model', `      digest: ${DIGEST}`], 'files'),
+      [],
+      /^components\[2\]\.base: .*only an adapter does/,
+    ],
+    [
+      'a service serving a component that is no adapter',
+      [],
+      served('other/x.gguf'),
+      /^services\[0\]\.adapters\[0\]\.adapter: no adapter component named "other"/,
+    ],
+    [
+      'a service serving an adapter of another base',
+      lora(['    base:', '      component: other', `      digest: ${DIGEST}`]),
+      served(),
+      /^services\[0\]\.adapters\[0\]\.adapter: adapter lora is bound to base model other, but this service serves model/,
+    ],
+    [
+      "an adapter served under the base's id",
+      lora(['    base:', '      component: model', `      digest: ${DIGEST}`]),
+      served('lora/l.gguf', 'base'),
+      /^services\[0\]\.adapters\[0\]\.modelId: model id "base" is already served/,
+    ],
+  ])('refuses %s, at the field', async (_what, components, service, expected) => {
+    expect(await messages(recipe(components, service))).toEqual([expect.stringMatching(expected)]);
+  });
+
+  it('refuses an adapter from an image registry: it takes hf: or file:', async () => {
+    const pinned = ['    base:', '      component: model', `      digest: ${DIGEST}`];
+    expect(await messages(recipe(lora(pinned, 'adapter', 'oci:r.example/lora:1'), []))).toContain(
+      'components[2].source: a component of kind adapter takes an hf: or a file: source',
+    );
+  });
+});

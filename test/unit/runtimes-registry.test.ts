@@ -24,7 +24,12 @@ const SHIPPED = [
 async function configOf(dir: string): Promise<BundleConfig> {
   const loaded = await loadRecipe(dir);
   const { recipe } = loaded;
-  const components = recipe.components.map((c) => ({ name: c.name, kind: c.kind, source: c.source }));
+  const components = recipe.components.map((c) => ({
+    name: c.name,
+    kind: c.kind,
+    source: c.source,
+    ...(c.base ? { base: c.base } : {}),
+  }));
   if (needsRuntimeComponent(recipe.services))
     components.push({ name: 'runtime', kind: 'runtime' as never, source: 'node' });
   return {
@@ -42,10 +47,16 @@ async function configOf(dir: string): Promise<BundleConfig> {
         size: 1,
       },
       provenance: { source: c.source },
+      ...('base' in c ? { base: c.base } : {}),
     })),
-    // Model paths are taken as present: which files a component holds is the sources' business.
+    // Model and adapter paths are taken as present: which files a component holds is the sources' business.
     services: resolveServices(recipe, loaded.file, () =>
-      recipe.services.flatMap((s) => ('model' in s ? [s.model.split('/').slice(1).join('/')] : [])),
+      recipe.services.flatMap((s) =>
+        [
+          ...('model' in s ? [s.model] : []),
+          ...('adapters' in s ? s.adapters.map((a) => a.adapter) : []),
+        ].map((path) => path.split('/').slice(1).join('/')),
+      ),
     ),
     verify: resolveVerify(recipe),
     requirements: { diskBytes: 0 },

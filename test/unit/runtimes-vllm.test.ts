@@ -12,11 +12,16 @@ import {
   renderContainerRun,
   renderContainerUnit,
 } from '../../src/core/runtimes/container/engine.js';
+import { readLoraRank } from '../../src/core/runtimes/vllm/lora-rank.js';
+import type { VllmServiceSpec } from '../../src/core/runtimes/vllm/spec.js';
 import {
   embeddingFlags,
   renderVllmContainer,
   selectBundledVllmImage,
+  VLLM_LORA_RANKS,
   vllmFlagsFromFit,
+  vllmMaxLoraRank,
+  vllmRunSpec,
 } from '../../src/core/runtimes/vllm/vllm.js';
 import { gpuFixture } from '../fixtures/gpu/gpu-fixture.js';
 
@@ -196,4 +201,87 @@ describe('vLLM container', () => {
       }
     },
   );
+});
+
+describe('vLLM LoRA adapters', () => {
+  const release = '/var/lib/apertus/releases/apertus-8b/1.0.0';
+  const service: VllmServiceSpec = {
+    name: 'llm',
+    runtime: 'vllm',
+    image: { component: 'vllm', reference: 'docker.io/vllm/vllm-openai:v0.20.0' },
+    model: { component: 'model', path: '', id: 'apertus' },
+    port: 18000,
+    bind: '127.0.0.1',
+    embeddings: false,
+    dtype: 'auto',
+    extraArgs: ['--max-loras', '2'],
+    adapters: [
+      { component: 'sql-lora', id: 'apertus-sql', rank: 12 },
+      { component: 'legal-lora', id: 'apertus-legal', rank: 40 },
+    ],
+  };
+
+  it('renders --enable-lora, --max-lora-rank rounded up to a rank vLLM takes, and --lora-modules by absolute path', () => {
+    const argv = renderContainerRun(vllmRunSpec(service, release, '/var/lib/apertus'), podman);
+    const lora = argv.indexOf('--enable-lora');
+    expect(argv.slice(lora)).toEqual([
+      '--enable-lora',
+      '--max-lora-rank',
+      '64',
+      '--lora-modules',
+      'apertus-sql=/models/sql-lora',
+      'apertus-legal=/models/legal-lora',
+      // The recipe's own flags come after ours.
+      '--max-loras',
+      '2',
+    ]);
+    // Each adapter directory of the release, read-only, at the path vLLM is given.
+    expect(argv).toContain(`${release}/sql-lora:/models/sql-lora:ro`);
+    expect(argv).toContain(`${release}/legal-lora:/models/legal-lora:ro`);
+    expect(argv).toContain(`${release}/model:/models/model:ro`);
+    const plain = renderContainerRun(
+      vllmRunSpec({ ...service, adapters: undefined }, release, '/var/lib/apertus'),
+      podman,
+    );
+    expect(plain.filter((a) => /lora/.test(a))).toEqual(['--max-loras']);
+  });
+
+  it("rounds each rank up to one of vLLM's MaxLoRARanks, and refuses a rank above 512", () => {
+    expect(VLLM_LORA_RANKS).toEqual([1, 8, 16, 32, 64, 128, 256, 320, 512]);
+    const cases: Array<[number[], number]> = [
+      [[1], 1],
+      [[2], 8],
+      [[8], 8],
+      [[9, 4], 16],
+      [[256], 256],
+      [[257], 320],
+      [[512], 512],
+    ];
+    for (const [ranks, expected] of cases) expect(vllmMaxLoraRank('llm', ranks), `${ranks}`).toBe(expected);
+    expect(() => vllmMaxLoraRank('llm', [8, 1024])).toThrow(/rank 1 to 512, and an adapter has rank 1024/);
+  });
+
+  it("reads the rank from adapter_config.json: r, or rank_pattern's highest", async () => {
+    const view = (config: string | undefined) => ({
+      name: 'sql-lora',
+      files:
+        config === undefined
+          ? [{ path: 'adapter_model.safetensors', size: 10 }]
+          : [
+              {
+                path: 'adapter_config.json',
+                size: Buffer.byteLength(config),
+                read: async (offset: number, length: number) =>
+                  Buffer.from(config).subarray(offset, offset + length),
+              },
+            ],
+    });
+    expect(await readLoraRank(view('{"peft_type":"LORA","r":12,"lora_alpha":24}'), 'llm')).toBe(12);
+    expect(await readLoraRank(view('{"r":8,"rank_pattern":{"q_proj":32,"v_proj":16}}'), 'llm')).toBe(32);
+    await expect(readLoraRank(view(undefined), 'llm')).rejects.toMatchObject({
+      code: 'adapter-config-invalid',
+      message: 'Service llm serves adapter sql-lora, which has no adapter_config.json.',
+    });
+    await expect(readLoraRank(view('{"r":0}'), 'llm')).rejects.toThrow(/no rank/);
+  });
 });

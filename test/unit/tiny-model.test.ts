@@ -1,16 +1,19 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { readGgufFileInfo } from 'node-llama-cpp';
+import { getLlama, LlamaLogLevel, readGgufFileInfo } from 'node-llama-cpp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  generateTinyLora,
   generateTinyModel,
+  TINY_LORA,
   TINY_MODEL,
   TINY_MODEL_CHAT_TEMPLATE,
 } from '../../src/core/tiny-model/generate.js';
 import { float32ToFloat16Bits } from '../../src/core/tiny-model/gguf-writer.js';
 
 const COMMITTED_MODEL = path.resolve(import.meta.dirname, '../../bundles/demo/model', TINY_MODEL.fileName);
+const COMMITTED_LORA = path.resolve(import.meta.dirname, '../../bundles/demo/adapter', TINY_LORA.fileName);
 
 describe('generateTinyModel', () => {
   it('is deterministic per seed and differs between seeds', () => {
@@ -106,6 +109,91 @@ describe('the GGUF header', () => {
     expect(tensors.map((t) => t.name)).toContain(`blk.${TINY_MODEL.blockCount - 1}.ffn_down.weight`);
     expect(tensors.every((t) => Number(t.offset) % 32 === 0)).toBe(true);
   });
+});
+
+describe('generateTinyLora', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(tmpdir(), 'apertus-tiny-lora-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('is deterministic per seed, differs between seeds, and is the adapter the demo bundle ships', async () => {
+    const a = generateTinyLora({ seed: 1 });
+    expect(generateTinyLora().equals(a)).toBe(true);
+    expect(generateTinyLora({ seed: 2 }).equals(a)).toBe(false);
+    expect((await readFile(COMMITTED_LORA)).equals(a)).toBe(true);
+    expect(a.length).toBeLessThan(64_000);
+    expect(() => generateTinyLora({ seed: -1 })).toThrow(RangeError);
+  });
+
+  // The names and shapes llama.cpp's llama_adapter_lora_init checks (src/llama-adapter.cpp).
+  it('is a GGUF LoRA adapter for the tiny model: its type, alpha, and an a/b pair per adapted weight', async () => {
+    const file = path.join(dir, 'header.gguf');
+    await writeFile(file, generateTinyLora({ seed: 3 }));
+    const info = await readGgufFileInfo(file, { readTensorInfo: true });
+    const general = info.metadata.general as unknown as Record<string, unknown>;
+    expect(general.architecture).toBe(TINY_MODEL.architecture);
+    expect(general.type).toBe('adapter');
+    const adapter = (info.metadata as unknown as { adapter: { type: string; lora: { alpha: number } } })
+      .adapter;
+    expect(adapter).toEqual({ type: 'lora', lora: { alpha: TINY_LORA.alpha } });
+    const shapes = new Map((info.tensorInfo ?? []).map((t) => [t.name, t.dimensions.map(Number)]));
+    const kv = (TINY_MODEL.embeddingLength / TINY_MODEL.headCount) * TINY_MODEL.headCountKv;
+    const r = TINY_LORA.rank;
+    expect(shapes.get('blk.0.attn_q.weight.lora_a')).toEqual([TINY_MODEL.embeddingLength, r]);
+    expect(shapes.get('blk.0.attn_q.weight.lora_b')).toEqual([r, TINY_MODEL.embeddingLength]);
+    expect(shapes.get('blk.1.attn_v.weight.lora_b')).toEqual([r, kv]);
+    expect(shapes.get('blk.1.ffn_down.weight.lora_a')).toEqual([TINY_MODEL.feedForwardLength, r]);
+    expect(shapes.get('output.weight.lora_b')).toEqual([r, TINY_MODEL.vocabSize]);
+    expect(shapes.size).toBe(2 * (TINY_MODEL.blockCount * TINY_LORA.blockTargets.length + 1));
+  });
+
+  it('loads over the tiny model in llama.cpp, and greedy decoding with it differs from the base', async () => {
+    const modelPath = path.join(dir, TINY_MODEL.fileName);
+    const loraPath = path.join(dir, TINY_LORA.fileName);
+    await writeFile(modelPath, generateTinyModel());
+    await writeFile(loraPath, generateTinyLora());
+    const llama = await getLlama({
+      gpu: false,
+      build: 'never',
+      skipDownload: true,
+      usePrebuiltBinaries: true,
+      progressLogs: false,
+      maxThreads: 1,
+      logLevel: LlamaLogLevel.error,
+    });
+    try {
+      const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+      const greedy = async (lora?: string): Promise<number[]> => {
+        const context = await model.createContext({
+          contextSize: 128,
+          threads: 1,
+          ...(lora ? { lora: { adapters: [{ filePath: lora }] } } : {}),
+        });
+        const tokens: number[] = [];
+        for await (const token of context
+          .getSequence()
+          .evaluate(model.tokenize('Say hello.'), { temperature: 0 })) {
+          tokens.push(token);
+          if (tokens.length === 8) break;
+        }
+        await context.dispose();
+        return tokens;
+      };
+      const base = await greedy();
+      const adapted = await greedy(loraPath);
+      expect(base).toHaveLength(8);
+      expect(adapted).toHaveLength(8);
+      expect(adapted).not.toEqual(base);
+      // Same adapter, same tokens: the difference is the adapter's, not noise.
+      expect(await greedy(loraPath)).toEqual(adapted);
+    } finally {
+      await llama.dispose();
+    }
+  }, 60_000);
 });
 
 describe('float32ToFloat16Bits', () => {

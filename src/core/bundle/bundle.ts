@@ -1,7 +1,8 @@
-import { assertBundleOfflineReady } from '../operations/offline-gate.js';
+import { assertBundleOfflineReady, writePlanModelViews } from '../operations/offline-gate.js';
 import type { RunOptions } from '../progress.js';
 import { PROJECT_ROOT } from '../project-root.js';
 import type { OfflineVerdict } from '../runtimes/offline-verdict.js';
+import { completeServices } from '../runtimes/resolve-services.js';
 import { readSecretKey } from '../sign/keys.js';
 import { defaultCacheDir } from '../sources/cache-dir.js';
 import { collectCliFiles } from './cli-files.js';
@@ -128,6 +129,7 @@ export async function bundle(options: BundleOptions): Promise<BundleResult> {
     onProgress: (event) => options.onProgress?.({ ...event, step: 'fetch', status: 'info' }),
   });
   options.onProgress?.({ step: 'fetch', status: 'ok' });
+  writePlan.services = await completeServices(writePlan.services, await writePlanModelViews(writePlan));
   const plan = { summary: resolved.summary, write: writePlan };
   // Refused before anything is written: a model that would reach for the network at start.
   const offline = await assertBundleOfflineReady(plan.write);

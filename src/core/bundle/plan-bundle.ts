@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { type EvalSpec, loadEvalSets } from '../eval/eval-set.js';
+import { assertAdapterBase } from '../layout/adapter-base.js';
 import { bundleFileName } from '../layout/names.js';
 import type { ServiceSpec } from '../layout/types.js';
 import { PROJECT_ROOT } from '../project-root.js';
@@ -107,6 +108,7 @@ export async function resolveBundle(
       components.push({ type: 'local', spec, ...(await listLocalSource(recipe.dir, spec)) });
     }
   }
+  checkAdapterRevisions(components);
   // Our own servers (llamacpp, rag) run on the Node binary and files of the runtime component.
   if (needsRuntimeComponent(recipe.recipe.services)) {
     components.push(await resolveRuntime());
@@ -154,6 +156,7 @@ export async function fetchBundle(
           source: component.spec.source,
           ...(component.spec.license ? { license: component.spec.license } : {}),
         },
+        ...(component.spec.base ? { base: component.spec.base } : {}),
         layers: component.files.map((f) => ({
           type: 'file',
           source: path.join(component.root, f.path),
@@ -203,6 +206,7 @@ export async function fetchBundle(
             component.resolved.revision,
           ),
         },
+        ...(component.spec.base ? { base: component.spec.base } : {}),
         layers: fetched.map((f) => ({ type: 'file', source: f.localPath, title: f.path })),
       });
     }
@@ -234,6 +238,35 @@ async function recipeEvalSpec(loaded: LoadedRecipe): Promise<EvalSpec | undefine
     (needsRag) => (needsRag ? rag : (model ?? rag))?.name,
   );
   return { k, thresholds: spec.thresholds, sets };
+}
+
+/**
+ * An adapter pinned to its base's revision is refused here, before any download, when the
+ * base resolves to another (the weights digest is checked once the files are hashed, when
+ * the bundle is written).
+ */
+function checkAdapterRevisions(components: readonly ResolvedComponent[]): void {
+  const candidates = components.flatMap((c) =>
+    c.type === 'runtime'
+      ? []
+      : [
+          {
+            name: c.spec.name,
+            kind: c.spec.kind,
+            revision: c.type === 'hf' || c.type === 'oci' ? c.resolved.revision : undefined,
+            layers: [],
+          },
+        ],
+  );
+  for (const component of components) {
+    if (component.type === 'runtime' || component.spec.base?.revision === undefined) continue;
+    const { revision, component: base } = component.spec.base;
+    assertAdapterBase(
+      { name: component.spec.name, base: { component: base, revision } },
+      candidates,
+      'the recipe',
+    );
+  }
 }
 
 function pick<T extends object, K extends keyof T>(value: T, ...keys: K[]): Partial<Pick<T, K>> {

@@ -16,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, resolve } from 'node:path';
 import { ApertusError } from '../errors.js';
+import { adapterBaseAnnotations, assertAdapterBase } from '../layout/adapter-base.js';
 import { bundleConfigSchema, CURRENT_FORMAT_VERSION, describeIssues } from '../layout/bundle-schemas.js';
 import { canonicalJsonBytes } from '../layout/canonical-json.js';
 import { formatChecksums } from '../layout/checksums.js';
@@ -57,7 +58,14 @@ import {
   type TarOutput,
   tarArchiveChunks,
 } from '../layout/tar-writer.js';
-import type { BundleConfig, ComponentKind, Descriptor, ServiceSpec, VerifySpec } from '../layout/types.js';
+import type {
+  AdapterBase,
+  BundleConfig,
+  ComponentKind,
+  Descriptor,
+  ServiceSpec,
+  VerifySpec,
+} from '../layout/types.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { bundleSbomBlob } from '../sbom/bundle-sbom.js';
 import type { SecretKey } from '../sign/keys.js';
@@ -91,6 +99,8 @@ export interface PlannedComponent {
   name: string;
   kind: ComponentKind;
   provenance: BundleConfig['components'][number]['provenance'];
+  /** Kind 'adapter': the base model component it is bound to, checked once both are written. */
+  base?: AdapterBase;
   layers: PlannedLayer[];
   /** Kinds 'image' and 'model' (a ModelPack artifact from oci:), with `layers` empty: stored as pulled (src/core/sources/oci). */
   image?: PlannedImage;
@@ -275,6 +285,7 @@ export async function writeBundle(
     };
 
     const components: BundleConfig['components'] = [];
+    const lastModelPackIndex = plan.components.findLastIndex((c) => isModelPackKind(c.kind));
     /** Each component's layers as written, for the SBOM. */
     const writtenLayers: Descriptor[][] = [];
     for (const [index, component] of plan.components.entries()) {
@@ -311,7 +322,7 @@ export async function writeBundle(
             sourceDigests.set(layer.source, digest);
           } else advance(size);
           layers.push(
-            component.kind === 'model'
+            isModelPackKind(component.kind)
               ? modelFileLayerDescriptor(digest, size, layer.title, layer.mode)
               : fileLayerDescriptor(digest, size, layer.title, layer.mode),
           );
@@ -328,11 +339,20 @@ export async function writeBundle(
           throw changedSource(component.name, source, digest, sha256Digest(bytes));
         }
         manifest = await storeBytes({ descriptor: { mediaType, digest, size }, bytes });
-      } else if (component.kind === 'model') {
+      } else if (isModelPackKind(component.kind)) {
         const files = component.layers.filter((layer) => layer.type === 'file');
         const description = await describeModel(component, files, plan.version);
         const config = await storeBytes(modelConfigBlob(description, layers));
-        manifest = await storeBytes(modelManifest(component, config, layers));
+        const base = component.base;
+        const baseSource = plan.components.find((c) => c.name === base?.component)?.provenance.source;
+        manifest = await storeBytes(
+          modelManifest(
+            component,
+            config,
+            layers,
+            base === undefined ? {} : adapterBaseAnnotations(base, baseSource ?? ''),
+          ),
+        );
       } else {
         await storeBytes(EMPTY_CONFIG);
         manifest = await storeBytes(componentManifest(component, layers));
@@ -342,8 +362,12 @@ export async function writeBundle(
         kind: component.kind,
         manifest,
         provenance: component.provenance,
+        ...(component.base === undefined ? {} : { base: component.base }),
       });
       writtenLayers.push(layers);
+      // Once every model and adapter is hashed, an adapter whose base is missing or different
+      // is refused, before the rest is written (the partial file is removed).
+      if (index === lastModelPackIndex) assertAdapterBases(components, writtenLayers);
     }
 
     const recipe = await storeBytes(
@@ -423,6 +447,24 @@ export async function writeBundle(
     if (splitOutput === undefined) await rm(partialPath, { force: true });
     throw error;
   }
+}
+
+function assertAdapterBases(components: BundleConfig['components'], layers: Descriptor[][]): void {
+  const candidates = components.map((c, i) => ({
+    name: c.name,
+    kind: c.kind,
+    revision: c.provenance.revision,
+    layers: layers[i] ?? [],
+  }));
+  for (const component of components) {
+    if (component.base !== undefined)
+      assertAdapterBase({ name: component.name, base: component.base }, candidates, 'the recipe');
+  }
+}
+
+/** Models and adapters are ModelPack artifacts: one raw layer per file, a model config. */
+function isModelPackKind(kind: ComponentKind): boolean {
+  return kind === 'model' || kind === 'adapter';
 }
 
 function changedSource(component: string, source: string, expected: string, actual: string): ApertusError {
@@ -557,7 +599,7 @@ async function prepareLayers(plan: BundleWritePlan): Promise<PreparedLayer[][]> 
         layers.push({ type: 'file', layer, size: await sourceSize(layer.source, where) });
       } else {
         const where = `component "${component.name}", tar layer "${layer.name}"`;
-        if (component.kind === 'model') {
+        if (isModelPackKind(component.kind)) {
           throw badPlan(`${where}: a model holds one file per layer`, 'Plan model files as file layers.');
         }
         for (const entry of layer.entries) {

@@ -71,6 +71,7 @@ export const imageComponentManifestSchema = ociManifestSchema.extend({
 
 export const componentKindSchema: z.ZodType<ComponentKind> = z.enum([
   'model',
+  'adapter',
   'runtime',
   'files',
   'image',
@@ -127,6 +128,9 @@ export const bundleConfigSchema: z.ZodType<BundleConfig> = z
           python: note.optional(),
           platforms: z.array(note).optional(),
         }),
+        base: z
+          .object({ component: resourceName, revision: note.optional(), digest: digest.optional() })
+          .optional(),
       }),
     ),
     services: z.array(serviceSpecSchema),
@@ -149,12 +153,20 @@ export const bundleConfigSchema: z.ZodType<BundleConfig> = z
       ctx.addIssue({ code: 'custom', path, message });
     for (const found of uniquenessIssues(config.components, config.services))
       issue(found.path, found.message);
+    // Which base an adapter has is judged with the rest of the bundle (layout/adapter-base.ts).
+    config.components.forEach((component, i) => {
+      if ((component.kind === 'adapter') !== (component.base !== undefined)) {
+        issue(['components', i, 'base'], 'an adapter names its base model, and only an adapter does');
+      }
+    });
     const kinds = new Map(config.components.map((c) => [c.name, c.kind]));
+    const bases = new Map(config.components.map((c) => [c.name, c.base?.component]));
     const names = new Set(config.services.map((s) => s.name));
     const ports = new Map(config.services.map((s) => [s.port, s.name]));
     const view: BundleView = {
       componentKind: (name) => kinds.get(name),
       componentNames: [...kinds.keys()],
+      adapterBase: (name) => bases.get(name),
       serviceNames: [...names],
       serviceOnPort: (port) => ports.get(port),
     };

@@ -335,7 +335,8 @@ function checkComponentLayers(
     return manifest.layers;
   }
   // Format 2 writes models as ModelPack artifacts; format 1 bundles keep the apertus model artifact.
-  const modelPack = kind === 'model' && formatVersion >= 2;
+  // Adapters (LoRA weights) are ModelPack model artifacts too.
+  const modelPack = (kind === 'model' || kind === 'adapter') && formatVersion >= 2;
   if (modelPack) {
     if (manifest.artifactType !== MODELPACK.artifactType || manifest.config.mediaType !== MODELPACK.config) {
       return problem(

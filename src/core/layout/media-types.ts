@@ -80,4 +80,10 @@ export const ANNOTATION = {
   /** On index.json entries: 'bundle' or 'component'. */
   role: 'dev.apertus.role',
   component: 'dev.apertus.component',
+  /** On an adapter's manifest: the base model component it is bound to, and how it is pinned. */
+  adapterBase: 'dev.apertus.adapter.base',
+  /** The base's pinned source (hf://ORG/NAME@COMMIT, oci:…, file:…), for readers outside the bundle. */
+  adapterBaseSource: 'dev.apertus.adapter.base.source',
+  adapterBaseRevision: 'dev.apertus.adapter.base.revision',
+  adapterBaseDigest: 'dev.apertus.adapter.base.digest',
 } as const;

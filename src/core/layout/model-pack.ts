@@ -90,15 +90,25 @@ export function modelConfigBlob(model: ModelDescription, layers: Descriptor[]): 
   return blobOf(MODELPACK.config, canonicalJsonBytes(config));
 }
 
-/** The model component's manifest: an OCI image manifest with ModelPack's artifactType and config. */
-export function modelManifest(component: { name: string }, config: Descriptor, layers: Descriptor[]): Blob {
+/**
+ * The manifest of a model component, or of an adapter (a LoRA is model weights too: ModelPack
+ * has no type of its own for it, so KitOps and registries read it as a model, and `extra`
+ * annotations name the base it is bound to): an OCI image manifest with ModelPack's
+ * artifactType and config.
+ */
+export function modelManifest(
+  component: { name: string },
+  config: Descriptor,
+  layers: Descriptor[],
+  extra: Record<string, string> = {},
+): Blob {
   const manifest = {
     schemaVersion: 2,
     mediaType: MEDIA_TYPE.ociManifest,
     artifactType: MODELPACK.artifactType,
     config,
     layers,
-    annotations: { [ANNOTATION.component]: component.name },
+    annotations: { ...extra, [ANNOTATION.component]: component.name },
   };
   return blobOf(MEDIA_TYPE.ociManifest, canonicalJsonBytes(manifest), {
     artifactType: MODELPACK.artifactType,

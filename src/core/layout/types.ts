@@ -13,7 +13,21 @@ export interface Descriptor {
   annotations?: Record<string, string>;
 }
 
-export type ComponentKind = 'model' | 'runtime' | 'files' | 'image' | 'wheels';
+export type ComponentKind = 'model' | 'adapter' | 'runtime' | 'files' | 'image' | 'wheels';
+
+/**
+ * What a LoRA adapter (a component of kind 'adapter') is bound to: the model component of
+ * the same bundle it was trained on, pinned by its revision or by a weights file's digest.
+ * An adapter whose base is missing or differs is refused by bundle and install alike.
+ */
+export interface AdapterBase {
+  /** The base model component's name. */
+  component: string;
+  /** The base's pinned revision: the Hub commit (hf:) or the artifact's manifest digest (oci:). */
+  revision?: string;
+  /** `sha256:<hex>` of a weights file of the base: what `sha256sum model.gguf` prints. */
+  digest?: string;
+}
 
 export type { ServiceImage } from '../runtimes/container/service-image.js';
 /*
@@ -81,6 +95,8 @@ export interface BundleConfig {
     kind: ComponentKind;
     manifest: Descriptor;
     provenance: ComponentProvenance;
+    /** Kind 'adapter' only: the base model it is bound to. */
+    base?: AdapterBase;
   }>;
   services: ServiceSpec[];
   verify: VerifySpec;

@@ -32,14 +32,14 @@ export async function judgeOffline(
 }
 
 /**
- * The model components of a bundle about to be written, as views of the fetched files
+ * The model and adapter components of a bundle about to be written, as views of the fetched files
  * (each layer's local source under its title). This is the one place bundle-time model
  * file lists come from.
  */
 export async function writePlanModelViews(plan: BundleWritePlan): Promise<Map<string, ModelFilesView>> {
   const views = new Map<string, ModelFilesView>();
   for (const component of plan.components) {
-    if (component.kind !== 'model') continue;
+    if (component.kind !== 'model' && component.kind !== 'adapter') continue;
     const files: ModelFilesView['files'][number][] = [];
     for (const layer of component.layers) {
       if (layer.type !== 'file') continue;

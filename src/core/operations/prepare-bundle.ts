@@ -6,6 +6,7 @@
  * Install and fleet runs take it; nothing here touches a host.
  */
 import { ApertusError } from '../errors.js';
+import { assertAdapterBase } from '../layout/adapter-base.js';
 import type { BundleReader } from '../layout/bundle-reader.js';
 import type { LoadedBundle } from '../layout/load-bundle.js';
 import { blobPath } from '../layout/names.js';
@@ -33,6 +34,24 @@ export interface PrepareOptions extends RunOptions {
   step?: string;
 }
 
+/**
+ * Each adapter's base is in the bundle, as the adapter pins it: a bundle put together by
+ * hand (or edited and signed again) must not serve a LoRA over weights it was not made for.
+ */
+export function assertBundleAdapterBases(bundle: LoadedBundle): void {
+  const layers = new Map(bundle.components.map((c) => [c.name, c.layers]));
+  const candidates = bundle.config.components.map((c) => ({
+    name: c.name,
+    kind: c.kind,
+    revision: c.provenance.revision,
+    layers: layers.get(c.name) ?? [],
+  }));
+  for (const component of bundle.config.components) {
+    if (component.base !== undefined)
+      assertAdapterBase({ name: component.name, base: component.base }, candidates, 'the bundle');
+  }
+}
+
 /** Verifies and opens the bundle; throws 'bundle-invalid' (exit 1) naming each bad item, before any host is touched. */
 export async function prepareBundle(path: string, options: PrepareOptions = {}): Promise<PreparedBundle> {
   const onProgress = options.onProgress ?? noProgress;
@@ -57,6 +76,7 @@ export async function prepareBundle(path: string, options: PrepareOptions = {}):
   }
   const { reader, bundle } = opened;
   try {
+    assertBundleAdapterBases(bundle);
     const subject = await subjectFromOpenBundle(reader, bundle);
     const imageConfigs = new Map<string, unknown>();
     for (const component of bundle.components.filter((c) => c.kind === 'image')) {

@@ -41,6 +41,8 @@ export interface RecipeView {
   /** The kind of the named component; undefined when there is none. */
   componentKind(name: string): string | undefined;
   componentNames: readonly string[];
+  /** The base model component of the named adapter component; undefined when it is none. */
+  adapterBase(name: string): string | undefined;
   /** The runtime of the named service; undefined when there is none. */
   runtimeOf(name: string): string | undefined;
   /** The named service as a model server; null when it is not one, undefined when there is no such service. */
@@ -52,6 +54,8 @@ export interface RecipeView {
 export interface BundleView {
   componentKind(name: string): string | undefined;
   componentNames: readonly string[];
+  /** The base model component of the named adapter component; undefined when it is none. */
+  adapterBase(name: string): string | undefined;
   serviceNames: readonly string[];
   /** The name of the service listening on `port`; undefined when none does. */
   serviceOnPort(port: number): string | undefined;
@@ -119,6 +123,8 @@ export interface StartContext {
 /** A service's entry in the install report (a JSON contract: see operations/install-report.ts). */
 export interface ServiceReportEntry {
   modelId: string;
+  /** Model servers with LoRA adapters: the id each adapter is served under. */
+  adapters?: string[];
   /** Container services: the image reference the engine ran. */
   image?: string;
   /** vLLM services: the launch flags install chose for this host, and where each came from. */
@@ -138,6 +144,12 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   recipeModel(service: R): { embeddings: boolean } | null;
   /** Its bundle entry, from the recipe and the components resolved. */
   resolve(service: R, context: ResolveContext): S;
+  /**
+   * Its bundle entry completed from what its components' files say, once they are fetched and
+   * before the bundle is written (vllm: each adapter's rank, from its adapter_config.json).
+   * Absent: as resolved.
+   */
+  withFetchedFiles?(service: S, components: ReadonlyMap<string, ModelFilesView>): Promise<S>;
   /** Runs on the Node binary and files of the bundle's runtime component. */
   readonly needsRuntimeComponent: boolean;
 

@@ -15,6 +15,8 @@ export interface ServedModel {
   port: number;
   model: { id: string };
   embeddings: boolean;
+  /** LoRA adapters served over the model, each under its own id. */
+  adapters?: ReadonlyArray<{ id: string }>;
 }
 
 export const modelServerParts = {
@@ -33,7 +35,13 @@ export const modelServerParts = {
   ): Promise<ServiceCheck[]> =>
     verifyModelServer(
       transport,
-      { name: service.name, port: service.port, modelId: service.model.id, embeddings: service.embeddings },
+      {
+        name: service.name,
+        port: service.port,
+        modelId: service.model.id,
+        embeddings: service.embeddings,
+        adapterIds: (service.adapters ?? []).map((adapter) => adapter.id),
+      },
       spec,
       signal,
     ),

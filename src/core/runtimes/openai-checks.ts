@@ -1,7 +1,8 @@
 /**
  * Checks of a server that speaks the OpenAI API on the host's loopback: its model listed,
  * a streamed chat completion (tokens, time to first token, tokens per second), embeddings
- * of the declared dimension. Every model server kind is verified with these.
+ * of the declared dimension, and the same listing and chat for each LoRA adapter's id.
+ * Every model server kind is verified with these.
  */
 import { httpRequest, httpRequestStream, type PinnedTls } from '../host/http-over-transport.js';
 import type { Transport } from '../host/transport.js';
@@ -48,6 +49,8 @@ export interface ModelServer {
   port: number;
   modelId: string;
   embeddings: boolean;
+  /** The ids its LoRA adapters are served under: each is listed and chatted with too. */
+  adapterIds?: readonly string[];
 }
 
 /** The model listed, a streamed chat, and embeddings when both the server and the spec have them. */
@@ -58,11 +61,10 @@ export async function verifyModelServer(
   signal?: AbortSignal,
   via: number | OpenAiEndpoint = server.port,
 ): Promise<ServiceCheck[]> {
-  const checks = [
-    await modelListedCheck(transport, server.name, via, server.modelId, signal),
-    await attempt('verify.chat', server.name, () =>
+  const chatCheck = async (model: string, adapter: boolean): Promise<ServiceCheck> => {
+    const check = await attempt('verify.chat', server.name, () =>
       streamedChat(transport, via, {
-        model: server.modelId,
+        model,
         prompt: spec.chat.prompt,
         maxTokens: spec.chat.maxTokens,
         temperature: 0,
@@ -80,8 +82,18 @@ export async function verifyModelServer(
             }
           : { status: 'fail', detail: 'the stream ended without a token' },
       ),
-    ),
+    );
+    return adapter ? { ...check, model, detail: `adapter ${model}: ${check.detail}` } : check;
+  };
+  const checks = [
+    await modelListedCheck(transport, server.name, via, server.modelId, signal),
+    await chatCheck(server.modelId, false),
   ];
+  for (const id of server.adapterIds ?? []) {
+    const listed = await modelListedCheck(transport, server.name, via, id, signal);
+    checks.push({ ...listed, model: id, detail: `adapter ${listed.detail}` });
+    checks.push(await chatCheck(id, true));
+  }
   const embeddings = spec.embeddings;
   if (embeddings && server.embeddings) {
     checks.push(

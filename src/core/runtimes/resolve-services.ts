@@ -8,6 +8,7 @@ import { ApertusError } from '../errors.js';
 import type { GoldenPrompt, VerifySpec } from '../layout/types.js';
 import type { Recipe, RecipeService } from '../spec/recipe-schema.js';
 import type { ResolveContext } from './adapter.js';
+import type { ModelFilesView } from './offline-verdict.js';
 import { adapterOf, recipeAdapterOf, type ServiceSpec } from './registry.js';
 
 /** The files a component holds, by component name; null when there is no such component. */
@@ -81,4 +82,16 @@ export function resolveVerify(recipe: Recipe): VerifySpec {
     };
   });
   return { chat: recipe.verify.chat, embeddings: recipe.verify.embeddings, golden };
+}
+
+/** The services completed from what the fetched components' files say (each kind's withFetchedFiles). */
+export async function completeServices(
+  services: readonly ServiceSpec[],
+  components: ReadonlyMap<string, ModelFilesView>,
+): Promise<ServiceSpec[]> {
+  const completed: ServiceSpec[] = [];
+  for (const service of services) {
+    completed.push((await adapterOf(service).withFetchedFiles?.(service, components)) ?? service);
+  }
+  return completed;
 }

@@ -24,6 +24,8 @@ export interface ServiceCheck {
   detail: string;
   ms: number;
   metrics?: Record<string, number>;
+  /** The model id asked, on checks of a LoRA adapter a model server serves beside its model. */
+  model?: string;
 }
 
 export type CheckOutcome = Omit<ServiceCheck, 'id' | 'service' | 'ms'>;

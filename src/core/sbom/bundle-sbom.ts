@@ -4,7 +4,8 @@
  *
  * Top level: one component per bundle component. The model is a `machine-learning-model`
  * (purl `pkg:huggingface/...@<commit>` for hf: sources, a model card with its file format
- * and architecture), images are `container`s (purl `pkg:oci/...@sha256:...`), and the
+ * and architecture), a LoRA adapter is one too, with a dependency on its base model and
+ * properties naming the base and its pin, images are `container`s (purl `pkg:oci/...@sha256:...`), and the
  * runtime, files and wheels components hold what they carry as nested components: every
  * file with its SHA-256, the npm packages inside tar layers (`pkg:npm/...`, with
  * licences), wheels (`pkg:pypi/...`) and the Node binary.
@@ -51,6 +52,7 @@ export interface SbomInput {
 
 const TOP_LEVEL_TYPE: Record<PlannedComponent['kind'], CycloneDxComponentType> = {
   model: 'machine-learning-model',
+  adapter: 'machine-learning-model',
   image: 'container',
   runtime: 'application',
   wheels: 'library',
@@ -82,7 +84,15 @@ export async function buildBundleSbom(input: SbomInput): Promise<CycloneDxBom> {
       properties: [{ name: 'apertus:recipe-digest', value: input.recipe.digest }],
     },
     components,
-    dependencies: [{ ref: bundleRef, dependsOn: components.map((component) => component['bom-ref']) }],
+    dependencies: [
+      { ref: bundleRef, dependsOn: components.map((component) => component['bom-ref']) },
+      // An adapter runs only over the base model it was trained on.
+      ...input.components.flatMap(({ entry }) =>
+        entry.base === undefined
+          ? []
+          : [{ ref: componentRef(entry.name), dependsOn: [componentRef(entry.base.component)] }],
+      ),
+    ],
   });
 }
 
@@ -121,13 +131,20 @@ export async function bundleSbomBlob(
 async function topLevelComponent(component: SbomInput['components'][number]): Promise<CycloneDxComponent> {
   const { planned, entry } = component;
   const { provenance } = entry;
-  const ref = `component:${planned.name}`;
+  const ref = componentRef(planned.name);
   const properties: CycloneDxProperty[] = [
     { name: 'apertus:component', value: planned.name },
     { name: 'apertus:kind', value: planned.kind },
     { name: 'apertus:source', value: provenance.source },
     { name: 'apertus:manifest-digest', value: entry.manifest.digest },
   ];
+  if (entry.base !== undefined) {
+    properties.push({ name: 'apertus:adapter-base', value: entry.base.component });
+    if (entry.base.revision !== undefined)
+      properties.push({ name: 'apertus:adapter-base-revision', value: entry.base.revision });
+    if (entry.base.digest !== undefined)
+      properties.push({ name: 'apertus:adapter-base-digest', value: entry.base.digest });
+  }
   const licenses = cycloneDxLicenses(provenance.license);
   const base = {
     'bom-ref': ref,
@@ -182,12 +199,16 @@ async function topLevelComponent(component: SbomInput['components'][number]): Pr
     );
   }
   const fileLayers = component.layers.filter((layer) => layerPlacement(layer.mediaType) === 'file');
-  if (planned.kind === 'model') {
+  if (planned.kind === 'model' || planned.kind === 'adapter') {
     const only = fileLayers.length === 1 ? fileLayers[0] : undefined;
     if (only !== undefined) out.hashes = [sha256Hash(only.digest)];
     out.modelCard = await modelCard(planned, fileLayers);
   }
   return out;
+}
+
+function componentRef(name: string): string {
+  return `component:${name}`;
 }
 
 /** 'https://hub.example/org/name/tree/<sha>' -> 'https://hub.example', for the purl's repository_url. */

@@ -42,6 +42,33 @@ const source = z
 
 const globs = z.array(z.string().min(1)).min(1);
 
+/** An adapter's base: a model component of this recipe, pinned (layout/adapter-base.ts checks it). */
+const adapterBase = z
+  .object({
+    component: name.describe('the model component the adapter was trained on'),
+    revision: z
+      .string()
+      .regex(
+        /^([0-9a-f]{40}|sha256:[0-9a-f]{64})$/,
+        "a revision is the base's Hub commit (40 hex digits) or, for an oci: base, its manifest digest (sha256:<64 hex>)",
+      )
+      .optional()
+      .describe("the base's exact revision: its Hub commit (hf:), or its manifest digest (oci:)"),
+    digest: z
+      .string()
+      .regex(/^sha256:[0-9a-f]{64}$/, 'write sha256: and the 64 lowercase hex digits sha256sum prints')
+      .optional()
+      .describe('sha256:<hex> of a weights file of the base (what `sha256sum model.gguf` prints)'),
+  })
+  .strict()
+  .refine((b) => b.revision !== undefined || b.digest !== undefined, {
+    message: 'pin the base: give its revision, its weights digest, or both',
+    path: ['revision'],
+  })
+  .describe(
+    'kind adapter: the base model it is bound to; bundle and install refuse it when that base is missing or different',
+  );
+
 /** Fields of pip: sources (kind wheels); see src/core/sources/pip. */
 const pipFields = {
   python: z
@@ -71,11 +98,12 @@ const component = z
   .object({
     name,
     kind: z
-      .enum(['model', 'files', 'image', 'wheels'])
+      .enum(['model', 'adapter', 'files', 'image', 'wheels'])
       .describe(
-        'model: weights and tokenizer files; files: configs and documents; image: a container image (oci:); wheels: a Python wheelhouse installed into a venv on the host (pip:)',
+        'model: weights and tokenizer files; adapter: a LoRA adapter of a model component (hf: or file:; GGUF for llamacpp, a PEFT directory for vllm), bound to it by base; files: configs and documents; image: a container image (oci:); wheels: a Python wheelhouse installed into a venv on the host (pip:)',
       ),
     source,
+    base: adapterBase.optional(),
     include: globs.optional().describe('hf: only files matching one of these globs (e.g. "*.safetensors")'),
     exclude: globs.optional().describe('hf: leave out files matching one of these globs'),
     platform: z
@@ -97,6 +125,15 @@ const component = z
   .refine((c) => c.source.startsWith('hf:') || (c.include === undefined && c.exclude === undefined), {
     message: 'include/exclude select files of an hf: source; point a file: source at the files instead',
     path: ['include'],
+  })
+  .refine((c) => (c.kind === 'adapter') === (c.base !== undefined), {
+    message:
+      'a component of kind adapter names its base model (base.component and its revision or digest), and only an adapter does',
+    path: ['base'],
+  })
+  .refine((c) => c.kind !== 'adapter' || c.source.startsWith('hf:') || c.source.startsWith('file:'), {
+    message: 'a component of kind adapter takes an hf: or a file: source',
+    path: ['source'],
   })
   .refine((c) => c.kind !== 'image' || c.source.startsWith('oci:'), {
     message: 'a component of kind image takes an oci: source',
@@ -216,12 +253,30 @@ export const recipeSchema = z
     });
     for (const found of uniquenessIssues(recipe.components, recipe.services))
       issue(found.path, found.message);
+    const byName = new Map(recipe.components.map((c) => [c.name, c]));
+    recipe.components.forEach((c, i) => {
+      if (c.base === undefined) return;
+      const base = byName.get(c.base.component);
+      if (base?.kind !== 'model') {
+        const models = recipe.components.filter((m) => m.kind === 'model').map((m) => m.name);
+        issue(
+          ['components', i, 'base', 'component'],
+          `adapter ${c.name} is bound to base model ${c.base.component}, which is not a model component of this recipe (models: ${models.join(', ') || 'none'})`,
+        );
+      } else if (c.base.revision !== undefined && base.source.startsWith('file:')) {
+        issue(
+          ['components', i, 'base', 'revision'],
+          `base model ${base.name} is local files (${base.source}), which have no revision: pin it by base.digest, the sha256 of its weights file`,
+        );
+      }
+    });
     const services = new Map(recipe.services.map((s) => [s.name, s]));
     const kinds = new Map(recipe.components.map((c) => [c.name, c.kind]));
     const modelServer = (s: RecipeService) => recipeAdapterOf(s).recipeModel(s);
     const view: RecipeView = {
       componentKind: (component) => kinds.get(component),
       componentNames: [...kinds.keys()],
+      adapterBase: (component) => byName.get(component)?.base?.component,
       runtimeOf: (service) => services.get(service)?.runtime,
       modelServer: (service) => {
         const found = services.get(service);

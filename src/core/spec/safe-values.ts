@@ -115,6 +115,8 @@ export const LIMITS = {
   maxContextChars: count(100, 10_000_000),
   maxTokens: count(1, 4096),
   temperature: z.number().min(0).max(2),
+  /** A LoRA adapter's rank: vLLM serves up to 512 (vllm/vllm.ts VLLM_LORA_RANKS). */
+  loraRank: count(1, 512),
 } as const;
 
 const LOOPBACK_URL = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):([0-9]{1,5})$/;

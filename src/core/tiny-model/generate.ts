@@ -176,3 +176,72 @@ export function generateTinyModel(options: { seed?: number } = {}): Buffer {
   ];
   return writeGguf({ metadata, tensors });
 }
+
+/** The facts of the tiny LoRA adapter for the tiny model: what the demo recipe and tests rely on. */
+export const TINY_LORA = {
+  id: 'apertus-demo-tiny-lora',
+  fileName: 'tiny-lora.gguf',
+  name: 'apertus tiny lora (random weights)',
+  rank: 8,
+  alpha: 16,
+  defaultSeed: 1,
+  /** The base weights it adapts, in each block, plus the output projection. */
+  blockTargets: ['attn_q', 'attn_v', 'ffn_down'],
+} as const;
+
+/**
+ * A LoRA adapter for the tiny model, as llama.cpp reads one (src/llama-adapter.cpp):
+ * `general.type = adapter`, `adapter.type = lora`, `adapter.lora.alpha`, the base's
+ * architecture, and for each adapted weight W (ggml dims [in, out]) a pair
+ * `W.lora_a` [in, rank] and `W.lora_b` [rank, out], so that W + (alpha / rank) * B A
+ * replaces W. Random values large enough that greedy decoding differs from the base's,
+ * small enough that nothing overflows. Same seed, same bytes.
+ */
+export function generateTinyLora(options: { seed?: number } = {}): Buffer {
+  const seed = options.seed ?? TINY_LORA.defaultSeed;
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw new RangeError(`seed must be an integer in [0, 2^32), got ${seed}`);
+  }
+  // Another stream than the model's own for the same seed.
+  const random = createRandom((seed ^ 0x9e3779b9) >>> 0);
+  const m = TINY_MODEL;
+  const r = TINY_LORA.rank;
+  const headDim = m.embeddingLength / m.headCount;
+  const kvDim = headDim * m.headCountKv;
+  const shapes: Record<(typeof TINY_LORA.blockTargets)[number], [number, number]> = {
+    attn_q: [m.embeddingLength, m.embeddingLength],
+    attn_v: [m.embeddingLength, kvDim],
+    ffn_down: [m.feedForwardLength, m.embeddingLength],
+  };
+  const values = (count: number, scale: number): Float32Array => {
+    const out = new Float32Array(count);
+    for (let i = 0; i < count; i++) out[i] = (random() * 2 - 1) * scale;
+    return out;
+  };
+  const pair = (weight: string, fanIn: number, rows: number): GgufTensor[] => [
+    {
+      name: `${weight}.lora_a`,
+      dims: [fanIn, r],
+      type: 'f32',
+      values: values(fanIn * r, 1 / Math.sqrt(fanIn)),
+    },
+    { name: `${weight}.lora_b`, dims: [r, rows], type: 'f32', values: values(r * rows, 1 / Math.sqrt(r)) },
+  ];
+  const tensors: GgufTensor[] = [];
+  for (let layer = 0; layer < m.blockCount; layer++) {
+    for (const target of TINY_LORA.blockTargets) {
+      const [fanIn, rows] = shapes[target];
+      tensors.push(...pair(`blk.${layer}.${target}.weight`, fanIn, rows));
+    }
+  }
+  tensors.push(...pair('output.weight', m.embeddingLength, m.vocabSize));
+  const metadata: Array<readonly [string, GgufValue]> = [
+    ['general.architecture', { type: 'string', value: m.architecture }],
+    ['general.type', { type: 'string', value: 'adapter' }],
+    ['general.name', { type: 'string', value: TINY_LORA.name }],
+    ['general.license', { type: 'string', value: 'apache-2.0' }],
+    ['adapter.type', { type: 'string', value: 'lora' }],
+    ['adapter.lora.alpha', { type: 'float32', value: TINY_LORA.alpha }],
+  ];
+  return writeGguf({ metadata, tensors });
+}

@@ -9,6 +9,7 @@ import { ApertusError } from '../../errors.js';
 import { componentIssue, type RuntimeAdapter } from '../adapter.js';
 import { modelServerParts } from '../model-server.js';
 import { RUNTIME_PATHS, runtimePaths } from '../runtime-files.js';
+import { servedAdapterIssues } from '../served-adapters.js';
 import { managedStopScript, startRuntimeCommand } from '../service-manager.js';
 import { renderLlamacppCommand } from './command.js';
 import {
@@ -28,22 +29,36 @@ export const llamacppRuntime: RuntimeAdapter<
   recipeSchema: llamacppRecipeService,
   checkRecipe(service, recipe) {
     const { component } = splitModelPath(service.model);
-    return recipe.componentKind(component) === undefined
-      ? [componentIssue(['model'], component, undefined, recipe.componentNames)]
-      : [];
+    if (recipe.componentKind(component) === undefined)
+      return [componentIssue(['model'], component, undefined, recipe.componentNames)];
+    return servedAdapterIssues(
+      service.adapters.map((a) => ({ component: splitModelPath(a.adapter).component, id: a.modelId })),
+      { component, id: service.modelId },
+      recipe,
+      (i) => ['adapters', i, 'adapter'],
+      (i) => ['adapters', i, 'modelId'],
+    );
   },
   recipeModel: (service) => ({ embeddings: service.embeddings }),
   resolve(service, context) {
-    const { component, path: modelPath } = splitModelPath(service.model);
-    if (!(context.filesOf(component) ?? []).includes(modelPath)) {
-      throw new ApertusError(
-        'recipe-model-missing',
-        `Service ${service.name} serves ${service.model}, which component ${component} does not hold.`,
-        {
-          hint: `Check services[].model in ${context.recipeFile}: it is COMPONENT/PATH, with PATH as listed under the component's source.`,
-        },
-      );
-    }
+    const held = (value: string, field: string) => {
+      const { component, path } = splitModelPath(value);
+      if (!(context.filesOf(component) ?? []).includes(path)) {
+        throw new ApertusError(
+          'recipe-model-missing',
+          `Service ${service.name} serves ${value}, which component ${component} does not hold.`,
+          {
+            hint: `Check services[].${field} in ${context.recipeFile}: it is COMPONENT/PATH, with PATH as listed under the component's source.`,
+          },
+        );
+      }
+      return { component, path };
+    };
+    const { component, path: modelPath } = held(service.model, 'model');
+    const adapters = service.adapters.map((a) => ({
+      ...held(a.adapter, 'adapters[].adapter'),
+      id: a.modelId,
+    }));
     return {
       name: service.name,
       runtime: 'llamacpp',
@@ -52,6 +67,7 @@ export const llamacppRuntime: RuntimeAdapter<
       threads: service.threads,
       contextSize: service.contextSize,
       embeddings: service.embeddings,
+      ...(adapters.length > 0 ? { adapters } : {}),
     };
   },
   needsRuntimeComponent: true,
@@ -59,9 +75,15 @@ export const llamacppRuntime: RuntimeAdapter<
   bundleSchema: llamacppServiceSchema,
   checkBundle(service, bundle) {
     const { component } = service.model;
-    return bundle.componentKind(component) === undefined
-      ? [componentIssue(['model', 'component'], component, undefined, bundle.componentNames)]
-      : [];
+    if (bundle.componentKind(component) === undefined)
+      return [componentIssue(['model', 'component'], component, undefined, bundle.componentNames)];
+    return servedAdapterIssues(
+      service.adapters ?? [],
+      service.model,
+      bundle,
+      (i) => ['adapters', i, 'component'],
+      (i) => ['adapters', i, 'id'],
+    );
   },
   dependsOn: () => [],
   modelId: modelServerParts.modelId,
@@ -96,8 +118,12 @@ export const llamacppRuntime: RuntimeAdapter<
   stopScript: (service, layout) => managedStopScript(service.name, layout),
   healthPath: modelServerParts.healthPath,
   verify: modelServerParts.verify,
-  report: (service) => ({ modelId: service.model.id }),
-  summary: (service) => service.model.id,
+  report: (service) => ({
+    modelId: service.model.id,
+    ...(service.adapters?.length ? { adapters: service.adapters.map((a) => a.id) } : {}),
+  }),
+  summary: (service) =>
+    [service.model.id, ...(service.adapters ?? []).map((a) => `${a.id} (adapter)`)].join(', '),
 };
 
 /** The server's argv in a release, program first. */
@@ -107,5 +133,9 @@ export function llamacppReleaseCommand(service: LlamacppServiceSpec, releaseDir:
     node: runtime.node,
     server: path.join(runtime.dir, RUNTIME_PATHS.server),
     modelPath: path.join(releaseDir, service.model.component, service.model.path),
+    adapters: (service.adapters ?? []).map((a) => ({
+      id: a.id,
+      path: path.join(releaseDir, a.component, a.path),
+    })),
   });
 }

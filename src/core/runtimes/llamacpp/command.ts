@@ -12,6 +12,8 @@ export interface LlamacppPaths {
   server: string;
   /** The GGUF file on the host. */
   modelPath: string;
+  /** Each GGUF LoRA adapter on the host and the id it is served under. */
+  adapters?: ReadonlyArray<{ id: string; path: string }>;
 }
 
 /**
@@ -42,5 +44,7 @@ export function renderLlamacppCommand(
     '--context-size',
     serviceInteger(service, 'contextSize', service.contextSize, 1, 16 * 1024 * 1024),
     ...(service.embeddings ? ['--embeddings'] : []),
+    // Two flags rather than ID=PATH: a model id and a path may both hold '='.
+    ...(paths.adapters ?? []).flatMap((adapter) => ['--adapter', adapter.path, '--adapter-id', adapter.id]),
   ];
 }

@@ -23,19 +23,32 @@ export interface LlamacppServiceSpec {
   threads: number;
   contextSize: number;
   embeddings: boolean;
+  /** GGUF LoRA adapters of the model, each served under its own id; absent in bundles before adapters. */
+  adapters?: LlamacppAdapter[];
 }
+
+/** A GGUF LoRA file of an adapter component, served over the base model under `id`. */
+export interface LlamacppAdapter {
+  component: string;
+  path: string;
+  id: string;
+}
+
+const componentFilePath = (example: string) =>
+  z
+    .string()
+    .regex(/^[a-z0-9-]+\/.+/, `write COMPONENT/PATH, e.g. ${example}`)
+    .refine((value) => isComponentPath(value.slice(value.indexOf('/') + 1)), {
+      message: 'PATH is a relative path inside the component: no leading "/", no "." or ".." parts',
+    });
 
 export const llamacppRecipeService = z
   .object({
     name: resourceName,
     runtime: z.literal('llamacpp').describe('the CPU runtime: our OpenAI-compatible server over llama.cpp'),
-    model: z
-      .string()
-      .regex(/^[a-z0-9-]+\/.+/, 'write COMPONENT/PATH, e.g. model/tiny-llama.gguf')
-      .refine((model) => isComponentPath(model.slice(model.indexOf('/') + 1)), {
-        message: 'PATH is a relative path inside the component: no leading "/", no "." or ".." parts',
-      })
-      .describe('COMPONENT/PATH of the GGUF file the service serves'),
+    model: componentFilePath('model/tiny-llama.gguf').describe(
+      'COMPONENT/PATH of the GGUF file the service serves',
+    ),
     modelId: modelId.describe('the id clients use in the OpenAI API'),
     port: hostPort,
     threads: LIMITS.threads.describe(
@@ -43,6 +56,19 @@ export const llamacppRecipeService = z
     ),
     contextSize: LIMITS.contextSize.default(2048),
     embeddings: z.boolean().default(false).describe('also serve /v1/embeddings'),
+    adapters: z
+      .array(
+        z
+          .object({
+            adapter: componentFilePath('tiny-lora/tiny-lora.gguf').describe(
+              'COMPONENT/PATH of a GGUF LoRA file, in a component of kind adapter bound to the model served',
+            ),
+            modelId: modelId.describe('the id clients use for the model with this adapter applied'),
+          })
+          .strict(),
+      )
+      .default([])
+      .describe('LoRA adapters served over the model, each under its own model id'),
   })
   .strict();
 
@@ -56,6 +82,7 @@ export const llamacppServiceSchema = z.object({
   threads: LIMITS.threads,
   contextSize: LIMITS.contextSize,
   embeddings: z.boolean(),
+  adapters: z.array(z.object({ component: resourceName, path: componentPath, id: modelId })).optional(),
 }) satisfies KindSchema<LlamacppServiceSpec>;
 
 /** 'model/tiny-llama.gguf' -> the component and the path inside it. */

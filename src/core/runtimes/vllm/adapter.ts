@@ -8,7 +8,9 @@ import { componentIssue, type FieldIssue, type RuntimeAdapter } from '../adapter
 import { containerStopScript, startContainerService } from '../container/service.js';
 import { resolveServiceImage } from '../container/service-image.js';
 import { modelServerParts } from '../model-server.js';
+import { servedAdapterIssues } from '../served-adapters.js';
 import { planVllmLaunch, vllmLaunchRecord } from './launch.js';
+import { readLoraRank } from './lora-rank.js';
 import { readOfflineInputs } from './offline-inputs.js';
 import { judgeOfflineReadiness } from './offline-readiness.js';
 import {
@@ -35,8 +37,19 @@ export const vllmRuntime: RuntimeAdapter<
       if (recipe.componentKind(image) !== 'image')
         issues.push(componentIssue(['alternativeImages', j], image, 'image', names));
     });
-    if (recipe.componentKind(service.model) !== 'model')
+    if (recipe.componentKind(service.model) !== 'model') {
       issues.push(componentIssue(['model'], service.model, 'model', names));
+      return issues;
+    }
+    issues.push(
+      ...servedAdapterIssues(
+        service.adapters.map((a) => ({ component: a.adapter, id: a.modelId })),
+        { component: service.model, id: service.modelId },
+        recipe,
+        (i) => ['adapters', i, 'adapter'],
+        (i) => ['adapters', i, 'modelId'],
+      ),
+    );
     return issues;
   },
   recipeModel: (service) => ({ embeddings: service.embeddings }),
@@ -66,7 +79,21 @@ export const vllmRuntime: RuntimeAdapter<
             ),
           }
         : {}),
+      // Each rank is read from the adapter's files once they are fetched (withFetchedFiles).
+      ...(service.adapters.length > 0
+        ? { adapters: service.adapters.map((a) => ({ component: a.adapter, id: a.modelId })) }
+        : {}),
     };
+  },
+  async withFetchedFiles(service, components) {
+    if (service.adapters === undefined) return service;
+    const adapters = [];
+    for (const adapter of service.adapters) {
+      const view = components.get(adapter.component);
+      if (view === undefined) throw new TypeError(`adapter ${adapter.component} was not fetched`);
+      adapters.push({ ...adapter, rank: await readLoraRank(view, service.name) });
+    }
+    return { ...service, adapters };
   },
   needsRuntimeComponent: false,
 
@@ -80,8 +107,19 @@ export const vllmRuntime: RuntimeAdapter<
       if (bundle.componentKind(image.component) !== 'image')
         issues.push(componentIssue(['alternativeImages', j, 'component'], image.component, 'image', names));
     });
-    if (bundle.componentKind(service.model.component) !== 'model')
+    if (bundle.componentKind(service.model.component) !== 'model') {
       issues.push(componentIssue(['model', 'component'], service.model.component, 'model', names));
+      return issues;
+    }
+    issues.push(
+      ...servedAdapterIssues(
+        service.adapters ?? [],
+        service.model,
+        bundle,
+        (i) => ['adapters', i, 'component'],
+        (i) => ['adapters', i, 'id'],
+      ),
+    );
     return issues;
   },
   dependsOn: () => [],
@@ -114,8 +152,10 @@ export const vllmRuntime: RuntimeAdapter<
   verify: modelServerParts.verify,
   report: (service) => ({
     modelId: service.model.id,
+    ...(service.adapters?.length ? { adapters: service.adapters.map((a) => a.id) } : {}),
     image: service.image.reference,
     vllm: vllmLaunchRecord(service),
   }),
-  summary: (service) => service.model.id,
+  summary: (service) =>
+    [service.model.id, ...(service.adapters ?? []).map((a) => `${a.id} (adapter)`)].join(', '),
 };

@@ -39,9 +39,22 @@ export interface VllmServiceSpec {
   trustRemoteCode?: boolean;
   /** More vLLM images for other CUDA versions; install runs the one the host driver supports. */
   alternativeImages?: ServiceImage[];
+  /** LoRA adapters (PEFT directories) served over the model, each under its own id; absent: none. */
+  adapters?: VllmAdapter[];
   /** Set by install: what it chose for this host and why (src/core/runtimes/vllm/launch.ts). */
   chosen?: VllmChoice;
 }
+
+/** A PEFT LoRA adapter component (adapter_config.json + weights), served by vLLM under `id`. */
+export interface VllmAdapter {
+  component: string;
+  id: string;
+  /** Its rank (adapter_config.json `r`), read once the bundle's files are fetched; it sizes --max-lora-rank. */
+  rank?: number;
+}
+
+/** A model id vLLM's `--lora-modules NAME=PATH` can take: NAME is split off at the '='. */
+const loraModuleName = modelId.regex(/^[^=]*$/, 'an adapter served by vLLM has an id without "="');
 
 /** Where each launch setting of a vLLM service came from, on the host it was installed on. */
 export interface VllmChoice {
@@ -94,6 +107,21 @@ export const vllmRecipeService = z
       .describe(
         '--trust-remote-code: run the Python modules the model ships (config.json auto_map); must be said, true or false, for such a model, and with true its .py files must be bundled',
       ),
+    adapters: z
+      .array(
+        z
+          .object({
+            adapter: componentName.describe(
+              'a component of kind adapter (a PEFT directory: adapter_config.json and its weights) bound to the model served',
+            ),
+            modelId: loraModuleName.describe('the id clients use for the model with this adapter applied'),
+          })
+          .strict(),
+      )
+      .default([])
+      .describe(
+        'LoRA adapters served over the model, each under its own model id (--enable-lora, --lora-modules)',
+      ),
   })
   .strict();
 
@@ -117,6 +145,9 @@ export const vllmServiceSchema = z.object({
   extraArgs: z.array(argument),
   trustRemoteCode: z.boolean().optional(),
   alternativeImages: z.array(serviceImageSchema).optional(),
+  adapters: z
+    .array(z.object({ component: resourceName, id: loraModuleName, rank: LIMITS.loraRank }))
+    .optional(),
   chosen: z
     .object({
       tensorParallelSize: launchSource,

@@ -7,7 +7,10 @@
  * - the model is served by path, positional, with HF_HUB_OFFLINE=1 (3.3);
  * - the flags come from the fit plan: --tensor-parallel-size, --max-model-len,
  *   --gpu-memory-utilization (3.3, 3.5), and --ipc host with tensor parallelism;
- * - an embeddings instance is `--runner pooling` from v0.10.1, `--task embed` before (3.6).
+ * - an embeddings instance is `--runner pooling` from v0.10.1, `--task embed` before (3.6);
+ * - LoRA adapters are served with `--enable-lora`, `--lora-modules NAME=PATH` (a path, which vLLM
+ *   reads from disk; anything else it takes for a Hub repo id) and `--max-lora-rank`, whose
+ *   value is one of a fixed set (docs.vllm.ai features/lora.md, "Serving LoRA Adapters").
  */
 import path from 'node:path/posix';
 import { ApertusError } from '../../errors.js';
@@ -25,6 +28,28 @@ export const VLLM_MODELS_DIR = '/models';
 
 /** The writable cache vLLM, torch.compile and Triton use (runtime-facts 3.3: the model mount is read-only). */
 export const VLLM_CACHE_DIR = '/var/cache/vllm';
+
+/**
+ * The values `--max-lora-rank` accepts: vLLM's `MaxLoRARanks` (vllm/config/lora.py,
+ * https://docs.vllm.ai/en/v0.14.0/api/vllm/config/lora/); any other number is refused at start.
+ */
+export const VLLM_LORA_RANKS = [1, 8, 16, 32, 64, 128, 256, 320, 512] as const;
+
+/** The smallest rank vLLM accepts that holds every adapter's rank. */
+export function vllmMaxLoraRank(service: string, ranks: readonly number[]): number {
+  const highest = Math.max(...ranks);
+  const allowed = VLLM_LORA_RANKS.find((rank) => rank >= highest);
+  if (allowed === undefined || ranks.some((rank) => !Number.isInteger(rank) || rank < 1)) {
+    throw new ApertusError(
+      'service-invalid',
+      `service ${service}: vLLM serves LoRA adapters of rank 1 to ${VLLM_LORA_RANKS.at(-1)}, and an adapter has rank ${highest}`,
+      {
+        hint: 'Serve that adapter merged into its base model, or train it with a lower rank (r in adapter_config.json).',
+      },
+    );
+  }
+  return allowed;
+}
 
 /** A vLLM image in the bundle, with its config (for CUDA_VERSION). */
 export interface BundledVllmImage {
@@ -121,6 +146,8 @@ export interface VllmServiceInput {
   restart?: RestartPolicy;
   /** Run the model's own Python code (config.json auto_map): `--trust-remote-code`. */
   trustRemoteCode?: boolean;
+  /** LoRA adapters: each directory on the host (adapter_config.json and weights), its id and rank. */
+  adapters?: ReadonlyArray<{ id: string; dir: string; rank: number }>;
   /** More vLLM flags from the recipe, after ours. */
   extraArgs?: readonly string[];
   engineArgs?: readonly string[];
@@ -194,6 +221,26 @@ export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
     );
   }
   const modelMount = path.join(VLLM_MODELS_DIR, path.basename(input.modelDir));
+  // Each adapter directory is mounted read-only beside the model; vLLM reads it by that absolute path.
+  const adapters = (input.adapters ?? []).map((adapter) => ({
+    ...adapter,
+    mount: path.join(VLLM_MODELS_DIR, path.basename(adapter.dir)),
+  }));
+  const loraArgs =
+    adapters.length === 0
+      ? []
+      : [
+          '--enable-lora',
+          '--max-lora-rank',
+          String(
+            vllmMaxLoraRank(
+              service,
+              adapters.map((a) => a.rank),
+            ),
+          ),
+          '--lora-modules',
+          ...adapters.map((adapter) => `${adapter.id}=${adapter.mount}`),
+        ];
   const args = [
     'serve',
     modelMount,
@@ -212,6 +259,7 @@ export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
     input.dtype ?? 'auto',
     ...(input.embeddings ? embeddingFlags(input.image) : []),
     ...(input.trustRemoteCode ? ['--trust-remote-code'] : []),
+    ...loraArgs,
     ...(input.extraArgs ?? []),
   ];
   const ports: PortBinding[] = [
@@ -226,6 +274,7 @@ export function renderVllmContainer(input: VllmServiceInput): ContainerRunSpec {
     ports,
     volumes: [
       { source: input.modelDir, target: modelMount, readOnly: true },
+      ...adapters.map((adapter) => ({ source: adapter.dir, target: adapter.mount, readOnly: true })),
       { source: input.cacheDir, target: VLLM_CACHE_DIR, readOnly: false },
     ],
     gpus: input.gpus ?? 'all',
@@ -259,7 +308,28 @@ export function vllmRunSpec(
     dtype: service.dtype,
     embeddings: service.embeddings,
     ...(service.trustRemoteCode ? { trustRemoteCode: true } : {}),
+    ...(service.adapters?.length
+      ? {
+          adapters: service.adapters.map((adapter) => ({
+            id: adapter.id,
+            dir: path.join(releaseDir, adapter.component),
+            rank: adapterRank(service.name, adapter),
+          })),
+        }
+      : {}),
     extraArgs: service.extraArgs,
     ...(engineArgs ? { engineArgs } : {}),
   });
+}
+
+/** An adapter's rank, which every bundle with vLLM adapters records (its schema requires it). */
+function adapterRank(service: string, adapter: { component: string; rank?: number }): number {
+  if (adapter.rank === undefined) {
+    throw new ApertusError(
+      'service-invalid',
+      `service ${service}: the bundle records no rank for adapter ${adapter.component}`,
+      { hint: 'Bundle the recipe again with this apertus: it reads the rank from adapter_config.json.' },
+    );
+  }
+  return adapter.rank;
 }

@@ -44,6 +44,7 @@ describe('inventory', () => {
         '    root: /srv/apertus',
         '    identity: /opt/keys/admin',
         '    acceptNewHostKey: true',
+        '    become: true',
       ].join('\n'),
     );
     expect(inventory.hosts).toEqual([
@@ -56,6 +57,7 @@ describe('inventory', () => {
         knownHosts: path.join(os.homedir(), '.ssh/known_hosts_lab'),
         root: '/var/lib/apertus',
         acceptNewHostKey: false,
+        become: false,
         groups: [],
       },
       {
@@ -67,6 +69,7 @@ describe('inventory', () => {
         knownHosts: path.join(os.homedir(), '.ssh/known_hosts_lab'),
         root: '/srv/apertus',
         acceptNewHostKey: true,
+        become: true,
         groups: [],
       },
     ]);
@@ -80,6 +83,11 @@ describe('inventory', () => {
         knownHostsFile: path.join(os.homedir(), '.ssh/known_hosts_lab'),
         acceptNewHostKey: false,
       },
+    });
+    // become: true asks for sudo on that host only; the CLI fills in the password.
+    expect(inventoryTargets(inventory)[1]?.target).toMatchObject({
+      address: 'admin@[fe80::1%eth0]:2222',
+      become: {},
     });
   });
 

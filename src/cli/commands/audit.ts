@@ -39,7 +39,7 @@ export function registerAudit(program: Command, io: CliIO): void {
     .option('--installs', 'verify the log of installs, <root>/audit.log, instead of the RAG log')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (flags: AuditVerifyFlags) => {
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       if (flags.installs && flags.log) {
         throw new ApertusError('usage', '--installs and --log exclude each other.', {
           hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',

@@ -110,7 +110,7 @@ export function registerInstall(program: Command, io: CliIO): void {
           },
         );
       }
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) return installFleet(io, bundlePath, flags, fleet);
       const fleetOnly = [
         flags.serial !== undefined && '--serial',
@@ -125,7 +125,7 @@ export function registerInstall(program: Command, io: CliIO): void {
             hint: 'Pass --inventory FILE to install on many hosts, or leave these flags out for one --host.',
           },
         );
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const [{ parseSkipChecks }, { INSTALL_STEPS, install }, { runSteps, stepDefinitions }] =
         await Promise.all([
           import('../../core/operations/host-check-gate.js'),

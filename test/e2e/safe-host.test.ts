@@ -658,8 +658,9 @@ describe.skipIf(!requirement.ok)(`the host side under attack ${requirement.why}`
         [withPassword, 'ALL'],
       ] as const) {
         await execa('useradd', ['-m', '-d', path.join(work, 'home', user), '-s', '/bin/sh', user]);
-        // A password for both: sshd (UsePAM no) refuses a locked account, even for a key.
-        await execa('chpasswd', { input: `${user}:${password}\n` });
+        // A password for both: sshd (UsePAM no) refuses a locked account, even for a key. A
+        // cheap hash: sudo checks it on every command, and the test's time belongs to the install.
+        await execa('chpasswd', ['-c', 'SHA512', '-s', '1000'], { input: `${user}:${password}\n` });
         await writeFile(sudoers(user), `${user} ALL=(ALL:ALL) ${rule}\n`, { mode: 0o440 });
         await execa('visudo', ['-cf', sudoers(user)]);
       }
@@ -732,7 +733,7 @@ describe.skipIf(!requirement.ok)(`the host side under attack ${requirement.why}`
         while (installing) {
           const ps = await execa('ps', ['-eo', 'args'], { reject: false });
           for (const line of ps.stdout.split('\n')) commandLines.add(line);
-          await new Promise((resolve) => setTimeout(resolve, 20));
+          await new Promise((resolve) => setTimeout(resolve, 100));
         }
       })();
       const installed = await install({ APERTUS_BECOME_PASSWORD: password }).finally(() => {

@@ -105,6 +105,10 @@ function sudoTransport(inner: Transport, password: Buffer | undefined): Transpor
         },
       });
       source.once('error', (error) => counted.destroy(error));
+      // A command that stops reading ends the upload early: stop reading the file too.
+      counted.once('close', () => {
+        if (!source.readableEnded) source.destroy();
+      });
       const result = await exec(`cat > ${quoteArg(remotePath)}`, {
         stdin: source.pipe(counted),
         reject: false,

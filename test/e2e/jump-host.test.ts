@@ -1,12 +1,12 @@
 /**
  * An inner host reachable only through a bastion: the bastion is a demo host (a network
  * namespace on a veth link to us), the inner host a second namespace whose only link goes to
- * the bastion's namespace. `apertus status` reaches it through ProxyJump from an ssh_config
- * alias and through --jump; a changed host key at either hop is refused, and the inner sshd's
- * log shows that nothing got past the hop that was refused.
+ * the bastion's namespace. `apertus status` and `apertus install` reach it through ProxyJump
+ * from an ssh_config alias and through --jump; a changed host key at either hop is refused,
+ * and the inner sshd's log shows that nothing got past the hop that was refused.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +16,10 @@ import { createDemoHost, type DemoHost } from '../../src/core/demo-host/demo-hos
 import { netnsCommand } from '../../src/core/demo-host/network-namespace.js';
 import { generateKey, renderSshdConfig } from '../../src/core/demo-host/sshd.js';
 import { parseHostAddress } from '../../src/core/host/host-address.js';
-import { apertusBin } from '../helpers/apertus-bin.js';
+import { openTarget } from '../../src/core/target/connect.js';
+import { hostLayout } from '../../src/core/target/layout.js';
+import { stopCurrentRelease } from '../../src/core/target/releases.js';
+import { apertusBin, parseJson } from '../helpers/apertus-bin.js';
 import { sshE2eRequirement } from '../helpers/demo-host.js';
 
 const requirement = sshE2eRequirement();
@@ -36,6 +39,7 @@ let knownHosts: string;
 let sshConfig: string;
 let identity: string;
 let innerRoot: string;
+let bundle: string;
 
 async function ip(args: string[]): Promise<void> {
   await execa('ip', args);
@@ -142,6 +146,16 @@ describe.skipIf(!requirement.ok)('reaching an inner host through a bastion', () 
     bastionAddress = bastion.address as string;
     innerRoot = path.join(work, 'inner-root');
     await mkdir(innerRoot);
+    const bundled = await apertusBin([
+      'bundle',
+      'bundles/demo',
+      '-o',
+      path.join(work, 'out'),
+      '--no-cli',
+      '--json',
+    ]);
+    if (bundled.exitCode !== 0) throw new Error(`bundle failed: ${bundled.stderr}`);
+    bundle = parseJson<{ path: string }>(bundled.stdout).path;
     await createInnerHost();
     const { host: bastionHost } = parseHostAddress(bastionAddress);
     sshConfig = path.join(work, 'ssh_config');
@@ -172,6 +186,21 @@ describe.skipIf(!requirement.ok)('reaching an inner host through a bastion', () 
   });
 
   const status = (args: string[]) => apertusBin(['status', '--root', innerRoot, '--json', ...args]);
+  const install = (root: string, args: string[]) =>
+    apertusBin(['install', bundle, '--root', root, '--allow-unsigned', '--json', ...args]);
+  const viaAlias = () => ['--host', 'gpu-inner', '-F', sshConfig];
+  const viaJumpFlag = () => [
+    '--host',
+    `root@${INNER_ADDRESS}`,
+    '--jump',
+    bastionAddress,
+    '-i',
+    identity,
+    '--known-hosts',
+    knownHosts,
+    '--ssh-config',
+    'none',
+  ];
 
   it('cannot reach the inner host directly', async () => {
     // This machine may answer connects to any address itself (a sandbox's proxy), so the proof
@@ -184,23 +213,12 @@ describe.skipIf(!requirement.ok)('reaching an inner host through a bastion', () 
 
   it('reaches it with ProxyJump from an ssh_config alias, and with --jump; reports name the path', async () => {
     const before = await innerSeen();
-    const viaConfig = await status(['--host', 'gpu-inner', '-F', sshConfig]);
+    const viaConfig = await status(viaAlias());
     expect(viaConfig.exitCode, viaConfig.stderr).toBe(0);
     const expected = `ssh root@${INNER_ADDRESS}:22 via ${bastionAddress}`;
     expect(JSON.parse(viaConfig.stdout).host).toBe(expected);
 
-    const viaFlag = await status([
-      '--host',
-      `root@${INNER_ADDRESS}`,
-      '--jump',
-      bastionAddress,
-      '-i',
-      identity,
-      '--known-hosts',
-      knownHosts,
-      '--ssh-config',
-      'none',
-    ]);
+    const viaFlag = await status(viaJumpFlag());
     expect(viaFlag.exitCode, viaFlag.stderr).toBe(0);
     expect(JSON.parse(viaFlag.stdout).host).toBe(expected);
     const after = await innerSeen();
@@ -210,15 +228,24 @@ describe.skipIf(!requirement.ok)('reaching an inner host through a bastion', () 
     expect(new Set(from)).toEqual(new Set([`Connection from ${SUBNET}.1`]));
   });
 
-  /** status through the alias with `name`'s key changed in known_hosts: refused there, exit 1. */
+  /**
+   * status, then install, through the alias with `name`'s key changed in known_hosts: each
+   * refused there, exit 1, and the install's root never made.
+   */
   async function refusedWithChangedKey(name: string, named: string) {
     const changed = await knownHostsWithChangedKey(name);
     const before = await innerSeen();
-    const run = await status(['--host', 'gpu-inner', '-F', sshConfig, '--known-hosts', changed]);
-    expect(run.exitCode).toBe(1);
-    const error = JSON.parse(run.stdout).error;
-    expect(error.code).toBe('host-key-changed');
-    expect(error.message).toContain(named);
+    const root = path.join(work, `refused-${name.replace(/\W/g, '_')}`);
+    for (const run of [
+      await status([...viaAlias(), '--known-hosts', changed]),
+      await install(root, [...viaAlias(), '--known-hosts', changed]),
+    ]) {
+      expect(run.exitCode).toBe(1);
+      const error = JSON.parse(run.stdout).error;
+      expect(error.code).toBe('host-key-changed');
+      expect(error.message).toContain(named);
+    }
+    await expect(readFile(root)).rejects.toThrow(/ENOENT/);
     return { before, after: await innerSeen() };
   }
 
@@ -233,8 +260,40 @@ describe.skipIf(!requirement.ok)('reaching an inner host through a bastion', () 
 
   it('refuses a changed key at the inner host before logging in to it', async () => {
     const { before, after } = await refusedWithChangedKey(INNER_ADDRESS, `root@${INNER_ADDRESS}:22`);
-    // The handshake reached it (that is how its key was seen); no login, so no command.
-    expect(after.connections).toBe(before.connections + 1);
+    // The handshakes reached it (that is how its key was seen); no login, so no command.
+    expect(after.connections).toBe(before.connections + 2);
     expect(after.logins).toBe(before.logins);
+  });
+  it('installs the demo through ProxyJump from an ssh_config alias, and through --jump; services verified', async () => {
+    const expected = `ssh root@${INNER_ADDRESS}:22 via ${bastionAddress}`;
+    for (const [name, args] of [
+      ['alias', viaAlias()],
+      ['jump', viaJumpFlag()],
+    ] as const) {
+      const root = path.join(work, `installed-${name}`);
+      const before = await innerSeen();
+      const installed = await install(root, [...args]);
+      expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+      const report = parseJson<{
+        ok: boolean;
+        host: { transport: string };
+        transfer: { bytesUploaded: number };
+      }>(installed.stdout);
+      // Verified on the host (health, model, chat, embeddings, RAG canary) before ok.
+      expect(report.ok).toBe(true);
+      expect(report.host.transport).toBe(expected);
+      expect(report.transfer.bytesUploaded).toBeGreaterThan(0);
+      expect(await readlink(path.join(root, 'current'))).toBe('releases/demo/0.1.0');
+      expect((await innerSeen()).logins).toBeGreaterThan(before.logins);
+      // Its services hold the inner host's ports: stop them before the next install.
+      const transport = await openTarget({ kind: 'ssh', address: 'gpu-inner', sshConfigFile: sshConfig }, {});
+      try {
+        await stopCurrentRelease(transport, hostLayout(root));
+      } finally {
+        await transport.close();
+      }
+    }
+    const from = (await readFile(innerLog, 'utf8')).match(/Connection from (\S+)/g) ?? [];
+    expect(new Set(from)).toEqual(new Set([`Connection from ${SUBNET}.1`]));
   });
 });

@@ -3,10 +3,14 @@
  * namespace with no route out) with real bundles: crafted metadata, missing or foreign
  * signatures, hostile install roots, a log that lost its tail, and a report that cannot
  * be written. Each refusal leaves the host as it was; each success is recorded and signed.
+ * Last, login users that are not root install through sudo (become), with and without a
+ * password, and the password is nowhere to be found afterwards.
  */
+import { randomBytes } from 'node:crypto';
 import {
   chmod,
   chown,
+  lstat,
   mkdir,
   mkdtemp,
   readdir,
@@ -613,5 +617,145 @@ describe.skipIf(!requirement.ok)(`the host side under attack ${requirement.why}`
         original = await readFile(log, 'utf8');
       },
     );
+  });
+  describe('a login user that is not root installs through sudo (become)', () => {
+    const stamp = process.pid.toString(36);
+    const passwordless = `apx-np-${stamp}`;
+    const withPassword = `apx-pw-${stamp}`;
+    // Long and random, so a grep that finds it found it, and nothing else matches by chance.
+    const password = `become-${randomBytes(12).toString('hex')}`;
+    const sudoers = (user: string) => `/etc/sudoers.d/${user}`;
+    const varRoot = (user: string) => `/var/lib/apertus-e2e-${user}`;
+
+    const as = (user: string, root: string) => [
+      '--host',
+      `${user}@${(host.address as string).replace(/^[^@]*@/, '')}`,
+      '-i',
+      host.identityFile as string,
+      '--known-hosts',
+      host.knownHostsFile as string,
+      '--root',
+      root,
+      '--become',
+    ];
+
+    /** Every entry under `dir` with the uid that owns it, the links themselves included. */
+    async function owners(dir: string): Promise<Map<string, number>> {
+      const found = new Map<string, number>([[dir, (await lstat(dir)).uid]]);
+      for (const entry of await snapshot(dir)) found.set(entry, (await lstat(entry)).uid);
+      return found;
+    }
+
+    beforeAll(async () => {
+      await mkdir(path.join(work, 'home'));
+      // sshd reads the one authorized_keys file as the user logging in: let them reach and
+      // read it (a public key; the private key beside it stays 0600).
+      const hostDir = path.dirname(host.identityFile as string);
+      for (const dir of [path.dirname(hostDir), hostDir]) await chmod(dir, 0o711);
+      await chmod(path.join(hostDir, 'authorized_keys'), 0o644);
+      for (const [user, rule] of [
+        [passwordless, 'NOPASSWD: ALL'],
+        [withPassword, 'ALL'],
+      ] as const) {
+        await execa('useradd', ['-m', '-d', path.join(work, 'home', user), '-s', '/bin/sh', user]);
+        // A password for both: sshd (UsePAM no) refuses a locked account, even for a key. A
+        // cheap hash: sudo checks it on every command, and the test's time belongs to the install.
+        await execa('chpasswd', ['-c', 'SHA512', '-s', '1000'], { input: `${user}:${password}\n` });
+        await writeFile(sudoers(user), `${user} ALL=(ALL:ALL) ${rule}\n`, { mode: 0o440 });
+        await execa('visudo', ['-cf', sudoers(user)]);
+      }
+    });
+
+    afterAll(async () => {
+      for (const user of [passwordless, withPassword]) {
+        if (await lstat(path.join(varRoot(user), 'current')).catch(() => null))
+          await stopServing(varRoot(user));
+        await rm(varRoot(user), { recursive: true, force: true });
+        await rm(sudoers(user), { force: true });
+        await execa('userdel', [user], { reject: false });
+      }
+    });
+
+    it('with passwordless sudo installs into /var/lib, every file root-owned, the services answering', async () => {
+      const root = varRoot(passwordless);
+      // Without --become the user cannot even make the root.
+      const plain = await apertus(['install', signed, ...as(passwordless, root).slice(0, -1), '--json']);
+      expect(plain.exitCode).toBe(1);
+      await expect(lstat(root)).rejects.toThrow();
+
+      const installed = await apertus([
+        'install',
+        signed,
+        ...as(passwordless, root),
+        '--trust-key',
+        releaseKey.public,
+        '--json',
+      ]);
+      expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+      const report = json<{ ok: boolean; host: { transport: string; user: string } }>(installed.stdout);
+      expect(report.ok).toBe(true);
+      expect(report.host.transport).toMatch(new RegExp(`^ssh ${passwordless}@.* with sudo$`));
+      expect(report.host.user).toBe('root');
+      const notRoot = [...(await owners(root))].filter(([, uid]) => uid !== 0);
+      expect(notRoot).toEqual([]);
+      expect(await health(18080)).toBe(200);
+      expect(await health(18090)).toBe(200);
+      const status = await apertus(['status', ...as(passwordless, root), '--json']);
+      expect(status.exitCode, status.stdout).toBe(0);
+      expect(json<HostStatus>(status.stdout)).toMatchObject({ ok: true, current: { version: '0.1.0' } });
+      await stopServing(root);
+    });
+
+    it('with a password from APERTUS_BECOME_PASSWORD; refuses none or a wrong one unchanged; the password is nowhere', async () => {
+      const root = varRoot(withPassword);
+      const install = (env: Record<string, string | undefined>) =>
+        apertus(
+          ['install', signed, ...as(withPassword, root), '--trust-key', releaseKey.public, '--json'],
+          env,
+        );
+
+      const none = await install({ APERTUS_BECOME_PASSWORD: undefined });
+      expect(none.exitCode).toBe(2);
+      expect(json<ErrorOutput>(none.stdout).error).toMatchObject({
+        code: 'become-password-required',
+        hint: expect.stringContaining('APERTUS_BECOME_PASSWORD'),
+      });
+      const wrong = await install({ APERTUS_BECOME_PASSWORD: `${password}x` });
+      expect(wrong.exitCode).toBe(2);
+      expect(json<ErrorOutput>(wrong.stdout).error.code).toBe('become-password-wrong');
+      // Refused before anything on the host changed: not even the root was made.
+      await expect(lstat(root)).rejects.toThrow();
+
+      // What every process on the machine shows as its command line, sampled through the install.
+      const commandLines = new Set<string>();
+      let installing = true;
+      const sampling = (async () => {
+        while (installing) {
+          const ps = await execa('ps', ['-eo', 'args'], { reject: false });
+          for (const line of ps.stdout.split('\n')) commandLines.add(line);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      })();
+      const installed = await install({ APERTUS_BECOME_PASSWORD: password }).finally(() => {
+        installing = false;
+      });
+      await sampling;
+      expect(installed.exitCode, installed.stdout + installed.stderr).toBe(0);
+      expect(json<{ ok: boolean }>(installed.stdout).ok).toBe(true);
+      expect([...(await owners(root))].filter(([, uid]) => uid !== 0)).toEqual([]);
+      expect(await health(18090)).toBe(200);
+      // The sampling saw the install's sudo commands, so it looked at the right moments.
+      expect([...commandLines].some((line) => line.includes('sudo -k -S'))).toBe(true);
+      expect([...commandLines].filter((line) => line.includes(password))).toEqual([]);
+      for (const output of [installed, wrong, none])
+        expect(output.stdout + output.stderr).not.toContain(password);
+      // Every file: the install root (releases, reports, audit log, service logs), and this
+      // test's whole work directory (the host's sshd log, its home directories, the bundles).
+      const grep = await execa('grep', ['-rlF', '--binary-files=text', password, root, work], {
+        reject: false,
+      });
+      expect(grep.stdout).toBe('');
+      expect(grep.exitCode).toBe(1);
+    });
   });
 });

@@ -13,8 +13,15 @@ export interface BinRun {
   stderr: string;
 }
 
-export async function apertusBin(args: string[]): Promise<BinRun> {
-  const result = await execa(process.execPath, [BIN, ...args], { reject: false, env: { CI: 'true' } });
+/** `env` adds to (or, with undefined values, takes from) the environment the CLI sees. */
+export async function apertusBin(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<BinRun> {
+  const result = await execa(process.execPath, [BIN, ...args], {
+    reject: false,
+    env: { CI: 'true', ...env },
+  });
   return { exitCode: result.exitCode ?? -1, stdout: result.stdout, stderr: result.stderr };
 }
 

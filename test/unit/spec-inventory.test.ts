@@ -46,6 +46,7 @@ describe('inventory', () => {
         '    root: /srv/apertus',
         '    identity: /opt/keys/admin',
         '    acceptNewHostKey: true',
+        '    become: true',
       ].join('\n'),
     );
     expect(inventory.hosts).toEqual([
@@ -58,6 +59,7 @@ describe('inventory', () => {
         knownHosts: path.join(os.homedir(), '.ssh/known_hosts_lab'),
         root: '/var/lib/apertus',
         acceptNewHostKey: false,
+        become: false,
         groups: [],
       },
       {
@@ -69,6 +71,7 @@ describe('inventory', () => {
         knownHosts: path.join(os.homedir(), '.ssh/known_hosts_lab'),
         root: '/srv/apertus',
         acceptNewHostKey: true,
+        become: true,
         groups: [],
       },
     ]);
@@ -82,6 +85,11 @@ describe('inventory', () => {
         knownHostsFile: path.join(os.homedir(), '.ssh/known_hosts_lab'),
         acceptNewHostKey: false,
       },
+    });
+    // become: true asks for sudo on that host only; the CLI fills in the password.
+    expect(inventoryTargets(inventory)[1]?.target).toMatchObject({
+      address: 'admin@[fe80::1%eth0]:2222',
+      become: {},
     });
   });
 

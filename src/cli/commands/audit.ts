@@ -50,12 +50,12 @@ export function registerAudit(program: Command, io: CliIO): void {
           hint: 'Pass --installs for <root>/audit.log, or --log PATH for any other log.',
         });
       }
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         await verifyFleet(io, fleet, flags);
         return;
       }
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const { runSteps } = await import('../output/run-steps.js');
       if (flags.installs) {
         const { verifyInstallLog } = await import('../../core/operations/verify-install-log.js');

@@ -79,7 +79,7 @@ export function registerCheck(program: Command, io: CliIO): void {
     )
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: CheckFlags) => {
-      const targets = await checkTargets(flags);
+      const targets = await checkTargets(flags, io);
       const options = await checkOptions(flags, io);
       const [{ checkHosts }, { runSteps }] = await Promise.all([
         import('../../core/operations/check.js'),
@@ -111,7 +111,7 @@ export function registerCheck(program: Command, io: CliIO): void {
   ]);
 }
 
-async function checkTargets(flags: CheckFlags): Promise<CheckTarget[]> {
+async function checkTargets(flags: CheckFlags, io: CliIO): Promise<CheckTarget[]> {
   const chosen = [flags.host && '--host', flags.inventory && '--inventory', flags.local && '--local'].filter(
     Boolean,
   );
@@ -124,9 +124,9 @@ async function checkTargets(flags: CheckFlags): Promise<CheckTarget[]> {
       },
     );
   }
-  const fromInventory = await inventoryTargetsOf(flags);
+  const fromInventory = await inventoryTargetsOf(flags, io);
   if (fromInventory) return fromInventory;
-  const target = hostTarget(flags);
+  const target = await hostTarget(flags, io);
   return [{ name: target.kind === 'local' ? 'local' : target.address, target, root: flags.root }];
 }
 

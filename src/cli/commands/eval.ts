@@ -55,7 +55,7 @@ export function registerEval(program: Command, io: CliIO): void {
               }
             : undefined,
         });
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         const { onEveryHost } = await import('../../core/operations/fleet-hosts.js');
         const report = await runInterruptible(
@@ -68,7 +68,7 @@ export function registerEval(program: Command, io: CliIO): void {
         if (!report.ok) throw new ReportedFailure();
         return;
       }
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const report = await runInterruptible(
         io,
         'The evaluation documents are removed as the run ends; run the command again.',

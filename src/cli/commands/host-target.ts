@@ -10,7 +10,9 @@ import { parseHostAddress } from '../../core/host/host-address.js';
 import { parseJumpList } from '../../core/host/jump-list.js';
 import type { InstallTarget } from '../../core/target/connect.js';
 import { DEFAULT_HOST_ROOT } from '../../core/target/layout.js';
+import { becomeOptions } from '../become-password.js';
 import { existingFile, fileOrCreatable, type ValueParser } from '../flag-values.js';
+import type { CliIO } from '../io.js';
 
 export interface HostTargetFlags {
   host?: string;
@@ -21,6 +23,8 @@ export interface HostTargetFlags {
   root?: string;
   jump?: string;
   sshConfig?: string;
+  become?: boolean;
+  json?: boolean;
 }
 
 export interface HostTargetOptions {
@@ -75,6 +79,10 @@ export function withHostTargetOptions(command: Command, options: HostTargetOptio
       '-F, --ssh-config <file>',
       'OpenSSH client config to read (default ~/.ssh/config; none: read none)',
       sshConfigFile,
+    )
+    .option(
+      '--become',
+      'log in as a user that is not root and run every command through sudo (password: APERTUS_BECOME_PASSWORD, or asked on a terminal)',
     );
   return options.root === 'per-host'
     ? command.option(
@@ -85,7 +93,13 @@ export function withHostTargetOptions(command: Command, options: HostTargetOptio
     : command.option('--root <dir>', 'install root on the host', hostRoot, DEFAULT_HOST_ROOT);
 }
 
-export function hostTarget(flags: HostTargetFlags): InstallTarget {
+/** The target the flags name; with --become, the sudo password is read (or asked for) now, before any step. */
+export async function hostTarget(flags: HostTargetFlags, io: CliIO): Promise<InstallTarget> {
+  const become = flags.become ? { become: await becomeOptions(io, flags) } : {};
+  return { ...hostTargetOf(flags), ...become };
+}
+
+function hostTargetOf(flags: HostTargetFlags): InstallTarget {
   if (flags.host && flags.local) {
     throw new ApertusError('usage', '--host and --local exclude each other.', {
       hint: 'Pass --host USER@ADDR to reach the host over SSH, or --local for this machine.',

@@ -133,7 +133,7 @@ export function registerInstall(program: Command, io: CliIO): void {
           },
         );
       }
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet && (flags.tlsCert !== undefined || flags.exposeAddress !== undefined)) {
         throw new ApertusError(
           'usage',
@@ -157,7 +157,7 @@ export function registerInstall(program: Command, io: CliIO): void {
             hint: 'Pass --inventory FILE to install on many hosts, or leave these flags out for one --host.',
           },
         );
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const [{ parseSkipChecks }, { INSTALL_STEPS, install }, { runSteps, stepDefinitions }] =
         await Promise.all([
           import('../../core/operations/host-check-gate.js'),

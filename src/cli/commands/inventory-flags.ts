@@ -1,13 +1,16 @@
 /**
  * `--inventory FILE` and `--limit PATTERN`, declared once for every command that acts on
- * many hosts (check, install, status, rollback, uninstall, prune, audit verify), with the
- * same rules everywhere: the inventory excludes --host and --local, the per-host SSH flags
- * live in the inventory, and --limit means nothing without one.
+ * many hosts (check, install, status, rollback, uninstall, prune, eval, audit verify), with
+ * the same rules everywhere: the inventory excludes --host and --local, the per-host SSH
+ * flags live in the inventory, and --limit means nothing without one. --become applies to
+ * every host; `become: true` in the inventory to the hosts that have it.
  */
 import type { Command } from 'commander';
 import { ApertusError } from '../../core/errors.js';
 import type { CheckTarget } from '../../core/operations/check.js';
+import { becomeOptions } from '../become-password.js';
 import { existingFile } from '../flag-values.js';
+import type { CliIO } from '../io.js';
 import type { HostTargetFlags } from './host-target.js';
 
 export interface InventoryFlags extends HostTargetFlags {
@@ -38,7 +41,10 @@ export function withInventoryOptions(command: Command, what: string): Command {
  * 'flag-default' where the command gives --root a default (so it cannot tell a given
  * --root from the default) and the inventory's root wins anyway.
  */
-export async function inventoryTargetsOf(flags: InventoryFlags): Promise<CheckTarget[] | undefined> {
+export async function inventoryTargetsOf(
+  flags: InventoryFlags,
+  io: CliIO,
+): Promise<CheckTarget[] | undefined> {
   if (!flags.inventory) {
     if (flags.limit !== undefined)
       throw new ApertusError('usage', '--limit selects hosts of an inventory; there is none.', {
@@ -68,6 +74,12 @@ export async function inventoryTargetsOf(flags: InventoryFlags): Promise<CheckTa
   }
   if (flags.sshConfig) {
     for (const t of targets) if (t.target.kind === 'ssh') t.target.sshConfigFile = flags.sshConfig;
+  }
+  // --become for every host, or the inventory's become: true for some: one password, asked once.
+  if (flags.become) for (const t of targets) t.target.become = {};
+  if (targets.some((t) => t.target.become)) {
+    const become = await becomeOptions(io, flags);
+    for (const t of targets) if (t.target.become) t.target.become = become;
   }
   return targets;
 }

@@ -65,8 +65,9 @@ function registerApiKeys(keys: Command, io: CliIO): void {
       ),
   ).action(async (name: string, flags: ApiKeyFlags & { scope: string[] }) => {
     const { createApiKey } = await import('../../core/operations/api-keys.js');
+    const target = await hostTarget(flags, io);
     const made = await runInterruptible(io, hint, (signal) =>
-      createApiKey({ target: hostTarget(flags), root: flags.root, name, scopes: flags.scope, signal }),
+      createApiKey({ target, root: flags.root, name, scopes: flags.scope, signal }),
     );
     if (flags.json) writeJson(io, made);
     else {
@@ -88,8 +89,9 @@ function registerApiKeys(keys: Command, io: CliIO): void {
     api.command('list').description('List the keys a host holds: names, scopes, fingerprints'),
   ).action(async (flags: ApiKeyFlags) => {
     const { listApiKeys } = await import('../../core/operations/api-keys.js');
+    const target = await hostTarget(flags, io);
     const list = await runInterruptible(io, hint, (signal) =>
-      listApiKeys({ target: hostTarget(flags), root: flags.root, signal }),
+      listApiKeys({ target, root: flags.root, signal }),
     );
     if (flags.json) writeJson(io, list);
     else if (list.keys.length === 0) io.stdout.write(`No API keys on ${list.host}.\n`);
@@ -107,8 +109,9 @@ function registerApiKeys(keys: Command, io: CliIO): void {
       .argument('<name>', 'the key name', parseKeyName),
   ).action(async (name: string, flags: ApiKeyFlags) => {
     const { revokeApiKey } = await import('../../core/operations/api-keys.js');
+    const target = await hostTarget(flags, io);
     const revoked = await runInterruptible(io, hint, (signal) =>
-      revokeApiKey({ target: hostTarget(flags), root: flags.root, name, signal }),
+      revokeApiKey({ target, root: flags.root, name, signal }),
     );
     if (flags.json) writeJson(io, revoked);
     else

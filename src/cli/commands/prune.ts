@@ -55,7 +55,7 @@ export function registerPrune(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: PruneFlags) => {
       const { pruneHost } = await import('../../core/operations/prune.js');
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         const [{ onEveryHost }, { fleetProgressLines, formatFleetOutcomes }] = await Promise.all([
           import('../../core/operations/fleet-hosts.js'),
@@ -83,7 +83,7 @@ export function registerPrune(program: Command, io: CliIO): void {
         if (!report.ok) throw new ReportedFailure();
         return;
       }
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const [{ PRUNE_STEPS }, { runSteps, stepDefinitions }] = await Promise.all([
         import('../../core/operations/prune.js'),
         import('../output/run-steps.js'),

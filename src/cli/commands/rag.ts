@@ -26,7 +26,7 @@ export function registerRag(program: Command, io: CliIO): void {
     .option('--service <name>', 'the RAG service of the release (default: its only one)')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (paths: string[], flags: RagIngestFlags) => {
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const { ragIngest } = await import('../../core/operations/rag-ingest.js');
       const result = await runInterruptible(
         io,

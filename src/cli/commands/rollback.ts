@@ -41,7 +41,7 @@ export function registerRollback(program: Command, io: CliIO): void {
     .option('--to <version>', 'a release of the same bundle on the host (`apertus status` lists them)')
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: RollbackFlags) => {
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         const [{ rollbackRelease }, { onEveryHost }, { fleetProgressLines }] = await Promise.all([
           import('../../core/operations/rollback.js'),
@@ -72,7 +72,7 @@ export function registerRollback(program: Command, io: CliIO): void {
         if (!report.ok) throw new ReportedFailure();
         return;
       }
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const [{ ROLLBACK_STEPS, rollbackRelease }, { runSteps, stepDefinitions }] = await Promise.all([
         import('../../core/operations/rollback.js'),
         import('../output/run-steps.js'),

@@ -29,7 +29,7 @@ export function registerStatus(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON status on stdout')
     .action(async (flags: StatusFlags) => {
       const { hostStatus } = await import('../../core/operations/status.js');
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         const { onEveryHost } = await import('../../core/operations/fleet-hosts.js');
         const report = await runInterruptible(
@@ -48,10 +48,11 @@ export function registerStatus(program: Command, io: CliIO): void {
         if (!report.ok) throw new ReportedFailure();
         return;
       }
+      const target = await hostTarget(flags, io);
       const result = await runInterruptible(
         io,
         'Nothing was changed on the host; run the command again.',
-        (signal) => hostStatus({ target: hostTarget(flags), root: flags.root, signal }),
+        (signal) => hostStatus({ target, root: flags.root, signal }),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatHostStatus(result));

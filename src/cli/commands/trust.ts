@@ -32,8 +32,9 @@ export function registerTrust(program: Command, io: CliIO): void {
       ),
   ).action(async (keyPath: string, flags: TrustFlags) => {
     const { addTrust } = await import('../../core/operations/trust.js');
+    const target = await hostTarget(flags, io);
     const change = await runInterruptible(io, TRUST_HINT, (signal) =>
-      addTrust({ target: hostTarget(flags), root: flags.root, keyPath, signal }),
+      addTrust({ target, root: flags.root, keyPath, signal }),
     );
     if (flags.json) writeJson(io, change);
     else io.stdout.write(formatChange(change));
@@ -52,8 +53,9 @@ export function registerTrust(program: Command, io: CliIO): void {
       .argument('<key>', 'the key id, as `apertus trust list` prints it, or its .pub file'),
   ).action(async (key: string, flags: TrustFlags) => {
     const { removeTrust } = await import('../../core/operations/trust.js');
+    const target = await hostTarget(flags, io);
     const change = await runInterruptible(io, TRUST_HINT, (signal) =>
-      removeTrust({ target: hostTarget(flags), root: flags.root, key, signal }),
+      removeTrust({ target, root: flags.root, key, signal }),
     );
     if (flags.json) writeJson(io, change);
     else io.stdout.write(formatChange(change));
@@ -68,8 +70,9 @@ export function registerTrust(program: Command, io: CliIO): void {
   const list = withFlags(trust.command('list').description('Show the keys the host trusts')).action(
     async (flags: TrustFlags) => {
       const { listTrust } = await import('../../core/operations/trust.js');
+      const target = await hostTarget(flags, io);
       const listed = await runInterruptible(io, TRUST_HINT, (signal) =>
-        listTrust({ target: hostTarget(flags), root: flags.root, signal }),
+        listTrust({ target, root: flags.root, signal }),
       );
       if (flags.json) writeJson(io, listed);
       else io.stdout.write(formatList(listed));

@@ -40,7 +40,7 @@ export function registerUninstall(program: Command, io: CliIO): void {
     .option('--json', 'print only the JSON report on stdout')
     .action(async (flags: UninstallFlags) => {
       const { uninstallHost } = await import('../../core/operations/uninstall.js');
-      const fleet = await inventoryTargetsOf(flags);
+      const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         const [{ onEveryHost }, { fleetProgressLines }] = await Promise.all([
           import('../../core/operations/fleet-hosts.js'),
@@ -70,7 +70,7 @@ export function registerUninstall(program: Command, io: CliIO): void {
         if (!report.ok) throw new ReportedFailure();
         return;
       }
-      const target = hostTarget(flags);
+      const target = await hostTarget(flags, io);
       const { runSteps, stepDefinitions } = await import('../output/run-steps.js');
       const { UNINSTALL_STEPS } = await import('../../core/operations/uninstall.js');
       const report = await runInterruptible(io, RESUME_HINT, (signal) =>

@@ -11,7 +11,7 @@
  *     rack-a: [gpu-01, gpu-02]
  *   hosts:
  *     - { name: gpu-01, address: 10.0.0.5 }
- *     - { name: gpu-02, address: 10.0.0.6, user: admin, port: 2222, root: /srv/apertus }
+ *     - { name: gpu-02, address: 10.0.0.6, user: admin, port: 2222, root: /srv/apertus, become: true }
  *
  * Groups are one map at the top (not a list on each host) so that a group's members are
  * read in one place, and a typo in a member is an error at its line instead of a new group.
@@ -107,6 +107,12 @@ const connection = {
     })
     .optional()
     .describe('jump hosts, USER@HOST[:PORT][,...] in order (as ssh -J), or none; beats ProxyJump'),
+  become: z
+    .boolean()
+    .optional()
+    .describe(
+      'run every command as root through sudo: the user is not root (sudo -n, or APERTUS_BECOME_PASSWORD)',
+    ),
 };
 
 /** What the host's gateway takes from the operator: never bundled, given per host. */
@@ -220,6 +226,8 @@ export interface InventoryHost {
   acceptNewHostKey: boolean;
   /** Jump hosts, `USER@HOST[:PORT][,...]` or `none`. */
   jump?: string;
+  /** Run every command as root through sudo. */
+  become: boolean;
   /** The groups the host is in, in the order the inventory lists them. */
   groups: string[];
   /** The gateway's TLS files on this machine (absolute), and the address it binds on this host. */
@@ -243,7 +251,7 @@ function inventoryError(file: string, problems: RecipeProblem[], what: string): 
     (p) => `  ${p.file}:${p.line}:${p.column}${p.path ? ` ${p.path}` : ''}: ${p.message}`,
   );
   return new ApertusError('inventory-invalid', `The inventory ${file} ${what}:\n${lines.join('\n')}`, {
-    hint: `Write it as apiVersion: ${RECIPE_API_VERSION}, kind: ${INVENTORY_KIND}, groups: { NAME: [hosts] }, and hosts: a list of { name, address, user, port, identity, knownHosts, jump, root, tlsCert, tlsKey, exposeAddress }.`,
+    hint: `Write it as apiVersion: ${RECIPE_API_VERSION}, kind: ${INVENTORY_KIND}, groups: { NAME: [hosts] }, and hosts: a list of { name, address, user, port, identity, knownHosts, jump, root, become, tlsCert, tlsKey, exposeAddress }.`,
     details: { problems },
   });
 }
@@ -317,6 +325,7 @@ export function parseInventory(file: string, text: string): LoadedInventory {
         root: host.root ?? defaults.root ?? DEFAULT_HOST_ROOT,
         acceptNewHostKey: host.acceptNewHostKey ?? defaults.acceptNewHostKey ?? false,
         ...(jump ? { jump } : {}),
+        become: host.become ?? defaults.become ?? false,
         groups: Object.keys(groups).filter((group) => groups[group]?.includes(name)),
         ...(Object.keys(gateway).length > 0 ? { gateway } : {}),
       };
@@ -402,6 +411,7 @@ export function inventoryTargets(inventory: LoadedInventory | readonly Inventory
       knownHostsFile: host.knownHosts,
       acceptNewHostKey: host.acceptNewHostKey,
       jump: host.jump,
+      ...(host.become ? { become: {} } : {}),
     },
   }));
 }

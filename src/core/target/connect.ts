@@ -1,3 +1,4 @@
+import { type BecomeOptions, becomeRoot } from '../host/become.js';
 import { createLocalTransport } from '../host/local-transport.js';
 import { loadSshConfig, parseSshConfig } from '../host/ssh-config.js';
 import { connectSshRoute } from '../host/ssh-jump.js';
@@ -18,8 +19,10 @@ export type InstallTarget =
       jump?: string | undefined;
       /** ssh_config to read; default ~/.ssh/config; `none` reads none (as `ssh -F none`). */
       sshConfigFile?: string | undefined;
+      /** Run every command as root through sudo (the login user is not root). */
+      become?: BecomeOptions | undefined;
     }
-  | { kind: 'local' };
+  | { kind: 'local'; become?: BecomeOptions | undefined };
 
 /** The route `target` resolves to through ssh_config and the flags, without connecting. */
 export async function resolveTargetRoute(target: Extract<InstallTarget, { kind: 'ssh' }>): Promise<SshRoute> {
@@ -34,11 +37,19 @@ export async function resolveTargetRoute(target: Extract<InstallTarget, { kind: 
 }
 
 export async function openTarget(target: InstallTarget, run: RunOptions): Promise<Transport> {
-  if (target.kind === 'local') return createLocalTransport();
-  const route = await resolveTargetRoute(target);
-  return connectSshRoute(route, {
-    acceptNewHostKey: target.acceptNewHostKey ?? false,
-    ...(run.signal ? { signal: run.signal } : {}),
-    ...(run.onProgress ? { onProgress: run.onProgress } : {}),
-  });
+  const transport: Transport =
+    target.kind === 'local'
+      ? createLocalTransport()
+      : await connectSshRoute(await resolveTargetRoute(target), {
+          acceptNewHostKey: target.acceptNewHostKey ?? false,
+          ...(run.signal ? { signal: run.signal } : {}),
+          ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+        });
+  if (!target.become) return transport;
+  try {
+    return await becomeRoot(transport, target.become);
+  } catch (error) {
+    await transport.close().catch(() => undefined);
+    throw error;
+  }
 }

@@ -20,6 +20,7 @@ import { resolveServices } from '../../src/core/runtimes/resolve-services.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { hostLayout } from '../../src/core/target/layout.js';
 import { createCa, issueCertificate } from '../../src/core/tls/openssl-ca.js';
+import { servedFiles } from '../helpers/served-files.js';
 
 const GATEWAY = [
   '  - name: gateway',
@@ -42,7 +43,7 @@ describe('the gateway in recipes and on hosts', () => {
   };
   const resolveDemo = async (gateway = GATEWAY) => {
     const loaded = await loadRecipe(await recipeWith((t) => t.replace(/^verify:$/m, gateway)));
-    return resolveServices(loaded.recipe, loaded.file, () => ['tiny-llama.gguf']);
+    return resolveServices(loaded.recipe, loaded.file, servedFiles(loaded.recipe));
   };
 
   beforeAll(async () => {

@@ -13,12 +13,9 @@ import { ragReleaseCommand } from '../../src/core/runtimes/rag/adapter.js';
 import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-services.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { hostLayout } from '../../src/core/target/layout.js';
+import { servedFiles } from '../helpers/served-files.js';
 
 /** Every model path the recipe names is taken as present: these tests are about services. */
-const anyFiles = (recipe: Awaited<ReturnType<typeof loadRecipe>>) => () =>
-  recipe.recipe.services.flatMap((s) =>
-    'model' in s && s.runtime === 'llamacpp' ? [s.model.split('/').slice(1).join('/')] : [],
-  );
 
 describe('the rag service in recipes', () => {
   let work: string;
@@ -31,7 +28,7 @@ describe('the rag service in recipes', () => {
 
   it('demo: chats and embeds through llm on loopback, starts after it, stores in the embedded store', async () => {
     const loaded = await loadRecipe('bundles/demo');
-    const services = resolveServices(loaded.recipe, loaded.file, anyFiles(loaded));
+    const services = resolveServices(loaded.recipe, loaded.file, servedFiles(loaded.recipe));
     const rag = services.find((s) => s.name === 'rag');
     expect(rag).toMatchObject({
       runtime: 'rag',

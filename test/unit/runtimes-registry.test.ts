@@ -12,6 +12,7 @@ import { serviceModelId } from '../../src/core/runtimes/release-health.js';
 import { resolveServices, resolveVerify } from '../../src/core/runtimes/resolve-services.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { recipeJsonSchema, recipeSchema } from '../../src/core/spec/recipe-schema.js';
+import { servedFiles } from '../helpers/served-files.js';
 
 const SHIPPED = [
   'bundles/demo',
@@ -49,15 +50,7 @@ async function configOf(dir: string): Promise<BundleConfig> {
       provenance: { source: c.source },
       ...('base' in c ? { base: c.base } : {}),
     })),
-    // Model and adapter paths are taken as present: which files a component holds is the sources' business.
-    services: resolveServices(recipe, loaded.file, () =>
-      recipe.services.flatMap((s) =>
-        [
-          ...('model' in s ? [s.model] : []),
-          ...('adapters' in s ? s.adapters.map((a) => a.adapter) : []),
-        ].map((path) => path.split('/').slice(1).join('/')),
-      ),
-    ),
+    services: resolveServices(recipe, loaded.file, servedFiles(recipe)),
     verify: resolveVerify(recipe),
     requirements: { diskBytes: 0 },
   };

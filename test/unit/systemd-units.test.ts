@@ -22,6 +22,7 @@ import { systemdUnitName } from '../../src/core/runtimes/systemd.js';
 import { vllmRunSpec } from '../../src/core/runtimes/vllm/vllm.js';
 import { loadRecipe } from '../../src/core/spec/load-recipe.js';
 import { hostLayout } from '../../src/core/target/layout.js';
+import { servedFiles } from '../helpers/served-files.js';
 
 const ROOT = '/var/lib/apertus';
 const layout = hostLayout(ROOT);
@@ -63,11 +64,7 @@ function unitOf(service: ServiceSpec, releaseDir: string): string {
 
 async function recipeUnits(recipe: string): Promise<Map<string, { runtime: string; text: string }>> {
   const loaded = await loadRecipe(recipe);
-  const files = () =>
-    loaded.recipe.services.flatMap((s) =>
-      s.runtime === 'llamacpp' ? [s.model.split('/').slice(1).join('/')] : [],
-    );
-  const services = resolveServices(loaded.recipe, loaded.file, files);
+  const services = resolveServices(loaded.recipe, loaded.file, servedFiles(loaded.recipe));
   const releaseDir = layout.release(loaded.recipe.metadata.name, loaded.recipe.metadata.version);
   return new Map(services.map((s) => [s.name, { runtime: s.runtime, text: unitOf(s, releaseDir) }]));
 }
@@ -112,7 +109,7 @@ describe('systemd units of the shipped recipes', () => {
 
   it('on systemd older than 247 (no credentials) the RAG service reads the host key as root', async () => {
     const loaded = await loadRecipe('bundles/demo');
-    const rag = resolveServices(loaded.recipe, loaded.file, () => ['tiny-llama.gguf']).find(
+    const rag = resolveServices(loaded.recipe, loaded.file, servedFiles(loaded.recipe)).find(
       (s) => s.name === 'rag',
     );
     if (rag?.runtime !== 'rag') throw new Error('no rag service');

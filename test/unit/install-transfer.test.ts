@@ -76,8 +76,8 @@ describe('blob transfer onto a host (local transport)', () => {
     });
     const transport: Transport = {
       ...local,
-      exec: (command, options) =>
-        local.exec(command, { ...options, stdin: (options?.stdin as Readable).pipe(damaging) }),
+      exec: (command, options = {}) =>
+        local.exec(command, { ...options, stdin: (options.stdin as Readable).pipe(damaging) }),
     };
     try {
       await expect(

@@ -45,6 +45,7 @@ interface InstallFlags extends InventoryFlags {
   allowUnsigned?: boolean;
   skipCheck?: string[];
   dryRun?: boolean;
+  fullVerify?: boolean;
   countEgress?: string;
   json?: boolean;
 }
@@ -95,6 +96,10 @@ export function registerInstall(program: Command, io: CliIO): void {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option('--dry-run', 'print the plan (what would be uploaded and started); change nothing')
+    .option(
+      '--full-verify',
+      'hash every file of the bundle here before any host is touched (default: the signed checksum list and metadata first; each blob is hashed as it is sent, on both ends, and blobs a host already has are re-hashed there)',
+    )
     .option(
       '--count-egress <interface>',
       'count the packets the host sends through this interface (where its routes out lead) during verification; fail unless 0',
@@ -181,6 +186,7 @@ function installFlagOptions(flags: InstallFlags, skipChecks: CheckId[]) {
     allowUnsigned: flags.allowUnsigned,
     skipChecks,
     dryRun: flags.dryRun,
+    fullVerify: flags.fullVerify,
     egressInterface: flags.countEgress,
   };
 }

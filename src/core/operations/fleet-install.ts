@@ -34,6 +34,8 @@ export interface FleetInstallOptions extends RunOptions {
   allowUnsigned?: boolean | undefined;
   skipChecks?: CheckId[] | undefined;
   dryRun?: boolean | undefined;
+  /** Hash every file of the bundle before any host is touched (see InstallOptions.fullVerify). */
+  fullVerify?: boolean | undefined;
   healthTimeoutMs?: number | undefined;
   egressInterface?: string | undefined;
   /** Each host's install steps, as a single install reports them, tagged with the host. */
@@ -86,6 +88,7 @@ export async function fleetInstall(options: FleetInstallOptions): Promise<FleetI
     });
   const trustKey = await readInstallTrustKey(options);
   const prepared = await prepareInstallBundle(options.bundlePath, {
+    fullVerify: options.fullVerify,
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: options.onProgress ?? noProgress,
   });

@@ -1,6 +1,6 @@
 /**
  * A bundle made ready for host commands, once per run: opened once, every byte verified
- * once (checksums, manifest graph, every field that becomes a path, a name, an argument
+ * once, here or (deferContents) by install as it sends the blob (checksums, manifest graph, every field that becomes a path, a name, an argument
  * or a port), its signature material kept for the host to judge against its own trust
  * store, and what the hosts are checked for (the check subject: models, ports, disk).
  * Install and fleet runs take it; nothing here touches a host.
@@ -13,6 +13,9 @@ import { noProgress, type RunOptions } from '../progress.js';
 import type { BundleSignature } from '../target/trust-store.js';
 import { type BundleVerification, PASSING_STATUSES, verifyBundleKeepOpen } from '../verify/verify-bundle.js';
 import { type CheckSubject, subjectFromOpenBundle } from './check-subject.js';
+
+/** With deferContents, files at least this large are hashed as they are sent, not here. */
+const DEFER_FROM_BYTES = 1 << 20;
 
 export interface PreparedBundle {
   path: string;
@@ -31,6 +34,12 @@ export interface PrepareOptions extends RunOptions {
   publicKeyPath?: string | undefined;
   /** The progress step verification reports under. */
   step?: string;
+  /**
+   * Leave the blobs' contents unhashed here (the metadata, the signed list and each blob's
+   * listing are still checked): install hashes each blob as it sends it, and the host
+   * re-hashes the blobs it already has before a release links them.
+   */
+  deferContents?: boolean | undefined;
 }
 
 /** Verifies and opens the bundle; throws 'bundle-invalid' (exit 1) naming each bad item, before any host is touched. */
@@ -39,6 +48,8 @@ export async function prepareBundle(path: string, options: PrepareOptions = {}):
   const step = options.step ?? 'verify-bundle';
   const { verification, opened } = await verifyBundleKeepOpen(path, {
     publicKeyPath: options.publicKeyPath,
+    // Small files stay hashed here: configs and the like are read before they are sent.
+    deferFromBytes: options.deferContents ? DEFER_FROM_BYTES : undefined,
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: (event) => onProgress({ ...event, step }),
   });

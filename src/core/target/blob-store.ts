@@ -172,7 +172,7 @@ function receiveScript(layout: HostLayout, tool: HashTool): string {
     '  else',
     `    got=$(head -c "$size" | tee "$t" | ${hash})`,
     '  fi',
-    '  got=${got%% *}',
+    '  got=$(printf %s "$got" | cut -d" " -f1)',
     '  IFS= read -r theirs || theirs=none',
     '  have=$(wc -c < "$t") || have=0',
     // Cut short (the sender stopped, the disk filled up): keep the prefix, the next run resumes.

@@ -502,13 +502,8 @@ async function measureUploads(
       parts: (best) => [
         { operation: 'of which connect (ssh2)', seconds: Number(best.detail.connectSeconds), bytes: 0 },
         {
-          operation: 'of which upload (ssh2 exec: cat > file)',
-          seconds: Number(best.detail.uploadSeconds),
-          bytes: options.sizeBytes,
-        },
-        {
-          operation: `of which mkdir, hash on host (${best.detail.hashTool}), mv`,
-          seconds: Number(best.detail.hostVerifySeconds),
+          operation: `of which transferBlobs (read+hash, send, host hash (${best.detail.hashTool})+write, mv)`,
+          seconds: Number(best.detail.transferSeconds),
           bytes: options.sizeBytes,
         },
       ],
@@ -587,7 +582,7 @@ function explain(
     notes.push(
       `Upload target: demo host, ${upload.demoHost}. Client and the host's sshd run on this machine's ${machine.cores} cores, so every upload pays encryption and decryption on the same CPUs; the host side's CPU is in no row.`,
       `Ciphers: ssh2 (apertus) negotiated ${upload.apertusCipher}; OpenSSH's ssh and scp negotiated ${upload.opensshCipher} with their default preferences${upload.scpProtocol ? `; scp used ${upload.scpProtocol === 'sftp' ? 'the SFTP protocol (its default)' : 'the legacy SCP protocol (-O)'}` : ''}.`,
-      "transferBlobs is what install does per blob: stream it into .incoming-<hex> with 'cat >', hash it on the host, chmod and mv it into the store; the host probe (install's preflight) is not counted. scp and ssh cat check nothing on the host.",
+      "transferBlobs is what install does with the blobs a host lacks: one host command receives them all; each is hashed here as it is read and on the host as it arrives (tee into .incoming-<hex> and the hash tool), then chmod and mv into the store when both hashes match; the host probe (install's preflight) is not counted. scp and ssh cat check nothing on the host.",
     );
   }
   return notes;

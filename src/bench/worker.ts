@@ -7,7 +7,6 @@ import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { type BundleWritePlan, writeBundle } from '../core/bundle/write-bundle.js';
 import { connectSsh } from '../core/host/ssh-transport.js';
-import type { Transport } from '../core/host/transport.js';
 import { openBundle } from '../core/layout/bundle-reader.js';
 import { blobPath, digestFromBlobPath } from '../core/layout/names.js';
 import { fleetInstall } from '../core/operations/fleet-install.js';
@@ -150,9 +149,10 @@ export function benchPlan(source: string): BundleWritePlan {
 }
 
 /**
- * connectSsh + transferBlobs of the largest blob, as install does it: stream it into
- * `.incoming-<hex>`, hash it on the host, move it into the store. The probe that picks
- * the host's hash tool is install's preflight and stays outside the measured time.
+ * connectSsh + transferBlobs of the largest blob, as install does it: read and hash it here,
+ * send it, write it to `.incoming-<hex>` and hash it on the host as it arrives, move it into
+ * the store. The probe that picks the host's hash tool is install's preflight and stays
+ * outside the measured time.
  */
 async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise<WorkerSample['detail']> {
   const reader = await openBundle(job.bundlePath);
@@ -175,19 +175,9 @@ async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise
       const facts = assertHostUsable(probe, layout, transport.description);
       const probeSeconds = (performance.now() - probeStarted) / 1000;
 
-      // Times the upload inside transferBlobs, so the host-side hash shows on its own.
-      let uploadSeconds = 0;
-      const timed: Transport = {
-        ...transport,
-        async upload(source, remotePath, options) {
-          const uploadStarted = performance.now();
-          await transport.upload(source, remotePath, options);
-          uploadSeconds += (performance.now() - uploadStarted) / 1000;
-        },
-      };
       const transferStarted = performance.now();
       const result = await transferBlobs({
-        transport: timed,
+        transport,
         layout,
         hashTool: facts.hashTool,
         uploads: [{ digest, size: largest.size, resumeFrom: 0 }],
@@ -203,8 +193,7 @@ async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise
         hashTool: facts.hashTool,
         connectSeconds,
         probeSeconds,
-        uploadSeconds,
-        hostVerifySeconds: transferSeconds - uploadSeconds,
+        transferSeconds,
       };
     } finally {
       await transport.close();

@@ -96,6 +96,27 @@ describe('blob transfer onto a host (local transport)', () => {
     expect(await readdir(path.join(root, 'blobs', 'sha256'))).toEqual([]);
   });
 
+  it('the host refuses a frame whose name is not a sha256 hex digest, before it writes anything', async () => {
+    const root = path.join(work, 'escape');
+    const transport = createLocalTransport();
+    try {
+      await expect(
+        transferBlobs({
+          transport,
+          layout: hostLayout(root),
+          hashTool: 'sha256sum',
+          uploads: [{ digest: 'sha256:../../../escaped', size: 1, resumeFrom: 0 }],
+          openBlob: () => Readable.from([Buffer.from('x')]),
+          onProgress: () => {},
+        }),
+      ).rejects.toMatchObject({ code: 'upload-failed', message: expect.stringContaining('bad-frame') });
+    } finally {
+      await transport.close();
+    }
+    expect(await readdir(path.join(root, 'blobs', 'sha256'))).toEqual([]);
+    await expect(stat(path.join(work, 'escaped'))).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('sends several blobs in one host command, each stored under its digest', async () => {
     const root = path.join(work, 'several');
     const blobs = [content, Buffer.alloc(0), Buffer.from('x'), Buffer.from('second blob\n'.repeat(3000))];

@@ -96,6 +96,31 @@ describe('blob transfer onto a host (local transport)', () => {
     expect(await readdir(path.join(root, 'blobs', 'sha256'))).toEqual([]);
   });
 
+  it('remembers the blobs it hashed for later hosts, and a host still refuses wrong bytes sent unhashed', async () => {
+    const hashed = new Set<string>();
+    const transport = createLocalTransport();
+    const send = (root: string, bytes: Buffer) =>
+      transferBlobs({
+        transport,
+        layout: hostLayout(path.join(work, root)),
+        hashTool: 'sha256sum',
+        uploads: [{ digest, size: bytes.length, resumeFrom: 0 }],
+        openBlob: (_digest, start) => Readable.from([bytes.subarray(start)]),
+        hashed,
+        onProgress: () => {},
+      });
+    try {
+      await send('first-host', content);
+      expect([...hashed]).toEqual([digest]);
+      const damaged = Buffer.from(content);
+      damaged[7] = (damaged[7] ?? 0) ^ 1;
+      await expect(send('later-host', damaged)).rejects.toMatchObject({ code: 'blob-corrupt-on-host' });
+    } finally {
+      await transport.close();
+    }
+    expect(await readdir(path.join(work, 'later-host', 'blobs', 'sha256'))).toEqual([]);
+  });
+
   it('the host refuses a frame whose name is not a sha256 hex digest, before it writes anything', async () => {
     const root = path.join(work, 'escape');
     const transport = createLocalTransport();

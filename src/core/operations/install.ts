@@ -375,6 +375,7 @@ async function applyInstall(ctx: ApplyContext): Promise<InstallResult> {
       hashTool: tools.hashTool,
       uploads,
       openBlob: (digest, start) => reader.createReadStream(blobPath(digest), { start }),
+      hashed: prepared.hashed,
       signal,
       onProgress,
     }).catch(async (error: unknown) => {

@@ -26,6 +26,12 @@ export interface PreparedBundle {
   subject: CheckSubject;
   /** Image configs by image component name (their Env carries CUDA_VERSION). */
   imageConfigs: ReadonlyMap<string, unknown>;
+  /**
+   * Blobs whose bytes this run has hashed on this side and found right: when verified here,
+   * or once a transfer to a host has hashed them as it sent them. Later hosts of a fleet
+   * send them without hashing again (the host still hashes what arrives).
+   */
+  hashed: Set<string>;
   close(): Promise<void>;
 }
 
@@ -81,6 +87,14 @@ export async function prepareBundle(path: string, options: PrepareOptions = {}):
       signature: { sums: opened.sums, text: opened.signatureText, keyId: verification.keyId },
       subject,
       imageConfigs,
+      hashed: new Set(
+        [...bundle.blobs]
+          .filter(
+            ([digest, size]) =>
+              !bundle.omitted.has(digest) && !(options.deferContents && size >= DEFER_FROM_BYTES),
+          )
+          .map(([digest]) => digest),
+      ),
       close: () => reader.close(),
     };
   } catch (error) {

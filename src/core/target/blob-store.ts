@@ -17,6 +17,12 @@ export interface TransferOptions {
   openBlob: (digest: string, start: number) => Readable;
   signal?: AbortSignal | undefined;
   onProgress: OnProgress;
+  /**
+   * Blobs already hashed on this side in this run and found right: sent without hashing
+   * again (the host hashes what arrives all the same). Blobs this transfer hashes and finds
+   * right are added.
+   */
+  hashed?: Set<string> | undefined;
 }
 
 export interface TransferResult {
@@ -56,7 +62,7 @@ export async function transferBlobs(options: TransferOptions): Promise<TransferR
       const hex = hexOf(blob.digest);
       yield Buffer.from(`${hex} ${blob.size} ${blob.resumeFrom}\n`);
       // Read from the start: the kept prefix is hashed here too, but not sent again.
-      const hash = createHash('sha256');
+      const hash = options.hashed?.has(blob.digest) ? undefined : createHash('sha256');
       let read = 0;
       for await (const chunk of options.openBlob(blob.digest, 0)) {
         let data = (typeof chunk === 'string' ? Buffer.from(chunk) : chunk) as Buffer;
@@ -65,7 +71,7 @@ export async function transferBlobs(options: TransferOptions): Promise<TransferR
           wrongSize = { digest: blob.digest, read: read + data.length, size: blob.size };
           data = data.subarray(0, blob.size - read);
         }
-        hash.update(data);
+        hash?.update(data);
         const skip = Math.max(0, blob.resumeFrom - read);
         read += data.length;
         if (skip < data.length) {
@@ -84,7 +90,9 @@ export async function transferBlobs(options: TransferOptions): Promise<TransferR
         if (wrongSize.read > blob.size) yield Buffer.from(`${WRONG_SIZE}\n`);
         return;
       }
-      yield Buffer.from(`${hash.digest('hex')}\n`);
+      const sent = hash === undefined ? hex : hash.digest('hex');
+      if (sent === hex) options.hashed?.add(blob.digest);
+      yield Buffer.from(`${sent}\n`);
     }
   }
 

@@ -141,7 +141,16 @@ export async function runTransferScenario(options: TransferScenarioOptions): Pro
         bytes: 0,
       },
     ];
+    const trueArgv = ['ssh', ...sshArgs, 'true'];
     const measurements: Measurement[] = [
+      {
+        // What every host command costs before it does anything: install runs about 16.
+        tool: 'OpenSSH',
+        operation: 'ssh host true (connect + one command, no data)',
+        command: shown(trueArgv.join(' ')),
+        bytes: 0,
+        run: () => measureCommand(trueArgv, { signal, gnuTime, scratchDir: work }),
+      },
       {
         tool: 'apertus',
         operation: 'install, 1 host (verified: hashed on both ends)',

@@ -5,7 +5,7 @@
 import type { Machine } from './machine.js';
 import type { Sample } from './measure.js';
 
-export type BenchGroup = 'write' | 'verify' | 'upload' | 'bundle' | 'delta';
+export type BenchGroup = 'write' | 'verify' | 'upload' | 'bundle' | 'delta' | 'transfer';
 
 export interface BenchRow {
   group: BenchGroup;
@@ -48,6 +48,8 @@ export interface BenchReport {
     scpProtocol: 'sftp' | 'legacy-scp' | null;
   };
   notes: string[];
+  /** Headline ratios of two rows' times, with the goal each is held to (lower is better). */
+  ratios?: Array<{ name: string; value: number | null; goal: number }>;
 }
 
 /** Collapses the runs of one measurement into a row: shortest time, highest RSS. */
@@ -125,6 +127,10 @@ export function formatReport(report: BenchReport): string {
     if (row.error !== null) out.push(`failed: ${row.tool} ${row.operation}: ${row.error}`);
   }
   for (const skip of report.skipped) out.push(`skipped ${skip.group}: ${skip.reason}`);
+  for (const ratio of report.ratios ?? [])
+    out.push(
+      `ratio: ${ratio.name}: ${ratio.value === null ? 'n/a' : `${ratio.value.toFixed(2)}x`} (goal <= ${ratio.goal.toFixed(1)}x: ${ratio.value === null ? 'not measured' : ratio.value <= ratio.goal ? 'met' : 'NOT met'})`,
+    );
   for (const note of report.notes) out.push(`- ${note}`);
   out.push('', 'commands ($BENCH is the temp dir):');
   for (const row of report.results) if (row.partOf === null) out.push(`  ${row.tool}: ${row.command}`);

@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createDemoHost, type DemoHost } from '../core/demo-host/demo-host.js';
-import { bracketHost, parseHostAddress } from '../core/host/host-address.js';
+import { parseHostAddress } from '../core/host/host-address.js';
 import { quoteArg } from '../core/host/shell-quote.js';
 import { connectSsh } from '../core/host/ssh-transport.js';
 import { bundleFileName } from '../core/layout/names.js';
@@ -25,28 +25,45 @@ import { type GeneratedKeyPair, generateKeyPair } from '../core/sign/keys.js';
 import { runBundleScenario } from './bundle-scenario.js';
 import { describeMachine, type Machine } from './machine.js';
 import { findGnuTime, measureCommand, measureWorker, runProcess, type Sample } from './measure.js';
+import { opensshCipher, opensshTarget } from './openssh.js';
 import { type BenchReport, type BenchRow, formatReport, formatSize } from './report.js';
 import { type GroupContext, type Measurement, runGroup } from './run-group.js';
+import { runTransferScenario } from './transfer-scenario.js';
 import { BENCH_BUNDLE, runWorker, type WorkerJob } from './worker.js';
+
+type Scenario = 'io' | 'bundle' | 'transfer';
 
 interface BenchOptions {
   sizeBytes: number;
   runs: number;
   dir: string;
   json: boolean;
-  /** 'io': write, verify and upload of one file; 'bundle': the CLI on a model dir, then a delta. */
-  scenario: 'io' | 'bundle';
+  /**
+   * 'io': write, verify and upload of one file; 'bundle': the CLI on a model dir, then a
+   * delta; 'transfer': install onto one host against scp, and onto N hosts.
+   */
+  scenario: Scenario;
+  /** Hosts of the transfer scenario's fleet install. */
+  hosts: number;
 }
 
-const USAGE = `usage: node dist/bench/run.js [--scenario io|bundle] [--size 1GiB] [--runs 2] [--dir DIR] [--json]
-  --scenario   io (default): bundle write, verify and upload of one file against tar, sha256sum, openssl, scp, ssh;
+/** Sizes when --size is not given: the transfer goals are stated for 2 GiB. */
+const DEFAULT_SIZES: Record<Scenario, string> = { io: '1GiB', bundle: '1GiB', transfer: '2GiB' };
+
+const USAGE = `usage: node dist/bench/run.js [--only io|bundle|transfer] [--size SIZE] [--runs 2] [--hosts 4] [--dir DIR] [--json]
+  --only       one scenario (--scenario is the same); without it, io and then transfer run:
+               io: bundle write, verify and upload of one file against tar, sha256sum, openssl, scp, ssh;
                bundle: \`apertus bundle\` of a model dir of shards against tar, then one shard and config.json
-               change and \`apertus bundle --since\` against tar --listed-incremental (try --size 2GiB)
-  --size SIZE  random data to measure with: bytes, or with KiB/MiB/GiB (K/M/G) or KB/MB/GB; default 1GiB
+               change and \`apertus bundle --since\` against tar --listed-incremental (try --size 2GiB);
+               transfer: a verified install of a bundle with one model file onto a demo host against scp of
+               the file on the same cipher, and the install onto --hosts hosts at once against one
+  --size SIZE  random data to measure with: bytes, or with KiB/MiB/GiB (K/M/G) or KB/MB/GB;
+               default 1GiB (io, bundle), 2GiB (transfer)
+  --hosts N    hosts of the transfer scenario's fleet install; default 4
   --runs N     runs of each measurement, the best one is reported; default 2
   --dir DIR    parent of the temp dir holding data, bundle and copies (about 3x SIZE); default ${tmpdir()}
   --json       print the results as JSON on stdout (progress stays on stderr)
-The upload rows need root (the demo host is a network namespace) and OpenSSH's sshd.`;
+The upload and transfer rows need root (demo hosts are network namespaces) and OpenSSH's sshd.`;
 
 const ENTRY = fileURLToPath(import.meta.url);
 const DATA_FILE = 'data.bin';
@@ -55,17 +72,19 @@ const RANDOM_BLOCK = 16 << 20;
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === '--worker') return workerMain(argv[1]);
-  let options: BenchOptions | 'help';
+  let runsOf: BenchOptions[] | 'help';
   try {
-    options = parseBenchArgs(argv);
+    runsOf = parseBenchArgs(argv);
   } catch (error) {
     process.stderr.write(`${(error as Error).message}\n${USAGE}\n`);
     return 2;
   }
-  if (options === 'help') {
+  if (runsOf === 'help') {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  const scenarios = runsOf;
+  const options = scenarios[0] as BenchOptions;
 
   const controller = new AbortController();
   const interrupt = () => {
@@ -77,8 +96,15 @@ async function main(argv: string[]): Promise<number> {
   process.on('SIGTERM', interrupt);
   const log = (line: string) => process.stderr.write(`${line}\n`);
   try {
-    const report = await runBench(options, controller.signal, log);
-    process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+    const reports: BenchReport[] = [];
+    for (const scenario of scenarios) reports.push(await runBench(scenario, controller.signal, log));
+    // With --json and both scenarios: the io report, the transfer report as its field.
+    const [report, ...more] = reports as [BenchReport, ...BenchReport[]];
+    if (options.json)
+      process.stdout.write(
+        `${JSON.stringify(more[0] ? { ...report, transfer: more[0] } : report, null, 2)}\n`,
+      );
+    else process.stdout.write(reports.map(formatReport).join('\n'));
     return 0;
   } catch (error) {
     const message = controller.signal.aborted ? 'interrupted' : (error as Error).message;
@@ -102,15 +128,17 @@ async function workerMain(jobText: string | undefined): Promise<number> {
   }
 }
 
-function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
+function parseBenchArgs(argv: string[]): BenchOptions[] | 'help' {
   const { values } = parseArgs({
     args: argv,
     options: {
-      size: { type: 'string', default: '1GiB' },
+      size: { type: 'string' },
       runs: { type: 'string', default: '2' },
+      hosts: { type: 'string', default: '4' },
       dir: { type: 'string', default: tmpdir() },
       json: { type: 'boolean', default: false },
-      scenario: { type: 'string', default: 'io' },
+      only: { type: 'string' },
+      scenario: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
     strict: true,
@@ -120,16 +148,27 @@ function parseBenchArgs(argv: string[]): BenchOptions | 'help' {
   if (!Number.isInteger(runs) || runs < 1 || runs > 20) {
     throw new Error(`--runs must be a whole number from 1 to 20, not '${values.runs}'.`);
   }
-  if (values.scenario !== 'io' && values.scenario !== 'bundle') {
-    throw new Error(`--scenario must be io or bundle, not '${values.scenario}'.`);
+  const hosts = Number(values.hosts);
+  if (!Number.isInteger(hosts) || hosts < 1 || hosts > 16) {
+    throw new Error(`--hosts must be a whole number from 1 to 16, not '${values.hosts}'.`);
   }
-  return {
-    sizeBytes: parseSize(values.size),
+  const only = values.only ?? values.scenario;
+  if (only !== undefined && !isScenario(only)) {
+    throw new Error(`--only must be io, bundle or transfer, not '${only}'.`);
+  }
+  const scenarios: Scenario[] = only === undefined ? ['io', 'transfer'] : [only];
+  return scenarios.map((scenario) => ({
+    sizeBytes: parseSize(values.size ?? DEFAULT_SIZES[scenario]),
     runs,
     dir: values.dir,
     json: values.json,
-    scenario: values.scenario,
-  };
+    scenario,
+    hosts,
+  }));
+}
+
+function isScenario(value: string): value is Scenario {
+  return value in DEFAULT_SIZES;
 }
 
 const SIZE_UNITS: Record<string, number> = {
@@ -190,6 +229,12 @@ async function runBench(
         `apertus bench (bundle scenario) in ${work}: ${formatSize(options.sizeBytes)}, ${options.runs} runs each`,
       );
       return await runBundleScenario({ ...options, work, signal, log, writeRandomFile });
+    }
+    if (options.scenario === 'transfer') {
+      log(
+        `apertus bench (transfer scenario) in ${work}: ${formatSize(options.sizeBytes)}, ${options.runs} runs each, 1 and ${options.hosts} hosts`,
+      );
+      return await runTransferScenario({ ...options, work, entry: ENTRY, signal, log, writeRandomFile });
     }
     // First, before anything of ours runs: it samples the load other work puts on the machine.
     const machine = await describeMachine();
@@ -377,14 +422,15 @@ async function measureUploads(
   const { identityFile, knownHostsFile } = host;
   upload.demoHost = host.reason;
   const address = parseHostAddress(host.address);
-  const destination = `${address.user}@${bracketHost(address.host)}`;
-  const port = String(address.port);
-  const sshOptions = [
-    // Our options only: no ~/.ssh/config (Compression, ControlMaster) skews the numbers.
-    ...['-F', '/dev/null', '-i', identityFile],
-    ...['-o', `UserKnownHostsFile=${knownHostsFile}`, '-o', 'StrictHostKeyChecking=yes'],
-    ...['-o', 'BatchMode=yes', '-o', 'IdentitiesOnly=yes'],
-  ];
+  const {
+    options: sshOptions,
+    destination,
+    port,
+  } = opensshTarget({
+    address: host.address,
+    identityFile,
+    knownHostsFile,
+  });
   const transport = await connectSsh({ address, identityFile, knownHostsFile, signal });
   upload.apertusCipher = transport.cipher;
   await transport.close();
@@ -456,13 +502,8 @@ async function measureUploads(
       parts: (best) => [
         { operation: 'of which connect (ssh2)', seconds: Number(best.detail.connectSeconds), bytes: 0 },
         {
-          operation: 'of which upload (ssh2 exec: cat > file)',
-          seconds: Number(best.detail.uploadSeconds),
-          bytes: options.sizeBytes,
-        },
-        {
-          operation: `of which mkdir, hash on host (${best.detail.hashTool}), mv`,
-          seconds: Number(best.detail.hostVerifySeconds),
+          operation: `of which transferBlobs (read+hash, send, host hash (${best.detail.hashTool})+write, mv)`,
+          seconds: Number(best.detail.transferSeconds),
           bytes: options.sizeBytes,
         },
       ],
@@ -541,16 +582,10 @@ function explain(
     notes.push(
       `Upload target: demo host, ${upload.demoHost}. Client and the host's sshd run on this machine's ${machine.cores} cores, so every upload pays encryption and decryption on the same CPUs; the host side's CPU is in no row.`,
       `Ciphers: ssh2 (apertus) negotiated ${upload.apertusCipher}; OpenSSH's ssh and scp negotiated ${upload.opensshCipher} with their default preferences${upload.scpProtocol ? `; scp used ${upload.scpProtocol === 'sftp' ? 'the SFTP protocol (its default)' : 'the legacy SCP protocol (-O)'}` : ''}.`,
-      "transferBlobs is what install does per blob: stream it into .incoming-<hex> with 'cat >', hash it on the host, chmod and mv it into the store; the host probe (install's preflight) is not counted. scp and ssh cat check nothing on the host.",
+      "transferBlobs is what install does with the blobs a host lacks: one host command receives them all; each is hashed here as it is read and on the host as it arrives (tee into .incoming-<hex> and the hash tool), then chmod and mv into the store when both hashes match; the host probe (install's preflight) is not counted. scp and ssh cat check nothing on the host.",
     );
   }
   return notes;
-}
-
-/** The client-to-server cipher OpenSSH picks for this host, from `ssh -v`. */
-async function opensshCipher(sshArgs: string[], signal: AbortSignal): Promise<string | null> {
-  const { stderr } = await runProcess(['ssh', '-v', ...sshArgs, 'true'], { signal, stderrTail: 1 << 16 });
-  return /kex: client->server cipher: (\S+)/.exec(stderr)?.[1] ?? null;
 }
 
 /** Random bytes, fresh for every block, so no compression or deduplication helps anyone. */

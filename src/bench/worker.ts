@@ -7,9 +7,11 @@ import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { type BundleWritePlan, writeBundle } from '../core/bundle/write-bundle.js';
 import { connectSsh } from '../core/host/ssh-transport.js';
-import type { Transport } from '../core/host/transport.js';
 import { openBundle } from '../core/layout/bundle-reader.js';
 import { blobPath, digestFromBlobPath } from '../core/layout/names.js';
+import { fleetInstall } from '../core/operations/fleet-install.js';
+import { install } from '../core/operations/install.js';
+import type { ProgressEvent } from '../core/progress.js';
 import { readSecretKey } from '../core/sign/keys.js';
 import { transferBlobs } from '../core/target/blob-store.js';
 import { hostLayout } from '../core/target/layout.js';
@@ -29,8 +31,21 @@ export type WorkerJob =
       /** Install root on the host; emptied by the harness before each run. */
       hostRoot: string;
     }
+  /**
+   * `install` (one host) or a fleet install (several, all in one batch) of a signed bundle,
+   * as the CLI runs them: verify, connect, probe, lock, transfer, stage, switch, record.
+   */
+  | { op: 'install'; bundlePath: string; trustKeyPath: string; hosts: BenchHost[] }
   /** Loads the same modules and does nothing: the RSS floor of every worker. */
   | { op: 'idle' };
+
+/** A demo host as a worker reaches it; `root` is emptied by the harness before each run. */
+export interface BenchHost {
+  address: string;
+  identityFile: string;
+  knownHostsFile: string;
+  root: string;
+}
 
 export interface WorkerSample {
   /** The operation alone: Node start-up and module loading are outside it. */
@@ -86,6 +101,8 @@ async function runJob(job: WorkerJob): Promise<WorkerSample['detail']> {
     }
     case 'transfer':
       return transferJob(job);
+    case 'install':
+      return installJob(job);
     case 'idle':
       return {};
   }
@@ -112,7 +129,7 @@ async function writeJob(
 export const BENCH_BUNDLE = { name: 'bench', version: '1.0.0' } as const;
 
 /** One model component holding the data file as one file layer; nothing else. */
-function benchPlan(source: string): BundleWritePlan {
+export function benchPlan(source: string): BundleWritePlan {
   return {
     ...BENCH_BUNDLE,
     description: 'apertus bench: one file layer',
@@ -132,9 +149,10 @@ function benchPlan(source: string): BundleWritePlan {
 }
 
 /**
- * connectSsh + transferBlobs of the largest blob, as install does it: stream it into
- * `.incoming-<hex>`, hash it on the host, move it into the store. The probe that picks
- * the host's hash tool is install's preflight and stays outside the measured time.
+ * connectSsh + transferBlobs of the largest blob, as install does it: read and hash it here,
+ * send it, write it to `.incoming-<hex>` and hash it on the host as it arrives, move it into
+ * the store. The probe that picks the host's hash tool is install's preflight and stays
+ * outside the measured time.
  */
 async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise<WorkerSample['detail']> {
   const reader = await openBundle(job.bundlePath);
@@ -157,19 +175,9 @@ async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise
       const facts = assertHostUsable(probe, layout, transport.description);
       const probeSeconds = (performance.now() - probeStarted) / 1000;
 
-      // Times the upload inside transferBlobs, so the host-side hash shows on its own.
-      let uploadSeconds = 0;
-      const timed: Transport = {
-        ...transport,
-        async upload(source, remotePath, options) {
-          const uploadStarted = performance.now();
-          await transport.upload(source, remotePath, options);
-          uploadSeconds += (performance.now() - uploadStarted) / 1000;
-        },
-      };
       const transferStarted = performance.now();
       const result = await transferBlobs({
-        transport: timed,
+        transport,
         layout,
         hashTool: facts.hashTool,
         uploads: [{ digest, size: largest.size, resumeFrom: 0 }],
@@ -185,8 +193,7 @@ async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise
         hashTool: facts.hashTool,
         connectSeconds,
         probeSeconds,
-        uploadSeconds,
-        hostVerifySeconds: transferSeconds - uploadSeconds,
+        transferSeconds,
       };
     } finally {
       await transport.close();
@@ -194,4 +201,70 @@ async function transferJob(job: Extract<WorkerJob, { op: 'transfer' }>): Promise
   } finally {
     await reader.close();
   }
+}
+
+/**
+ * The whole install, timed by its progress events: the bundle's verification (once per run),
+ * each host's transfer step, and everything else (connect, probe, lock, stage, switch, record).
+ */
+async function installJob(job: Extract<WorkerJob, { op: 'install' }>): Promise<WorkerSample['detail']> {
+  const started = new Map<string, number>();
+  const took = new Map<string, number>();
+  const clock = (host: string) => (event: ProgressEvent) => {
+    const key = `${host} ${event.step}`;
+    if (event.status === 'start') started.set(key, performance.now());
+    else if (event.status !== 'info' && started.has(key))
+      took.set(key, (performance.now() - (started.get(key) ?? 0)) / 1000);
+  };
+  const target = (host: BenchHost) => ({
+    kind: 'ssh' as const,
+    address: host.address,
+    identityFile: host.identityFile,
+    knownHostsFile: host.knownHostsFile,
+    sshConfigFile: 'none',
+  });
+  const begun = performance.now();
+  let bytesUploaded = 0;
+  if (job.hosts.length === 1) {
+    const [host] = job.hosts as [BenchHost];
+    const report = await install({
+      bundlePath: job.bundlePath,
+      target: target(host),
+      root: host.root,
+      trustKeyPath: job.trustKeyPath,
+      onProgress: clock('host1'),
+    });
+    if (report.dryRun) throw new Error('install made a dry run');
+    bytesUploaded = report.transfer.bytesUploaded;
+  } else {
+    const report = await fleetInstall({
+      bundlePath: job.bundlePath,
+      hosts: job.hosts.map((host, i) => ({ name: `host${i + 1}`, target: target(host), root: host.root })),
+      serial: [{ percent: 100 }],
+      forks: job.hosts.length,
+      trustKeyPath: job.trustKeyPath,
+      onProgress: clock('fleet'),
+      onHostProgress: (name, event) => clock(name)(event),
+    });
+    if (!report.ok)
+      throw new Error(report.hosts.map((h) => `${h.host}: ${h.status} ${h.error?.message ?? ''}`).join('; '));
+    for (const host of report.hosts) {
+      const result = host.report as { transfer?: { bytesUploaded?: number } } | null;
+      bytesUploaded += result?.transfer?.bytesUploaded ?? 0;
+    }
+  }
+  const seconds = (performance.now() - begun) / 1000;
+  const of = (step: string) =>
+    Math.max(0, ...[...took].filter(([key]) => key.endsWith(` ${step}`)).map(([, s]) => s));
+  const verifySeconds = of('verify-bundle');
+  const transferSeconds = of('transfer');
+  return {
+    seconds,
+    hosts: job.hosts.length,
+    bytesUploaded,
+    verifySeconds,
+    transferSeconds,
+    otherSeconds: seconds - verifySeconds - transferSeconds,
+    steps: [...took].map(([key, s]) => `${key} ${s.toFixed(2)}`).join(', '),
+  };
 }

@@ -38,6 +38,24 @@ function bad(result: BundleVerification) {
   return result.results.filter((entry) => entry.status !== 'ok');
 }
 
+/** A copy of the signed bundle with one bit of the weights blob flipped inside the tar. */
+async function flippedCopy(name: string): Promise<string> {
+  const tar = join(dir, name);
+  await copyFile(signedTar, tar);
+  const source = await openFileByteSource(tar);
+  const entry = (await readTarIndex(source)).find((item) => item.path === weightsBlob);
+  await source.close();
+  expect(entry).toBeDefined();
+  const handle = await open(tar, 'r+');
+  const position = (entry?.dataOffset ?? 0) + 1000;
+  const byte = Buffer.alloc(1);
+  await handle.read(byte, 0, 1, position);
+  byte[0] = (byte[0] ?? 0) ^ 0x01;
+  await handle.write(byte, 0, 1, position);
+  await handle.close();
+  return tar;
+}
+
 async function extract(tar: string, name: string): Promise<string> {
   const out = join(dir, name);
   await mkdir(out);
@@ -82,20 +100,7 @@ describe('verifyBundle', () => {
   });
 
   it('names the one blob whose byte was flipped inside the tar, and nothing else changes', async () => {
-    const tar = join(dir, 'flipped.tar');
-    await copyFile(signedTar, tar);
-    const source = await openFileByteSource(tar);
-    const entry = (await readTarIndex(source)).find((item) => item.path === weightsBlob);
-    await source.close();
-    expect(entry).toBeDefined();
-    const handle = await open(tar, 'r+');
-    const position = (entry?.dataOffset ?? 0) + 1000;
-    const byte = Buffer.alloc(1);
-    await handle.read(byte, 0, 1, position);
-    byte[0] = (byte[0] ?? 0) ^ 0x01;
-    await handle.write(byte, 0, 1, position);
-    await handle.close();
-
+    const tar = await flippedCopy('flipped.tar');
     const clean = await verifyBundle(signedTar, { publicKeyPath });
     const flipped = await verifyBundle(tar, { publicKeyPath });
     expect(flipped.ok).toBe(false);
@@ -105,6 +110,31 @@ describe('verifyBundle', () => {
     const others = (result: BundleVerification) =>
       result.results.filter((item) => item.subject !== weightsBlob);
     expect(others(flipped)).toEqual(others(clean));
+  });
+
+  it('with deferFromBytes leaves large files unhashed, yet each must be listed under its own name', async () => {
+    const flipped = await verifyBundle(await flippedCopy('deferred.tar'), {
+      publicKeyPath,
+      deferFromBytes: 100_000,
+    });
+    expect(bad(flipped)).toEqual([]);
+    expect(flipped).toMatchObject({ ok: true, signed: true, deferred: { files: 1, bytes: 300 * 1024 + 17 } });
+
+    const extra = await extract(unsignedTar, 'deferred-extra');
+    await writeFile(join(extra, 'notes.bin'), fixtureBytes('notes', 200_000));
+    const sums = join(extra, 'SHA256SUMS');
+    const hex = weightsBlob.slice('blobs/sha256/'.length);
+    await writeFile(
+      sums,
+      (await readFile(sums, 'utf8')).replace(`${hex}  ${weightsBlob}`, `${'1'.repeat(64)}  ${weightsBlob}`),
+    );
+    const result = await verifyBundle(extra, { deferFromBytes: 100_000 });
+    expect(result.ok).toBe(false);
+    expect(
+      bad(result)
+        .map((item) => `${item.subject} ${item.status}`)
+        .sort(),
+    ).toEqual(['SHA256SUMS.minisig unsigned', `${weightsBlob} digest-mismatch`, 'notes.bin unlisted']);
   });
 
   it('reports an unlisted file, a missing file and a tampered SHA256SUMS in an extracted bundle', async () => {

@@ -46,6 +46,7 @@ interface InstallFlags extends InventoryFlags {
   allowUnsigned?: boolean;
   skipCheck?: string[];
   dryRun?: boolean;
+  fullVerify?: boolean;
   countEgress?: string;
   tlsCert?: string;
   tlsKey?: string;
@@ -100,6 +101,10 @@ export function registerInstall(program: Command, io: CliIO): void {
       (value: string, previous: string[] = []) => [...previous, value],
     )
     .option('--dry-run', 'print the plan (what would be uploaded and started); change nothing')
+    .option(
+      '--full-verify',
+      'hash every file of the bundle here before any host is touched (default: the signed checksum list and metadata first; each blob is hashed as it is sent, on both ends, and blobs a host already has are re-hashed there)',
+    )
     .option(
       '--count-egress <interface>',
       'count the packets the host sends through this interface (where its routes out lead) during verification; fail unless 0',
@@ -222,6 +227,7 @@ function installFlagOptions(flags: InstallFlags, skipChecks: CheckId[]) {
     allowUnsigned: flags.allowUnsigned,
     skipChecks,
     dryRun: flags.dryRun,
+    fullVerify: flags.fullVerify,
     egressInterface: flags.countEgress,
     insecureHttp: flags.insecureHttp,
   };

@@ -40,6 +40,8 @@ export interface FleetInstallOptions extends RunOptions {
   allowUnsigned?: boolean | undefined;
   skipChecks?: CheckId[] | undefined;
   dryRun?: boolean | undefined;
+  /** Hash every file of the bundle before any host is touched (see InstallOptions.fullVerify). */
+  fullVerify?: boolean | undefined;
   healthTimeoutMs?: number | undefined;
   egressInterface?: string | undefined;
   /** Serve every host's gateway in plain HTTP (labs only; install --insecure-http). */
@@ -107,6 +109,7 @@ export async function fleetInstall(options: FleetInstallOptions): Promise<FleetI
     gateways.set(host.name, tls);
   }
   const prepared = await prepareInstallBundle(options.bundlePath, {
+    fullVerify: options.fullVerify,
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: options.onProgress ?? noProgress,
   });

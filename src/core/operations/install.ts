@@ -57,6 +57,12 @@ export interface InstallOptions extends RunOptions {
   allowUnsigned?: boolean | undefined;
   /** Compute and return the plan; change nothing on the host. */
   dryRun?: boolean | undefined;
+  /**
+   * Hash every file of the bundle here before any host is touched. By default only the
+   * metadata and the signed list are checked first: each blob sent is hashed as it travels
+   * (on both ends), and a blob a host already has is re-hashed on the host before it is linked.
+   */
+  fullVerify?: boolean | undefined;
   /** Failed preflight checks to accept anyway (`--skip-check`); the report records them. */
   skipChecks?: CheckId[] | undefined;
   /** How long a started service may take to answer /health. */
@@ -135,13 +141,17 @@ export async function readInstallTrustKey(
 }
 
 /** Verifies the bundle once for the run, reporting it as the 'verify-bundle' step. */
-export async function prepareInstallBundle(bundlePath: string, options: RunOptions): Promise<PreparedBundle> {
+export async function prepareInstallBundle(
+  bundlePath: string,
+  options: RunOptions & Pick<InstallOptions, 'fullVerify'>,
+): Promise<PreparedBundle> {
   const onProgress = options.onProgress ?? noProgress;
   onProgress({ step: 'verify-bundle', status: 'start' });
   const prepared = await prepareBundle(bundlePath, {
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress,
     step: 'verify-bundle',
+    deferContents: !options.fullVerify,
   }).catch((error: unknown) => {
     onProgress({
       step: 'verify-bundle',
@@ -150,13 +160,17 @@ export async function prepareInstallBundle(bundlePath: string, options: RunOptio
     });
     throw error;
   });
+  const { deferred } = prepared.verification;
+  const checked = deferred
+    ? `metadata and checksum list ok; ${deferred.files} files (${deferred.bytes} bytes) are hashed as they are sent`
+    : 'checksums ok';
   onProgress({
     step: 'verify-bundle',
     status: 'ok',
     detail:
       prepared.signature.text === null
-        ? 'checksums ok; not signed'
-        : `checksums ok; signed by key ${prepared.signature.keyId} (the host judges it against the keys it trusts)`,
+        ? `${checked}; not signed`
+        : `${checked}; signed by key ${prepared.signature.keyId} (the host judges it against the keys it trusts)`,
   });
   return prepared;
 }
@@ -395,6 +409,7 @@ async function applyInstall(ctx: ApplyContext): Promise<InstallResult> {
       hashTool: tools.hashTool,
       uploads,
       openBlob: (digest, start) => reader.createReadStream(blobPath(digest), { start }),
+      hashed: prepared.hashed,
       signal,
       onProgress,
     }).catch(async (error: unknown) => {

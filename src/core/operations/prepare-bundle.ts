@@ -1,6 +1,6 @@
 /**
  * A bundle made ready for host commands, once per run: opened once, every byte verified
- * once (checksums, manifest graph, every field that becomes a path, a name, an argument
+ * once, here or (deferContents) by install as it sends the blob (checksums, manifest graph, every field that becomes a path, a name, an argument
  * or a port), its signature material kept for the host to judge against its own trust
  * store, and what the hosts are checked for (the check subject: models, ports, disk).
  * Install and fleet runs take it; nothing here touches a host.
@@ -15,6 +15,9 @@ import type { BundleSignature } from '../target/trust-store.js';
 import { type BundleVerification, PASSING_STATUSES, verifyBundleKeepOpen } from '../verify/verify-bundle.js';
 import { type CheckSubject, subjectFromOpenBundle } from './check-subject.js';
 
+/** With deferContents, files at least this large are hashed as they are sent, not here. */
+const DEFER_FROM_BYTES = 1 << 20;
+
 export interface PreparedBundle {
   path: string;
   reader: BundleReader;
@@ -24,6 +27,12 @@ export interface PreparedBundle {
   subject: CheckSubject;
   /** Image configs by image component name (their Env carries CUDA_VERSION). */
   imageConfigs: ReadonlyMap<string, unknown>;
+  /**
+   * Blobs whose bytes this run has hashed on this side and found right: when verified here,
+   * or once a transfer to a host has hashed them as it sent them. Later hosts of a fleet
+   * send them without hashing again (the host still hashes what arrives).
+   */
+  hashed: Set<string>;
   close(): Promise<void>;
 }
 
@@ -32,6 +41,12 @@ export interface PrepareOptions extends RunOptions {
   publicKeyPath?: string | undefined;
   /** The progress step verification reports under. */
   step?: string;
+  /**
+   * Leave the blobs' contents unhashed here (the metadata, the signed list and each blob's
+   * listing are still checked): install hashes each blob as it sends it, and the host
+   * re-hashes the blobs it already has before a release links them.
+   */
+  deferContents?: boolean | undefined;
 }
 
 /**
@@ -58,6 +73,8 @@ export async function prepareBundle(path: string, options: PrepareOptions = {}):
   const step = options.step ?? 'verify-bundle';
   const { verification, opened } = await verifyBundleKeepOpen(path, {
     publicKeyPath: options.publicKeyPath,
+    // Small files stay hashed here: configs and the like are read before they are sent.
+    deferFromBytes: options.deferContents ? DEFER_FROM_BYTES : undefined,
     ...(options.signal ? { signal: options.signal } : {}),
     onProgress: (event) => onProgress({ ...event, step }),
   });
@@ -90,6 +107,14 @@ export async function prepareBundle(path: string, options: PrepareOptions = {}):
       signature: { sums: opened.sums, text: opened.signatureText, keyId: verification.keyId },
       subject,
       imageConfigs,
+      hashed: new Set(
+        [...bundle.blobs]
+          .filter(
+            ([digest, size]) =>
+              !bundle.omitted.has(digest) && !(options.deferContents && size >= DEFER_FROM_BYTES),
+          )
+          .map(([digest]) => digest),
+      ),
       close: () => reader.close(),
     };
   } catch (error) {

@@ -63,14 +63,15 @@ export function assertRootSafe(problems: readonly RootProblem[], layout: HostLay
   );
 }
 
-/** The command line that prints `<hex> ...` for a file, with the host's fastest tool. */
-export function hashCommand(tool: HashTool, file: string): string {
+/** The command line that prints `<hex> ...` for a file (or, without one, for stdin), with the host's fastest tool. */
+export function hashCommand(tool: HashTool, file?: string): string {
+  const files = file === undefined ? [] : [file];
   switch (tool) {
     case 'openssl':
-      return shellQuote(['openssl', 'dgst', '-sha256', '-r', file]);
+      return shellQuote(['openssl', 'dgst', '-sha256', '-r', ...files]);
     case 'sha256sum':
-      return shellQuote(['sha256sum', file]);
+      return shellQuote(['sha256sum', ...files]);
     case 'shasum':
-      return shellQuote(['shasum', '-a', '256', file]);
+      return shellQuote(['shasum', '-a', '256', ...files]);
   }
 }

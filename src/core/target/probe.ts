@@ -28,7 +28,20 @@ export interface ProbeOptions {
 }
 
 /** Tools install needs on every host (DESIGN.md section 3), then SHA-256 tools, fastest first. */
-export const REQUIRED_TOOLS = ['sh', 'tar', 'mkdir', 'ln', 'mv', 'df', 'cat', 'wc', 'sed', 'find'] as const;
+export const REQUIRED_TOOLS = [
+  'sh',
+  'tar',
+  'mkdir',
+  'ln',
+  'mv',
+  'df',
+  'cat',
+  'wc',
+  'sed',
+  'find',
+  'head',
+  'tee',
+] as const;
 export const HASH_TOOLS = ['openssl', 'sha256sum', 'shasum'] as const;
 export type HashTool = (typeof HASH_TOOLS)[number];
 

@@ -62,6 +62,13 @@ export interface VerifyBundleOptions extends RunOptions {
   publicKey?: PublicKey | string | undefined;
   /** A minisign .pub file; used when publicKey is not given. */
   publicKeyPath?: string | undefined;
+  /**
+   * Leave files of at least this many bytes unhashed: check only that each is listed in
+   * SHA256SUMS, a blob under the digest its name says, and leave its contents to the one who
+   * reads it next (install hashes each blob as it sends it). The metadata (SHA256SUMS,
+   * signature, index, manifests, configs) and smaller files are hashed as always.
+   */
+  deferFromBytes?: number | undefined;
 }
 
 export interface BundleVerification {
@@ -77,6 +84,8 @@ export interface BundleVerification {
   results: VerifyResult[];
   /** For a split bundle: its index and parts; null for a tar or a directory. */
   split: SplitVerification | null;
+  /** With deferFromBytes: the files listed but not hashed here. */
+  deferred?: { files: number; bytes: number };
 }
 
 export interface SplitVerification {
@@ -175,7 +184,11 @@ async function verifyAndOpen(
   }
   let keep = false;
   try {
-    const { extras, ...verification } = await verifyOpened(reader, publicKey, signal, onProgress);
+    const { extras, ...verification } = await verifyOpened(reader, publicKey, {
+      signal,
+      onProgress,
+      deferFromBytes: options.deferFromBytes,
+    });
     keep = keepOpen;
     return {
       verification: { ...verification, results: [...partResults, ...verification.results], split },
@@ -189,8 +202,15 @@ async function verifyAndOpen(
 async function verifyOpened(
   reader: BundleReader,
   publicKey: PublicKey | undefined,
-  signal: AbortSignal | undefined,
-  onProgress: NonNullable<RunOptions['onProgress']>,
+  {
+    signal,
+    onProgress,
+    deferFromBytes,
+  }: {
+    signal: AbortSignal | undefined;
+    onProgress: NonNullable<RunOptions['onProgress']>;
+    deferFromBytes: number | undefined;
+  },
 ): Promise<Omit<BundleVerification, 'split'> & { extras: Omit<OpenedBundle, 'reader'> }> {
   const results = new Map<string, VerifyResult>();
   /** One result per subject: the first problem found sets the status, later ones add detail. */
@@ -209,10 +229,12 @@ async function verifyOpened(
   const signatureBytes = await readSmall(reader, SIGNATURE_FILE, report, MAX_SIGNATURE_BYTES);
   const graph = await readBundleGraph(reader, { onRead: record });
 
-  // Phase 2: everything else, streamed in storage order.
-  const pending = reader.entries.filter(
-    (entry) => !actual.has(entry.path) && !UNCHECKED_FILES.has(entry.path),
-  );
+  // Phase 2: everything else, streamed in storage order (or, deferred, only listed).
+  const rest = reader.entries.filter((entry) => !actual.has(entry.path) && !UNCHECKED_FILES.has(entry.path));
+  const isDeferred = (entry: { size: number }) =>
+    deferFromBytes !== undefined && entry.size >= deferFromBytes;
+  const deferred = rest.filter(isDeferred);
+  const pending = rest.filter((entry) => !isDeferred(entry));
   const total = pending.reduce((sum, entry) => sum + entry.size, 0);
   let done = 0;
   let reported = 0;
@@ -248,6 +270,7 @@ async function verifyOpened(
   report(SIGNATURE_FILE, signature.status, signature.detail);
 
   const listed = checkChecksums(reader, sumsBytes, actual, report);
+  checkDeferred(deferred, sumsBytes, report);
   for (const entry of reader.entries) {
     if (UNCHECKED_FILES.has(entry.path)) continue;
     const digest = actual.get(entry.path);
@@ -282,6 +305,9 @@ async function verifyOpened(
     keyId: signature.keyId,
     manifestDigest: graph.bundle?.manifestDigest ?? null,
     results: all,
+    ...(deferFromBytes !== undefined
+      ? { deferred: { files: deferred.length, bytes: deferred.reduce((sum, entry) => sum + entry.size, 0) } }
+      : {}),
     extras: {
       bundle: graph.bundle,
       sums: sumsBytes ?? null,
@@ -376,6 +402,28 @@ function checkChecksums(
     else report(path, 'ok', expected);
   }
   return new Set(parsed.digests.keys());
+}
+
+/**
+ * Files left unhashed must still be covered by the signed list: each listed, and each blob
+ * listed under the digest its name says, which is what its reader checks the bytes against.
+ */
+function checkDeferred(
+  entries: readonly { path: string }[],
+  sumsBytes: Buffer | undefined,
+  report: (subject: string, status: VerifyStatus, detail: string) => void,
+): void {
+  const listed = sumsBytes === undefined ? undefined : parseChecksums(sumsBytes.toString('utf8')).digests;
+  for (const { path } of entries) {
+    const named = digestFromBlobPath(path);
+    const sum = listed?.get(path);
+    if (sum === undefined) {
+      if (listed !== undefined || named === undefined)
+        report(path, 'unlisted', 'not listed in SHA256SUMS; no checksum or signature covers it');
+    } else if (named !== undefined && sum !== named) {
+      report(path, 'digest-mismatch', `SHA256SUMS says ${sum}, the blob's name says ${named}`);
+    }
+  }
 }
 
 async function resolvePublicKey(options: VerifyBundleOptions): Promise<PublicKey | undefined> {

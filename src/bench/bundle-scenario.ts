@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { generateKeyPair } from '../core/sign/keys.js';
 import { describeMachine } from './machine.js';
 import { findGnuTime, measureCommand, runProcess, type Sample } from './measure.js';
-import type { BenchReport, BenchRow } from './report.js';
+import { type BenchReport, type BenchRow, statisticOf } from './report.js';
 import { runGroup } from './run-group.js';
 
 const APERTUS_BIN = fileURLToPath(new URL('../../bin/apertus.js', import.meta.url));
@@ -196,10 +196,7 @@ export async function runBundleScenario(options: BundleScenarioOptions): Promise
   return {
     sizeBytes: options.sizeBytes,
     runs: options.runs,
-    statistic:
-      options.runs === 1
-        ? 'each measurement run once'
-        : `each measurement run ${options.runs} times, interleaved; best (shortest) time shown, peak RSS is the highest of the runs`,
+    statistic: statisticOf(options.runs),
     machine,
     results,
     skipped: [],

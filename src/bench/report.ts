@@ -52,6 +52,13 @@ export interface BenchReport {
   ratios?: Array<{ name: string; value: number | null; goal: number }>;
 }
 
+/** How a report's rows were taken from `runs` runs of each measurement. */
+export function statisticOf(runs: number): string {
+  return runs === 1
+    ? 'each measurement run once'
+    : `each measurement run ${runs} times, interleaved; best (shortest) time shown, peak RSS is the highest of the runs`;
+}
+
 /** Collapses the runs of one measurement into a row: shortest time, highest RSS. */
 export function bestOf(
   base: Omit<

@@ -26,7 +26,7 @@ import { runBundleScenario } from './bundle-scenario.js';
 import { describeMachine, type Machine } from './machine.js';
 import { findGnuTime, measureCommand, measureWorker, runProcess, type Sample } from './measure.js';
 import { opensshCipher, opensshTarget } from './openssh.js';
-import { type BenchReport, type BenchRow, formatReport, formatSize } from './report.js';
+import { type BenchReport, type BenchRow, formatReport, formatSize, statisticOf } from './report.js';
 import { type GroupContext, type Measurement, runGroup } from './run-group.js';
 import { runTransferScenario } from './transfer-scenario.js';
 import { BENCH_BUNDLE, runWorker, type WorkerJob } from './worker.js';
@@ -307,10 +307,7 @@ async function runBench(
     return {
       sizeBytes: options.sizeBytes,
       runs: options.runs,
-      statistic:
-        options.runs === 1
-          ? 'each measurement run once'
-          : `each measurement run ${options.runs} times, interleaved; best (shortest) time shown, peak RSS is the highest of the runs`,
+      statistic: statisticOf(options.runs),
       machine,
       results,
       skipped,

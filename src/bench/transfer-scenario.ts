@@ -13,7 +13,7 @@ import { generateKeyPair, readSecretKey } from '../core/sign/keys.js';
 import { describeMachine } from './machine.js';
 import { findGnuTime, measureCommand, measureWorker, runProcess } from './measure.js';
 import { opensshCipher, opensshTarget } from './openssh.js';
-import { type BenchReport, formatSize } from './report.js';
+import { type BenchReport, formatSize, statisticOf } from './report.js';
 import { type Measurement, runGroup } from './run-group.js';
 import { type BenchHost, benchPlan } from './worker.js';
 
@@ -42,10 +42,7 @@ export async function runTransferScenario(options: TransferScenarioOptions): Pro
   const report: BenchReport = {
     sizeBytes: options.sizeBytes,
     runs: options.runs,
-    statistic:
-      options.runs === 1
-        ? 'each measurement run once'
-        : `each measurement run ${options.runs} times, interleaved; best (shortest) time shown, peak RSS is the highest of the runs`,
+    statistic: statisticOf(options.runs),
     machine,
     results: [],
     skipped: [],

@@ -17,6 +17,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { ApertusError } from '../errors.js';
+import { DOCUMENT_FORMATS } from '../runtimes/rag/document-formats.js';
 import { answerPattern, LIMITS, multiLineText, oneLineText, resourceName } from '../spec/safe-values.js';
 import { describeIssues } from '../spec/zod-issues.js';
 
@@ -182,14 +183,12 @@ export function parseEvalJsonl(text: string, file: string): EvalCase[] {
   return cases;
 }
 
-const DOCUMENT_FORMATS: Record<string, EvalDocument['format']> = {
-  '.txt': 'text',
-  '.text': 'text',
-  '.md': 'markdown',
-  '.markdown': 'markdown',
-  '.html': 'html',
-  '.htm': 'html',
-};
+/** A set's own documents: the text formats the service ingests (PDF and DOCX go in by rag ingest). */
+const SET_DOCUMENT_FORMATS = Object.fromEntries(
+  Object.entries(DOCUMENT_FORMATS).filter(
+    (entry): entry is [string, EvalDocument['format']] => entry[1] !== 'pdf' && entry[1] !== 'docx',
+  ),
+);
 
 /** A set as the recipe names it (paths relative to the recipe directory). */
 export interface RecipeEvalSet {
@@ -238,13 +237,13 @@ export async function loadEvalSets(
     const cases = parseEvalJsonl(bytes.toString('utf8'), path.join(recipeDir, set.file));
     const documents: EvalDocument[] = [];
     for (const doc of set.documents) {
-      const format = DOCUMENT_FORMATS[path.extname(doc).toLowerCase()];
+      const format = SET_DOCUMENT_FORMATS[path.extname(doc).toLowerCase()];
       if (!format) {
         throw new ApertusError(
           'eval-set-invalid',
           `Evaluation set ${set.name}: document ${doc} is not text, Markdown or HTML.`,
           {
-            hint: `A set's own documents end in ${Object.keys(DOCUMENT_FORMATS).join(', ')}; ingest PDF and DOCX corpora with apertus rag ingest and name them in "sources".`,
+            hint: `A set's own documents end in ${Object.keys(SET_DOCUMENT_FORMATS).join(', ')}; ingest PDF and DOCX corpora with apertus rag ingest and name them in "sources".`,
           },
         );
       }

@@ -16,6 +16,7 @@ import path from 'node:path';
 import { ApertusError, isApertusError } from '../errors.js';
 import { httpRequest } from '../host/http-over-transport.js';
 import { noProgress, type RunOptions } from '../progress.js';
+import { DOCUMENT_FORMATS } from '../runtimes/rag/document-formats.js';
 import { RAG_CALLER_HEADER } from '../runtimes/rag/rag-service.js';
 import type { InstallTarget } from '../target/connect.js';
 import { DEFAULT_HOST_ROOT, parseHostRoot } from '../target/layout.js';
@@ -23,16 +24,7 @@ import { readRelease } from '../target/releases.js';
 import { withHostSession } from '../target/session.js';
 
 /** Extensions ingested when walking a directory, and the format each is sent as. */
-const FORMATS: Record<string, 'text' | 'markdown' | 'html' | 'pdf' | 'docx'> = {
-  '.txt': 'text',
-  '.text': 'text',
-  '.md': 'markdown',
-  '.markdown': 'markdown',
-  '.html': 'html',
-  '.htm': 'html',
-  '.pdf': 'pdf',
-  '.docx': 'docx',
-};
+const FORMATS = DOCUMENT_FORMATS;
 const BINARY = new Set(['pdf', 'docx']);
 /** The service's body limit is 16 MiB; base64 adds a third. */
 const MAX_FILE_BYTES = 12 * 1024 * 1024;

@@ -18,5 +18,12 @@ if (!existsSync(entry)) {
   );
   process.exit(1);
 }
+// A reader that stops early (`apertus --help | head`) closes the pipe: not an error of ours.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (error) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit(process.exitCode ?? 0);
+  });
+}
 const { main } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2));

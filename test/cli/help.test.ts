@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import type { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -76,6 +79,23 @@ describe('apertus --help', () => {
       const examples = section(run.stdout, 'Examples:');
       expect(examples[0], argv.join(' ')).toMatch(new RegExp(`^  \\$ apertus ${argv.join(' ')}\\b`));
     }
+  });
+});
+
+describe('a reader that stops early', () => {
+  it('apertus --help | head: the closed pipe ends apertus quietly, exit 0', async () => {
+    const child = spawn(process.execPath, [path.resolve('bin/apertus.js'), '--help'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // Closed before apertus writes a byte, as `head -0` would.
+    child.stdout.destroy();
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
+    const [code] = (await once(child, 'close')) as [number | null];
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
   });
 });
 

@@ -162,9 +162,11 @@ describe('apertus install --inventory', () => {
     expect(run.stderr).toMatch(/^gpu-02 {2}host FAILED: host-connection-refused$/m);
   });
 
-  it('status and rollback take --inventory and --limit: a result per host, exit 1 when one fails', async () => {
-    for (const command of ['status', 'rollback']) {
-      const run = await runCli([command, '--inventory', inventory, '--limit', 'gpu-0*,!gpu-02', '--json']);
+  it('status, rollback and rag ingest take --inventory and --limit: a result per host, exit 1 when one fails', async () => {
+    const note = path.join(work, 'note.md');
+    await writeFile(note, '# Note\n\nA document for every host.\n');
+    for (const command of [['status'], ['rollback'], ['rag', 'ingest', note]]) {
+      const run = await runCli([...command, '--inventory', inventory, '--limit', 'gpu-0*,!gpu-02', '--json']);
       expect(run.exitCode, run.stderr).toBe(1);
       const report = JSON.parse(run.stdout) as {
         ok: boolean;

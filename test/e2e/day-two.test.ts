@@ -290,6 +290,30 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
     });
   });
 
+  /** An inventory of this one host, as an operator would write it. */
+  async function writeInventory(): Promise<string> {
+    const address = host.address as string;
+    const [user, rest = ''] = address.split('@');
+    const inventory = path.join(work, 'hosts.yaml');
+    await writeFile(
+      inventory,
+      [
+        'apiVersion: apertus.dev/v1',
+        'kind: Inventory',
+        'hosts:',
+        '  - name: day-two',
+        `    address: ${rest.slice(0, rest.lastIndexOf(':'))}`,
+        `    user: ${user}`,
+        `    port: ${rest.slice(rest.lastIndexOf(':') + 1)}`,
+        `    identity: ${host.identityFile}`,
+        `    knownHosts: ${host.knownHostsFile}`,
+        `    root: ${host.root}`,
+        '',
+      ].join('\n'),
+    );
+    return inventory;
+  }
+
   it('ingests a PDF and a DOCX with rag ingest --host; the RAG answer cites the PDF page that holds it', async () => {
     const docs = path.join(work, 'documents');
     await mkdir(docs, { recursive: true });
@@ -316,6 +340,15 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
       ['visitor-guide.docx', 'docx', 1],
       ['ward-handbook.pdf', 'pdf', 2],
     ]);
+    // The same documents through an inventory: this host already holds them, unchanged.
+    const fleet = await apertus(['rag', 'ingest', '--inventory', await writeInventory(), docs, '--json']);
+    expect(fleet.exitCode, fleet.stdout + fleet.stderr).toBe(0);
+    expect(
+      json<{ ok: boolean; hosts: Array<{ host: string; result: RagIngestResult }> }>(fleet.stdout),
+    ).toMatchObject({
+      ok: true,
+      hosts: [{ host: 'day-two', result: { summary: { ingested: 0, replaced: 0, skipped: 2, failed: 0 } } }],
+    });
 
     const transport = await connectDemoHost(host);
     try {
@@ -647,25 +680,7 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
   });
 
   it('audit verify --inventory verifies each host with a summary; --limit that matches nothing is exit 2', async () => {
-    const address = host.address as string;
-    const [user, rest = ''] = address.split('@');
-    const inventory = path.join(work, 'hosts.yaml');
-    await writeFile(
-      inventory,
-      [
-        'apiVersion: apertus.dev/v1',
-        'kind: Inventory',
-        'hosts:',
-        '  - name: day-two',
-        `    address: ${rest.slice(0, rest.lastIndexOf(':'))}`,
-        `    user: ${user}`,
-        `    port: ${rest.slice(rest.lastIndexOf(':') + 1)}`,
-        `    identity: ${host.identityFile}`,
-        `    knownHosts: ${host.knownHostsFile}`,
-        `    root: ${host.root}`,
-        '',
-      ].join('\n'),
-    );
+    const inventory = await writeInventory();
     const result = await apertus(['audit', 'verify', '--installs', '--inventory', inventory, '--json']);
     expect(result.exitCode, result.stdout + result.stderr).toBe(0);
     expect(

@@ -5,46 +5,79 @@ import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { ReportedFailure } from '../reported-failure.js';
-import { type HostTargetFlags, hostTarget, withHostTargetOptions } from './host-target.js';
+import { hostTarget, withHostTargetOptions } from './host-target.js';
+import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
-interface RagIngestFlags extends HostTargetFlags {
+const RESUME_HINT =
+  'Documents sent so far are stored; run the same command again to send the rest (stored ones are skipped).';
+
+interface RagIngestFlags extends InventoryFlags {
   service?: string;
   json?: boolean;
 }
 
 export function registerRag(program: Command, io: CliIO): void {
   const rag = program.command('rag').description("Work with a host's RAG service: ingest documents");
-  const ingest = withHostTargetOptions(
-    rag
-      .command('ingest')
-      .description(
-        'Send documents (text, Markdown, HTML, PDF, DOCX; directories walked) to the RAG service of the current release; a document already stored with the same sha256 is skipped, so an interrupted run is resumed by running it again',
-      )
-      .argument('<paths...>', 'files and directories of documents on this machine'),
-    { local: 'this machine' },
+  const ingest = withInventoryOptions(
+    withHostTargetOptions(
+      rag
+        .command('ingest')
+        .description(
+          'Send documents (text, Markdown, HTML, PDF, DOCX; directories walked) to the RAG service of the current release; a document already stored with the same sha256 is skipped, so an interrupted run is resumed by running it again',
+        )
+        .argument('<paths...>', 'files and directories of documents on this machine'),
+      { local: 'this machine', root: 'per-host' },
+    ),
+    'ingest into',
   )
     .option('--service <name>', 'the RAG service of the release (default: its only one)')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (paths: string[], flags: RagIngestFlags) => {
-      const target = await hostTarget(flags, io);
       const { ragIngest } = await import('../../core/operations/rag-ingest.js');
-      const result = await runInterruptible(
-        io,
-        'Documents sent so far are stored; run the same command again to send the rest (stored ones are skipped).',
-        (signal) =>
-          ragIngest({
-            target,
-            root: flags.root,
-            paths,
-            service: flags.service,
+      const fleet = await inventoryTargetsOf(flags, io);
+      if (fleet) {
+        // Each host's own collection: the same documents go to every host, 5 at a time.
+        const [{ onEveryHost }, { fleetProgressLines, formatFleetOutcomes }] = await Promise.all([
+          import('../../core/operations/fleet-hosts.js'),
+          import('../output/fleet-lines.js'),
+        ]);
+        const lines = flags.json ? undefined : fleetProgressLines(io);
+        const report = await runInterruptible(io, RESUME_HINT, (signal) =>
+          onEveryHost(
+            fleet,
+            5,
+            (host) =>
+              ragIngest({
+                target: host.target,
+                root: host.root,
+                paths,
+                service: flags.service,
+                signal,
+                onProgress: lines && ((event) => lines.host(host.name, event)),
+              }),
             signal,
-            onProgress: flags.json
-              ? undefined
-              : (event) => {
-                  if (event.step === 'rag.ingest' && event.status !== 'start')
-                    io.stderr.write(`${event.detail}\n`);
-                },
-          }),
+          ),
+        );
+        if (flags.json) writeJson(io, report);
+        else io.stdout.write(formatFleetOutcomes(report, formatRagIngest));
+        if (!report.ok) throw new ReportedFailure();
+        return;
+      }
+      const target = await hostTarget(flags, io);
+      const result = await runInterruptible(io, RESUME_HINT, (signal) =>
+        ragIngest({
+          target,
+          root: flags.root,
+          paths,
+          service: flags.service,
+          signal,
+          onProgress: flags.json
+            ? undefined
+            : (event) => {
+                if (event.step === 'rag.ingest' && event.status !== 'start')
+                  io.stderr.write(`${event.detail}\n`);
+              },
+        }),
       );
       if (flags.json) writeJson(io, result);
       else io.stdout.write(formatRagIngest(result));
@@ -53,6 +86,10 @@ export function registerRag(program: Command, io: CliIO): void {
   withExamples(ingest, [
     { run: 'rag ingest --host root@10.0.0.5 ./policies', does: 'every document under ./policies, resumable' },
     { run: 'rag ingest --local report.pdf memo.docx --json', does: 'two files into this machine, as JSON' },
+    {
+      run: 'rag ingest --inventory hosts.yaml --limit rack-a ./policies',
+      does: 'the same documents on every host',
+    },
   ]);
 }
 

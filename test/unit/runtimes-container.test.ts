@@ -15,6 +15,11 @@ import {
   renderContainerRun,
   renderContainerUnit,
 } from '../../src/core/runtimes/container/engine.js';
+import { adapterOf } from '../../src/core/runtimes/registry.js';
+import { resolveServices } from '../../src/core/runtimes/resolve-services.js';
+import { waitForHealth } from '../../src/core/runtimes/verify-services.js';
+import { loadRecipe } from '../../src/core/spec/load-recipe.js';
+import { startPgliteServer } from '../helpers/pglite-server.js';
 
 const podmanCdi: ContainerHost = {
   engine: 'podman',
@@ -262,4 +267,29 @@ describe('container systemd units', () => {
       expect(result.stderr).toContain('/nonexistent/podman');
     },
   );
+});
+
+describe('container health', () => {
+  it('a service without HTTP (PostgreSQL, health: tcp) is up once its port accepts a connection', async () => {
+    const loaded = await loadRecipe('bundles/apertus-8b-pgvector');
+    const postgres = resolveServices(loaded.recipe, loaded.file, () => null).find(
+      (s) => s.name === 'postgres',
+    );
+    if (postgres?.runtime !== 'container') throw new Error('no postgres service');
+    expect(adapterOf(postgres).healthPath(postgres)).toBeNull();
+
+    // A real PostgreSQL wire-protocol server (PGlite) on a kernel-chosen port.
+    const server = await startPgliteServer();
+    const transport = createLocalTransport();
+    const here = { ...postgres, port: server.port };
+    try {
+      expect(await waitForHealth(transport, here, 5_000)).toMatchObject({ status: 'ok' });
+    } finally {
+      await server.stop();
+    }
+    // Stopped: nothing accepts, and the wait ends failed at its deadline.
+    const down = await waitForHealth(transport, here, 600);
+    expect(down).toMatchObject({ status: 'fail' });
+    expect(down.detail).toMatch(/no healthy answer in 0.6 s \(.*ECONNREFUSED/);
+  });
 });

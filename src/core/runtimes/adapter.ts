@@ -206,8 +206,11 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   start(transport: Transport, service: S, context: StartContext): Promise<void>;
   /** Shell lines that stop it, whichever way it was started; stopping what does not run succeeds. */
   stopScript(service: S, layout: HostLayout): string;
-  /** The HTTP path that answers 200 once it is up. */
-  healthPath(service: S): string;
+  /**
+   * The HTTP path that answers 200 once it is up; null for a service that speaks no HTTP
+   * (a database): then a TCP connection it accepts on its port is its health.
+   */
+  healthPath(service: S): string | null;
   /** A healthy service's own checks (model listed, chat, embeddings, RAG canary). */
   verify(
     transport: Transport,

@@ -14,7 +14,10 @@ import { attempt, checkResult, type ServiceCheck } from './service-check.js';
 export { verifyAuditLog } from './rag/audit-check.js';
 export type { CheckId, CheckStatus, ServiceCheck } from './service-check.js';
 
-/** Polls the service's health path until it answers 200 or the deadline passes. */
+/**
+ * Polls the service's health path until it answers 200, or (a service without HTTP) its
+ * port until it accepts a connection, or the deadline passes.
+ */
 export async function waitForHealth(
   transport: Transport,
   service: ServiceSpec,
@@ -27,6 +30,17 @@ export async function waitForHealth(
   while (Date.now() - started < deadlineMs) {
     signal?.throwIfAborted();
     try {
+      if (path === null) {
+        const socket = await transport.connect(service.port);
+        socket.destroy();
+        return checkResult(
+          'verify.health',
+          service.name,
+          'ok',
+          `accepted a connection on port ${service.port}`,
+          started,
+        );
+      }
       const response = await httpRequest(transport, {
         port: service.port,
         method: 'GET',

@@ -43,6 +43,7 @@ export const containerRuntime: RuntimeAdapter<
     ...(service.model ? { modelComponent: service.model } : {}),
     ...(service.dataDir ? { dataDir: service.dataDir } : {}),
     healthPath: service.healthPath,
+    ...(service.health === 'tcp' ? { health: 'tcp' as const } : {}),
     ...(service.openai ? { openai: service.openai } : {}),
   }),
   needsRuntimeComponent: false,
@@ -72,7 +73,7 @@ export const containerRuntime: RuntimeAdapter<
       context,
     ),
   stopScript: (service, layout) => containerStopScript(service.name, layout),
-  healthPath: (service) => service.healthPath,
+  healthPath: (service) => (service.health === 'tcp' ? null : service.healthPath),
   async verify(transport, service, spec, signal) {
     const { openai } = service;
     if (!openai) return [];

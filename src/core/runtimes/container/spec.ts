@@ -32,6 +32,8 @@ export interface ContainerServiceSpec {
   /** A path inside the container backed by a host directory that outlives releases. */
   dataDir?: string;
   healthPath: string;
+  /** 'tcp': the service speaks no HTTP (PostgreSQL, say); an accepted connection is its health. */
+  health?: 'tcp';
   /** The image serves the OpenAI API under this model id: verified like a model server. */
   openai?: { modelId: string; embeddings: boolean };
 }
@@ -57,6 +59,12 @@ export const containerRecipeService = z
         'a path inside the container backed by a writable directory on the host that outlives releases',
       ),
     healthPath: httpPath.default('/').describe('HTTP path that answers 200 once the service is up'),
+    health: z
+      .enum(['http', 'tcp'])
+      .default('http')
+      .describe(
+        'http: healthPath answers 200 once it is up; tcp: it speaks no HTTP (a database), and a connection it accepts on its port is its health',
+      ),
     openai: z
       .object({
         modelId: modelId.describe('the model id the image serves in /v1/models'),
@@ -84,5 +92,6 @@ export const containerServiceSchema = z.object({
   modelComponent: resourceName.optional(),
   dataDir: containerPath.optional(),
   healthPath: httpPath,
+  health: z.literal('tcp').optional(),
   openai: z.object({ modelId, embeddings: z.boolean() }).optional(),
 }) satisfies KindSchema<ContainerServiceSpec>;

@@ -139,8 +139,20 @@ export class AnnIndex {
     return this.request('reset', {});
   }
 
+  /**
+   * Ends the worker after what it is doing: terminating it inside a native add or search
+   * aborts the whole process (usearch throws across the N-API boundary). Waiting callers
+   * are rejected at once; a worker that has not ended within 10 s is terminated.
+   */
   async close() {
-    if (this.failure === null) this.fail(new Error('the ANN index is closed'));
+    if (this.failure === null) {
+      const exited = new Promise((resolve) => this.worker.once('exit', resolve));
+      this.worker.postMessage({ id: 0, op: 'close' });
+      this.fail(new Error('the ANN index is closed'));
+      let timer;
+      await Promise.race([exited, new Promise((resolve) => (timer = setTimeout(resolve, 10_000)))]);
+      clearTimeout(timer);
+    }
     await this.worker.terminate();
   }
 }

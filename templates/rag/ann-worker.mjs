@@ -129,6 +129,13 @@ const handlers = {
 };
 
 parentPort.on('message', (message) => {
+  // Asked to close once every earlier message is handled: let go of the index and the port,
+  // and the thread ends on its own, never cut off inside a native call.
+  if (message.op === 'close') {
+    index = null;
+    parentPort.close();
+    return;
+  }
   try {
     const handler = handlers[message.op];
     if (handler === undefined) throw new Error(`unknown op ${message.op}`);

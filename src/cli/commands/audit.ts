@@ -3,13 +3,13 @@ import type { AuditLogVerification } from '../../core/audit/audit-verify.js';
 import { ApertusError } from '../../core/errors.js';
 import type { FleetHost } from '../../core/operations/fleet-hosts.js';
 import type { InstallLogVerification } from '../../core/operations/verify-install-log.js';
-import type { ProgressEvent } from '../../core/progress.js';
 import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
 import { ReportedFailure } from '../reported-failure.js';
+import { runOnFleet } from './fleet-command.js';
 import { hostPath, hostTarget, withHostTargetOptions } from './host-target.js';
 import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
@@ -99,33 +99,26 @@ export function registerAudit(program: Command, io: CliIO): void {
 
 /** One verification per host of the inventory, 5 at a time; a host that cannot be read is its own failure. */
 async function verifyFleet(io: CliIO, fleet: readonly FleetHost[], flags: AuditVerifyFlags): Promise<void> {
-  const [{ onEveryHost }, { fleetProgressLines, formatFleetOutcomes }] = await Promise.all([
-    import('../../core/operations/fleet-hosts.js'),
-    import('../output/fleet-lines.js'),
-  ]);
-  const lines = flags.json ? undefined : fleetProgressLines(io);
-  const run = async (host: FleetHost, signal: AbortSignal) => {
-    const onProgress = lines && ((event: ProgressEvent) => lines.host(host.name, event));
-    if (flags.installs) {
-      const { verifyInstallLog } = await import('../../core/operations/verify-install-log.js');
-      return verifyInstallLog({ target: host.target, root: host.root, signal, onProgress });
-    }
-    const { auditVerify } = await import('../../core/audit/audit-verify.js');
-    return auditVerify({ target: host.target, root: host.root, logPath: flags.log, signal, onProgress });
-  };
-  const report = await runInterruptible(io, AUDIT_HINT, (signal) =>
-    onEveryHost(fleet, 5, (host) => run(host, signal), signal),
-  );
-  if (flags.json) writeJson(io, report);
-  else
-    io.stdout.write(
-      formatFleetOutcomes(report, (result) =>
+  await runOnFleet(
+    io,
+    fleet,
+    {
+      json: flags.json,
+      hint: AUDIT_HINT,
+      format: (result) =>
         'signed' in result
           ? formatInstallLogVerification(result as InstallLogVerification)
-          : formatAuditVerification(result),
-      ),
-    );
-  if (!report.ok) throw new ReportedFailure();
+          : formatAuditVerification(result as AuditLogVerification),
+    },
+    async (host, signal, onProgress) => {
+      if (flags.installs) {
+        const { verifyInstallLog } = await import('../../core/operations/verify-install-log.js');
+        return verifyInstallLog({ target: host.target, root: host.root, signal, onProgress });
+      }
+      const { auditVerify } = await import('../../core/audit/audit-verify.js');
+      return auditVerify({ target: host.target, root: host.root, logPath: flags.log, signal, onProgress });
+    },
+  );
 }
 
 export function formatAuditVerification(result: AuditLogVerification): string {

@@ -8,7 +8,7 @@ import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { ReportedFailure } from '../reported-failure.js';
+import { runOnFleet } from './fleet-command.js';
 import { hostTarget, withHostTargetOptions } from './host-target.js';
 import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
@@ -57,30 +57,20 @@ export function registerPrune(program: Command, io: CliIO): void {
       const { pruneHost } = await import('../../core/operations/prune.js');
       const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
-        const [{ onEveryHost }, { fleetProgressLines, formatFleetOutcomes }] = await Promise.all([
-          import('../../core/operations/fleet-hosts.js'),
-          import('../output/fleet-lines.js'),
-        ]);
-        const lines = flags.json ? undefined : fleetProgressLines(io);
-        const report = await runInterruptible(io, RESUME_HINT, (signal) =>
-          onEveryHost(
-            fleet,
-            5,
-            (host) =>
-              pruneHost({
-                target: host.target,
-                root: host.root,
-                keep: flags.keep,
-                dryRun: flags.dryRun,
-                signal,
-                onProgress: lines && ((event) => lines.host(host.name, event)),
-              }),
-            signal,
-          ),
+        await runOnFleet(
+          io,
+          fleet,
+          { json: flags.json, hint: RESUME_HINT, format: formatPruneReport },
+          (host, signal, onProgress) =>
+            pruneHost({
+              target: host.target,
+              root: host.root,
+              keep: flags.keep,
+              dryRun: flags.dryRun,
+              signal,
+              onProgress,
+            }),
         );
-        if (flags.json) writeJson(io, report);
-        else io.stdout.write(formatFleetOutcomes(report, formatPruneReport));
-        if (!report.ok) throw new ReportedFailure();
         return;
       }
       const target = await hostTarget(flags, io);

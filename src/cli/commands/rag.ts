@@ -5,6 +5,7 @@ import { runInterruptible } from '../interrupt.js';
 import type { CliIO } from '../io.js';
 import { writeJson } from '../output/json-output.js';
 import { ReportedFailure } from '../reported-failure.js';
+import { runOnFleet } from './fleet-command.js';
 import { hostTarget, withHostTargetOptions } from './host-target.js';
 import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
@@ -36,31 +37,21 @@ export function registerRag(program: Command, io: CliIO): void {
       const { ragIngest } = await import('../../core/operations/rag-ingest.js');
       const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
-        // Each host's own collection: the same documents go to every host, 5 at a time.
-        const [{ onEveryHost }, { fleetProgressLines, formatFleetOutcomes }] = await Promise.all([
-          import('../../core/operations/fleet-hosts.js'),
-          import('../output/fleet-lines.js'),
-        ]);
-        const lines = flags.json ? undefined : fleetProgressLines(io);
-        const report = await runInterruptible(io, RESUME_HINT, (signal) =>
-          onEveryHost(
-            fleet,
-            5,
-            (host) =>
-              ragIngest({
-                target: host.target,
-                root: host.root,
-                paths,
-                service: flags.service,
-                signal,
-                onProgress: lines && ((event) => lines.host(host.name, event)),
-              }),
-            signal,
-          ),
+        // Each host's own collection: the same documents go to every host.
+        await runOnFleet(
+          io,
+          fleet,
+          { json: flags.json, hint: RESUME_HINT, format: formatRagIngest },
+          (host, signal, onProgress) =>
+            ragIngest({
+              target: host.target,
+              root: host.root,
+              paths,
+              service: flags.service,
+              signal,
+              onProgress,
+            }),
         );
-        if (flags.json) writeJson(io, report);
-        else io.stdout.write(formatFleetOutcomes(report, formatRagIngest));
-        if (!report.ok) throw new ReportedFailure();
         return;
       }
       const target = await hostTarget(flags, io);

@@ -6,7 +6,7 @@ import type { CliIO } from '../io.js';
 import { formatBytes } from '../output/format.js';
 import { writeJson } from '../output/json-output.js';
 import { chooseRendererMode } from '../output/renderer-mode.js';
-import { ReportedFailure } from '../reported-failure.js';
+import { runOnFleet } from './fleet-command.js';
 import { hostTarget, withHostTargetOptions } from './host-target.js';
 import { type InventoryFlags, inventoryTargetsOf, withInventoryOptions } from './inventory-flags.js';
 
@@ -42,32 +42,13 @@ export function registerUninstall(program: Command, io: CliIO): void {
       const { uninstallHost } = await import('../../core/operations/uninstall.js');
       const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
-        const [{ onEveryHost }, { fleetProgressLines }] = await Promise.all([
-          import('../../core/operations/fleet-hosts.js'),
-          import('../output/fleet-lines.js'),
-        ]);
-        const lines = flags.json ? undefined : fleetProgressLines(io);
-        const report = await runInterruptible(io, RESUME_HINT, (signal) =>
-          onEveryHost(
-            fleet,
-            5,
-            (host) =>
-              uninstallHost({
-                target: host.target,
-                root: host.root,
-                purge: flags.purge,
-                signal,
-                onProgress: lines && ((event) => lines.host(host.name, event)),
-              }),
-            signal,
-          ),
+        await runOnFleet(
+          io,
+          fleet,
+          { json: flags.json, hint: RESUME_HINT, format: formatUninstallReport },
+          (host, signal, onProgress) =>
+            uninstallHost({ target: host.target, root: host.root, purge: flags.purge, signal, onProgress }),
         );
-        if (flags.json) writeJson(io, report);
-        else {
-          const { formatFleetOutcomes } = await import('../output/fleet-lines.js');
-          io.stdout.write(formatFleetOutcomes(report, formatUninstallReport));
-        }
-        if (!report.ok) throw new ReportedFailure();
         return;
       }
       const target = await hostTarget(flags, io);

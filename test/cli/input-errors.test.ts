@@ -93,6 +93,19 @@ describe('uninstall and prune flags', () => {
   });
 });
 
+describe('rag ingest flags', () => {
+  it('refuses a --collection and a --service that name two different RAG services', async () => {
+    expectUsageError(
+      await runCli(['rag', 'ingest', '--local', '--collection', 'wards', '--service', 'rag', work]),
+      /--collection wards and --service rag name two different RAG services/,
+    );
+    expectJsonError(
+      await runCli(['rag', 'ingest', '--local', '--collection', 'wards', '--service', 'rag', '--json', work]),
+      'usage',
+    );
+  });
+});
+
 describe('a bundle that is not there', () => {
   it('is named as missing by verify, inspect, install, split and check, without errno text', async () => {
     const missing = path.join(work, 'nope.tar');

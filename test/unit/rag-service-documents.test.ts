@@ -277,7 +277,7 @@ describe('RAG service: PDF and DOCX into pgvector, sources that name the page', 
 
     await writeFile(path.join(docs, 'notes.md'), '# Notes\n\nThe lifts are serviced on Tuesdays.');
     await writeFile(path.join(docs, 'scan.pdf'), await writeImageOnlyPdf(1));
-    const again = await runCli(['rag', 'ingest', '--local', '--root', root, docs]);
+    const again = await runCli(['rag', 'ingest', '--local', '--root', root, '--collection', 'rag', docs]);
     expect(again.exitCode).toBe(1);
     expect(again.stdout).toContain('4 documents for RAG service rag');
     expect(again.stdout).toContain('0 ingested, 1 replaced, 2 skipped (unchanged), 1 failed');
@@ -295,6 +295,19 @@ describe('RAG service: PDF and DOCX into pgvector, sources that name the page', 
     ]);
     expect(missing.exitCode).toBe(2);
     expect(JSON.parse(missing.stdout).error.code).toBe('rag-ingest-path-missing');
+
+    const otherCollection = await runCli([
+      'rag',
+      'ingest',
+      '--local',
+      '--root',
+      root,
+      '--collection',
+      'wards',
+      docs,
+    ]);
+    expect(otherCollection.exitCode).toBe(2);
+    expect(otherCollection.stderr).toContain('has no RAG service "wards" (RAG services: rag)');
   });
 
   it('refuses a pgvector URL file others may read, naming it', async () => {

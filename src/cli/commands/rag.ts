@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { ApertusError } from '../../core/errors.js';
 import type { RagIngestResult } from '../../core/operations/rag-ingest.js';
 import { withExamples } from '../help-text.js';
 import { runInterruptible } from '../interrupt.js';
@@ -13,8 +14,24 @@ const RESUME_HINT =
   'Documents sent so far are stored; run the same command again to send the rest (stored ones are skipped).';
 
 interface RagIngestFlags extends InventoryFlags {
+  collection?: string;
   service?: string;
   json?: boolean;
+}
+
+/**
+ * A collection is one RAG service of the release (the gateway's `rag:NAME` scope names it
+ * the same way): --collection and --service are two names for one choice.
+ */
+function collectionOf(flags: RagIngestFlags): string | undefined {
+  if (flags.collection !== undefined && flags.service !== undefined && flags.collection !== flags.service) {
+    throw new ApertusError(
+      'usage',
+      `--collection ${flags.collection} and --service ${flags.service} name two different RAG services.`,
+      { hint: 'A collection is the RAG service that holds it: pass one of the two.' },
+    );
+  }
+  return flags.collection ?? flags.service;
 }
 
 export function registerRag(program: Command, io: CliIO): void {
@@ -31,10 +48,15 @@ export function registerRag(program: Command, io: CliIO): void {
     ),
     'ingest into',
   )
-    .option('--service <name>', 'the RAG service of the release (default: its only one)')
+    .option(
+      '--collection <name>',
+      "the collection: the release's RAG service that holds it (default: its only one)",
+    )
+    .option('--service <name>', 'the same as --collection')
     .option('--json', 'print only the JSON result on stdout')
     .action(async (paths: string[], flags: RagIngestFlags) => {
       const { ragIngest } = await import('../../core/operations/rag-ingest.js');
+      const service = collectionOf(flags);
       const fleet = await inventoryTargetsOf(flags, io);
       if (fleet) {
         // Each host's own collection: the same documents go to every host.
@@ -47,7 +69,7 @@ export function registerRag(program: Command, io: CliIO): void {
               target: host.target,
               root: host.root,
               paths,
-              service: flags.service,
+              service,
               signal,
               onProgress,
             }),
@@ -60,7 +82,7 @@ export function registerRag(program: Command, io: CliIO): void {
           target,
           root: flags.root,
           paths,
-          service: flags.service,
+          service,
           signal,
           onProgress: flags.json
             ? undefined
@@ -77,6 +99,10 @@ export function registerRag(program: Command, io: CliIO): void {
   withExamples(ingest, [
     { run: 'rag ingest --host root@10.0.0.5 ./policies', does: 'every document under ./policies, resumable' },
     { run: 'rag ingest --local report.pdf memo.docx --json', does: 'two files into this machine, as JSON' },
+    {
+      run: 'rag ingest --host root@10.0.0.5 --collection wards ./wards',
+      does: 'into the collection (RAG service) wards, when the release has several',
+    },
     {
       run: 'rag ingest --inventory hosts.yaml --limit rack-a ./policies',
       does: 'the same documents on every host',

@@ -181,7 +181,7 @@ export async function ragIngest(options: RagIngestOptions): Promise<RagIngestRes
           {
             hint:
               rags.length > 1
-                ? 'Name one with --service.'
+                ? 'Name one with --collection.'
                 : 'Install a bundle with a service of runtime: rag.',
           },
         );

@@ -195,9 +195,9 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
       lastAudit: { seq: 2, method: 'INSTALL', endpoint: 'demo@0.2.0', status: 0, sound: true },
       lock: { held: false, holder: null },
     });
-    expect(status.services.map((s) => [s.name, s.port, s.health])).toEqual([
-      ['llm', 18081, 'ok'],
-      ['rag', 18090, 'ok'],
+    expect(status.services.map((s) => [s.name, s.port, s.health, s.adapterIds])).toEqual([
+      ['llm', 18081, 'ok', ['apertus-demo-tiny-lora']],
+      ['rag', 18090, 'ok', []],
     ]);
     expect(status.releases.map((r) => [r.version, r.current])).toEqual([
       ['0.1.0', false],
@@ -400,11 +400,13 @@ describe.skipIf(!requirement.ok)(`status and rollback on an air-gapped host ${re
       restored: null,
       current: 'releases/demo/0.1.0',
     });
-    expect(report.checks.map((c) => [c.id, c.service, c.status])).toEqual([
-      ['verify.health', 'llm', 'ok'],
-      ['verify.models', 'llm', 'ok'],
-      ['verify.health', 'rag', 'ok'],
-      ['verify.models', 'rag', 'ok'],
+    // Each model id listed again, the adapter's too.
+    expect(report.checks.map((c) => [c.id, c.service, c.status, c.model])).toEqual([
+      ['verify.health', 'llm', 'ok', undefined],
+      ['verify.models', 'llm', 'ok', undefined],
+      ['verify.models', 'llm', 'ok', 'apertus-demo-tiny-lora'],
+      ['verify.health', 'rag', 'ok', undefined],
+      ['verify.models', 'rag', 'ok', undefined],
     ]);
     // Named by its audit record, never by bundle metadata.
     expect(path.basename(report.path)).toMatch(/^000005-rollback-\d{8}T\d{6}Z\.json$/);

@@ -13,7 +13,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLocalTransport } from '../../src/core/host/local-transport.js';
 import { PROJECT_ROOT } from '../../src/core/project-root.js';
+import type { ServiceSpec } from '../../src/core/runtimes/registry.js';
+import { checkReleaseServices } from '../../src/core/runtimes/release-health.js';
 import { collectRuntimeFiles, MONITORING_FILES } from '../../src/core/runtimes/runtime-files.js';
 import {
   generateTinyLora,
@@ -216,6 +219,37 @@ describe('the runtime server through the openai SDK', () => {
     // Embeddings come from the base model alone.
     const embed = await refusal(runtime.embeddings.create({ model: LORA, input: 'x' }));
     expect(embed).toBeInstanceOf(OpenAI.NotFoundError);
+  });
+
+  it("a rollback's check lists the adapter's id next to the base, and fails for an adapter it does not serve", async () => {
+    const service = (adapterId: string): ServiceSpec => ({
+      name: 'llm',
+      runtime: 'llamacpp',
+      model: { component: 'model', path: TINY_MODEL.fileName, id: MODEL },
+      port: Number(new URL(runtimeUrl).port),
+      threads: 1,
+      contextSize: 1024,
+      embeddings: true,
+      adapters: [{ component: 'lora', path: TINY_LORA.fileName, id: adapterId }],
+    });
+    const summary = async (adapterId: string) =>
+      (await checkReleaseServices(createLocalTransport(), [service(adapterId)], 5_000)).map((c) => [
+        c.id,
+        c.status,
+        c.model,
+        c.detail,
+      ]);
+    expect(await summary(LORA)).toEqual([
+      ['verify.health', 'ok', undefined, expect.any(String)],
+      ['verify.models', 'ok', undefined, `${MODEL} listed`],
+      ['verify.models', 'ok', LORA, `adapter ${LORA} listed`],
+    ]);
+    expect((await summary('gone-lora'))[2]).toEqual([
+      'verify.models',
+      'fail',
+      'gone-lora',
+      `adapter gone-lora not among [${MODEL}, ${LORA}]`,
+    ]);
   });
 
   it('chats, streams, and counts tokens', async () => {

@@ -3,7 +3,7 @@ import { type AuditRecord, auditRecordHash } from '../audit/verify-chain.js';
 import { isApertusError } from '../errors.js';
 import { noProgress, type RunOptions } from '../progress.js';
 import { serviceWarnings } from '../runtimes/registry.js';
-import { serviceModelId } from '../runtimes/release-health.js';
+import { serviceAdapterIds, serviceModelId } from '../runtimes/release-health.js';
 import { waitForHealth } from '../runtimes/verify-services.js';
 import { verifiedAuditTail } from '../target/audit-log.js';
 import type { InstallTarget } from '../target/connect.js';
@@ -61,6 +61,8 @@ export interface HostStatus {
     runtime: string;
     port: number;
     modelId: string | null;
+    /** The ids its LoRA adapters are served under. */
+    adapterIds: readonly string[];
     health: 'ok' | 'fail';
     detail: string;
   }>;
@@ -187,6 +189,7 @@ export async function hostStatus(options: HostStatusOptions): Promise<HostStatus
             runtime: service.runtime,
             port: service.port,
             modelId: serviceModelId(service),
+            adapterIds: serviceAdapterIds(service),
             health: health.status,
             detail: health.detail,
           });

@@ -162,6 +162,8 @@ export interface RuntimeAdapter<S extends ServiceBase, R extends ServiceBase, RI
   dependsOn(service: S): readonly string[];
   /** The model id it lists on /v1/models; null for a service without the OpenAI API. */
   modelId(service: S): string | null;
+  /** The ids its LoRA adapters are listed under, next to its model id; absent: none. */
+  adapterIds?(service: S): readonly string[];
   /** Where and what it serves to the RAG service; null when it is no model server. */
   endpoint(service: S): ModelEndpoint | null;
   /** What the gateway routes to it; absent: its model endpoint, if any. */

@@ -21,6 +21,8 @@ export interface ServedModel {
 
 export const modelServerParts = {
   modelId: (service: ServedModel): string => service.model.id,
+  adapterIds: (service: ServedModel): readonly string[] =>
+    (service.adapters ?? []).map((adapter) => adapter.id),
   endpoint: (service: ServedModel): ModelEndpoint => ({
     url: loopbackUrlOf(service.port),
     modelId: service.model.id,
@@ -40,7 +42,7 @@ export const modelServerParts = {
         port: service.port,
         modelId: service.model.id,
         embeddings: service.embeddings,
-        adapterIds: (service.adapters ?? []).map((adapter) => adapter.id),
+        adapterIds: modelServerParts.adapterIds(service),
       },
       spec,
       signal,

@@ -90,8 +90,7 @@ export async function verifyModelServer(
     await chatCheck(server.modelId, false),
   ];
   for (const id of server.adapterIds ?? []) {
-    const listed = await modelListedCheck(transport, server.name, via, id, signal);
-    checks.push({ ...listed, model: id, detail: `adapter ${listed.detail}` });
+    checks.push(await adapterListedCheck(transport, server.name, via, id, signal));
     checks.push(await chatCheck(id, true));
   }
   const embeddings = spec.embeddings;
@@ -136,6 +135,18 @@ export async function modelListedCheck(
       ? { status: 'ok', detail: `${modelId} listed` }
       : { status: 'fail', detail: `${modelId} not among [${ids.join(', ')}]` };
   });
+}
+
+/** The same for a LoRA adapter's id, the check naming the adapter as its model. */
+export async function adapterListedCheck(
+  transport: Transport,
+  service: string,
+  via: number | OpenAiEndpoint,
+  adapterId: string,
+  signal?: AbortSignal,
+): Promise<ServiceCheck> {
+  const listed = await modelListedCheck(transport, service, via, adapterId, signal);
+  return { ...listed, model: adapterId, detail: `adapter ${listed.detail}` };
 }
 
 export interface StreamedChat {

@@ -87,6 +87,7 @@ export const llamacppRuntime: RuntimeAdapter<
   },
   dependsOn: () => [],
   modelId: modelServerParts.modelId,
+  adapterIds: modelServerParts.adapterIds,
   endpoint: modelServerParts.endpoint,
   modelComponent: (service) => service.model.component,
   async workloads(service, components) {

@@ -124,6 +124,7 @@ export const vllmRuntime: RuntimeAdapter<
   },
   dependsOn: () => [],
   modelId: modelServerParts.modelId,
+  adapterIds: modelServerParts.adapterIds,
   endpoint: modelServerParts.endpoint,
   modelComponent: (service) => service.model.component,
   async workloads(service, components) {

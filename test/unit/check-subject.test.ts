@@ -2,13 +2,14 @@
  * What `check` judges hosts against, read the one way for a bundle and its recipe, and for
  * a bare model directory.
  */
+import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { bundle } from '../../src/core/bundle/bundle.js';
 import { type CheckSubject, loadCheckSubject } from '../../src/core/operations/check-subject.js';
-import { generateTinyModel } from '../../src/core/tiny-model/generate.js';
+import { generateTinyLora, generateTinyModel, TINY_LORA } from '../../src/core/tiny-model/generate.js';
 import { apertusLikeRepo } from '../helpers/fake-hub.js';
 import { writeHfCache } from '../helpers/hf-cache.js';
 import { rejection } from '../helpers/rejection.js';
@@ -30,7 +31,9 @@ beforeAll(async () => {
   recipe = path.join(work, 'recipe');
   await mkdir(path.join(recipe, 'gguf'), { recursive: true });
   await mkdir(path.join(recipe, 'apertus'), { recursive: true });
+  await mkdir(path.join(recipe, 'lora'), { recursive: true });
   await writeFile(path.join(recipe, 'gguf', 'tiny-llama.gguf'), generateTinyModel());
+  await writeFile(path.join(recipe, 'lora', TINY_LORA.fileName), generateTinyLora());
   for (const file of servedFiles) await writeFile(path.join(recipe, 'apertus', file.path), file.content);
   await writeFile(
     path.join(recipe, 'apertus.yaml'),
@@ -41,8 +44,10 @@ beforeAll(async () => {
       'components:',
       '  - { name: tiny, kind: model, source: "file:gguf" }',
       '  - { name: apertus, kind: model, source: "file:apertus" }',
+      `  - { name: lora, kind: adapter, source: "file:lora", base: { component: tiny, digest: "sha256:${createHash('sha256').update(generateTinyModel()).digest('hex')}" } }`,
       'services:',
-      '  - { name: llm, runtime: llamacpp, model: tiny/tiny-llama.gguf, modelId: tiny, port: 18089, threads: 1, contextSize: 256 }',
+      '  - { name: llm, runtime: llamacpp, model: tiny/tiny-llama.gguf, modelId: tiny, port: 18089, threads: 1, contextSize: 256,',
+      `      embeddings: true, adapters: [{ adapter: lora/${TINY_LORA.fileName}, modelId: tiny-lora }] }`,
     ].join('\n'),
   );
 });
@@ -64,9 +69,14 @@ describe('a bundle and its recipe', () => {
       needsContainers: s.needsContainers,
     });
     expect(judged(fromBundle)).toEqual(judged(fromRecipe));
-    expect(fromRecipe.workloads.map((w) => [w.label, w.weights?.source])).toEqual([
-      ['tiny/tiny-llama.gguf (llamacpp, service llm)', 'GGUF tensor data'],
-      ['apertus/config.json (vLLM)', '2 safetensors headers'],
+    expect(fromRecipe.workloads.map((w) => [w.label, w.weights?.source, w.contexts])).toEqual([
+      [
+        'tiny/tiny-llama.gguf (llamacpp, service llm)',
+        `GGUF tensor data + 1 LoRA adapter (lora/${TINY_LORA.fileName})`,
+        // The base's context, the adapter's and the embeddings': a KV cache each.
+        3,
+      ],
+      ['apertus/config.json (vLLM)', '2 safetensors headers', undefined],
     ]);
     expect(fromRecipe.workloads[1]?.weights?.bytes).toBe(indexedWeightBytes);
     expect(fromRecipe.ports).toEqual([{ port: 18089, service: 'llm' }]);

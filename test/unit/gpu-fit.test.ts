@@ -298,6 +298,15 @@ describe('model files', () => {
     });
     expect(cpu.kvBytes).toBe(2 * 2 * 2 * 16 * 2 * 256);
     expect(cpu.verdict.status).toBe('ok');
+    // With an adapter and embeddings our server holds three contexts, a KV cache each.
+    const three = planCpuFit({
+      ...cpuInput(shape),
+      contextSize: 256,
+      contexts: 3,
+      memoryAvailableBytes: 8 * GIB,
+    });
+    expect(three.kvBytes).toBe(3 * cpu.kvBytes);
+    expect(three.verdict.detail).toContain('KV for 3 contexts of 256 tokens');
     expect(
       planCpuFit({ ...cpuInput(shape), memoryAvailableBytes: 100, memoryTotalBytes: 200 }).verdict.status,
     ).toBe('fail');

@@ -318,6 +318,7 @@ export function checkMemory(
       model: workload.shape,
       weights: workload.weights ?? { bytes: 0, source: 'unknown' },
       contextSize: workload.contextSize ?? 4096,
+      ...(workload.contexts !== undefined ? { contexts: workload.contexts } : {}),
       ...(probe.memory?.availableBytes !== undefined
         ? { memoryAvailableBytes: probe.memory.availableBytes }
         : {}),

@@ -24,6 +24,8 @@ export interface ModelWorkload {
   /** The service serving it. */
   service?: string;
   contextSize?: number;
+  /** llama.cpp: the contexts of contextSize tokens it holds, each with a KV cache; absent: one. */
+  contexts?: number;
 }
 
 /**
@@ -116,6 +118,33 @@ async function servedShards(component: ComponentView): Promise<ReadableFile[]> {
   }
   const present = new Set(readable.map((f) => f.path));
   return named.length > 0 && named.every((name) => present.has(name)) ? readable : [];
+}
+
+/**
+ * Our llama.cpp server with LoRA adapters and embeddings: each adapter's tensors are held
+ * next to the model's, and each adapter and the embeddings get a context of their own
+ * (llama.cpp binds an adapter to a context), so a KV cache each.
+ */
+export function withServerContexts(
+  workload: ModelWorkload,
+  adapters: ReadonlyArray<{ path: string; bytes: number }>,
+  embeddings: boolean,
+): ModelWorkload {
+  if (adapters.length === 0 && !embeddings) return workload;
+  const adapterBytes = adapters.reduce((sum, adapter) => sum + adapter.bytes, 0);
+  const weights = workload.weights ?? { bytes: 0, source: 'unknown' };
+  return {
+    ...workload,
+    ...(adapters.length > 0
+      ? {
+          weights: {
+            bytes: weights.bytes + adapterBytes,
+            source: `${weights.source} + ${adapters.length} LoRA adapter${adapters.length === 1 ? '' : 's'} (${adapters.map((a) => a.path).join(', ')})`,
+          },
+        }
+      : {}),
+    contexts: 1 + adapters.length + (embeddings ? 1 : 0),
+  };
 }
 
 /** A GGUF file judged for the CPU (llama.cpp): its header's shape, its tensor data's bytes. */

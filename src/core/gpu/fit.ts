@@ -305,6 +305,8 @@ export interface CpuFitInput {
   model: ModelShape;
   weights: { bytes: number; source: string };
   contextSize: number;
+  /** Contexts of contextSize tokens, each with its own KV cache; absent: one. */
+  contexts?: number;
   memoryAvailableBytes?: number;
   memoryTotalBytes?: number;
 }
@@ -320,7 +322,8 @@ export interface CpuFitReport {
 
 /** llama.cpp on CPU: weights (mmapped) + f16 KV cache for contextSize + overhead, against RAM. */
 export function planCpuFit(input: CpuFitInput): CpuFitReport {
-  const kvBytes = kvBytesPerToken(input.model, 2) * input.contextSize;
+  const contexts = input.contexts ?? 1;
+  const kvBytes = kvBytesPerToken(input.model, 2) * input.contextSize * contexts;
   const needed = input.weights.bytes + kvBytes + LLAMACPP_OVERHEAD_BYTES;
   const report: CpuFitReport = {
     weightBytes: input.weights.bytes,
@@ -329,7 +332,7 @@ export function planCpuFit(input: CpuFitInput): CpuFitReport {
     neededBytes: needed,
     verdict: { status: 'ok', detail: '' },
   };
-  const what = `${formatGB(input.weights.bytes)} weights + ${formatBinary(kvBytes)} KV for ${input.contextSize} tokens + ${formatBinary(LLAMACPP_OVERHEAD_BYTES)} overhead = ${formatGB(needed)}`;
+  const what = `${formatGB(input.weights.bytes)} weights + ${formatBinary(kvBytes)} KV for ${contexts === 1 ? '' : `${contexts} contexts of `}${input.contextSize} tokens + ${formatBinary(LLAMACPP_OVERHEAD_BYTES)} overhead = ${formatGB(needed)}`;
   if (input.memoryAvailableBytes === undefined) {
     report.verdict = { status: 'warn', detail: `needs ${what}; the host's free memory is unknown` };
     return report;

@@ -4,7 +4,7 @@
  */
 import path from 'node:path/posix';
 import type { z } from 'zod';
-import { ggufWorkload } from '../../check/model-workload.js';
+import { ggufWorkload, withServerContexts } from '../../check/model-workload.js';
 import { ApertusError } from '../../errors.js';
 import { componentIssue, type RuntimeAdapter } from '../adapter.js';
 import { modelServerParts } from '../model-server.js';
@@ -105,7 +105,13 @@ export const llamacppRuntime: RuntimeAdapter<
     }
     // A delta that leaves the model out: the host holds it from the base release.
     if (found.read === undefined) return [];
-    return [await ggufWorkload({ ...found, read: found.read }, `${name}/${file}`, service, name)];
+    const workload = await ggufWorkload({ ...found, read: found.read }, `${name}/${file}`, service, name);
+    // An adapter file a delta left out still has its listed size.
+    const adapters = (service.adapters ?? []).flatMap((adapter) => {
+      const listed = components.get(adapter.component)?.files.find((f) => f.path === adapter.path);
+      return listed ? [{ path: `${adapter.component}/${adapter.path}`, bytes: listed.size }] : [];
+    });
+    return [withServerContexts(workload, adapters, service.embeddings)];
   },
 
   needsContainerEngine: false,

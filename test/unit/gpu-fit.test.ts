@@ -11,7 +11,13 @@ import {
   judgeDriver,
   newestCudaFor,
 } from '../../src/core/gpu/cuda-driver.js';
-import { planCpuFit, planFit, suggestedContext, validTensorParallelSizes } from '../../src/core/gpu/fit.js';
+import {
+  planCpuFit,
+  planFit,
+  suggestedContext,
+  validTensorParallelSizes,
+  vllmLoraBytes,
+} from '../../src/core/gpu/fit.js';
 import { readGgufHeader } from '../../src/core/gpu/gguf-metadata.js';
 import {
   estimateParameters,
@@ -115,6 +121,23 @@ describe('fit on the H100 fixture', () => {
     expect(report.verdict.detail).toContain('tensor_parallel_size 1');
     expect(report.verdict.detail).toContain('largest context 65536');
     expect(report.verdict.hint).toBeUndefined();
+  });
+
+  it('with LoRA adapters at rank 16, Apertus-8B sets 84 MiB of LoRA buffers aside, taken from the KV cache', () => {
+    // Per layer, each slice's input + output: q, k, v 3 x 4096 + 4096 + 2 x 1024; o 4096 + 4096;
+    // up (no gate) 4096 + 21504; down 21504 + 4096: 77,824 x 32 layers, plus the embeddings and
+    // lm_head 2 x (131,072 + 4096); x rank 16 x 2 bytes.
+    expect(vllmLoraBytes(APERTUS_8B, 16)).toBe((77_824 * 32 + 270_336) * 16 * 2);
+    expect(vllmLoraBytes(APERTUS_8B, 64)).toBe(4 * vllmLoraBytes(APERTUS_8B, 16));
+    expect(vllmLoraBytes(APERTUS_8B, 16, 2)).toBe(2 * vllmLoraBytes(APERTUS_8B, 16));
+    const plain = planFit({ model: APERTUS_8B, ...h100 });
+    const lora = planFit({ model: APERTUS_8B, ...h100, lora: { rank: 16, maxLoras: 1 } });
+    expect(lora.lora).toEqual({ rank: 16, maxLoras: 1, bytesPerGpu: 88_342_528 });
+    expect(lora.overheadBytesPerGpu - plain.overheadBytesPerGpu).toBe(88_342_528);
+    expect((plain.options[0]?.kvBudgetBytesPerGpu ?? 0) - (lora.options[0]?.kvBudgetBytesPerGpu ?? 0)).toBe(
+      88_342_528,
+    );
+    expect(lora.verdict.detail).toContain('84.3 MiB of LoRA buffers (rank 16, 1 at once)');
   });
 
   it('Apertus-70B needs TP >= 2: one H100 cannot hold the weights, and the hint says how many would', () => {

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
+import type { ComponentView } from '../../src/core/bundle/component-files.js';
 import { fitDevices } from '../../src/core/check/evaluate-gpu.js';
 import { planFit } from '../../src/core/gpu/fit.js';
 import { modelShapeFromConfig } from '../../src/core/gpu/model-shape.js';
@@ -12,6 +13,7 @@ import {
   renderContainerRun,
   renderContainerUnit,
 } from '../../src/core/runtimes/container/engine.js';
+import { vllmRuntime } from '../../src/core/runtimes/vllm/adapter.js';
 import { readLoraRank } from '../../src/core/runtimes/vllm/lora-rank.js';
 import type { VllmServiceSpec } from '../../src/core/runtimes/vllm/spec.js';
 import {
@@ -259,6 +261,38 @@ describe('vLLM LoRA adapters', () => {
     ];
     for (const [ranks, expected] of cases) expect(vllmMaxLoraRank('llm', ranks), `${ranks}`).toBe(expected);
     expect(() => vllmMaxLoraRank('llm', [8, 1024])).toThrow(/rank 1 to 512, and an adapter has rank 1024/);
+  });
+
+  it("gives the host check its --max-lora-rank and --max-loras, so the fit counts vLLM's LoRA buffers", async () => {
+    const fileOf = (filePath: string, content: string) => ({
+      path: filePath,
+      size: Buffer.byteLength(content),
+      read: async (offset: number, length: number) => Buffer.from(content).subarray(offset, offset + length),
+    });
+    const viewOf = (name: string, files: ReturnType<typeof fileOf>[]): ComponentView => ({
+      name,
+      kind: name === 'model' ? 'model' : 'adapter',
+      files,
+      bytes: undefined,
+      partial: false,
+      missing: () => new Error('missing') as never,
+    });
+    const config = readFileSync(path.join(MODELS, 'apertus-8b-instruct-2509', 'config.json'), 'utf8');
+    const components = new Map([
+      ['model', viewOf('model', [fileOf('config.json', config)])],
+      ['sql-lora', viewOf('sql-lora', [fileOf('adapter_config.json', '{"r":12}')])],
+      ['legal-lora', viewOf('legal-lora', [fileOf('adapter_config.json', '{"r":40}')])],
+    ]);
+    // A bundle records each rank; 40 is served at 64, and the recipe asks for 2 at once.
+    const [bundled] = (await vllmRuntime.workloads?.(service, components)) ?? [];
+    expect(bundled?.lora).toEqual({ rank: 64, maxLoras: 2 });
+    // A recipe's adapters have their ranks read from their files; vLLM's default of 1 at once.
+    const unread = service.adapters?.map(({ rank: _rank, ...adapter }) => adapter);
+    const [fromFiles] =
+      (await vllmRuntime.workloads?.({ ...service, adapters: unread, extraArgs: [] }, components)) ?? [];
+    expect(fromFiles?.lora).toEqual({ rank: 64, maxLoras: 1 });
+    const [plain] = (await vllmRuntime.workloads?.({ ...service, adapters: undefined }, components)) ?? [];
+    expect(plain?.lora).toBeUndefined();
   });
 
   it("reads the rank from adapter_config.json: r, or rank_pattern's highest", async () => {

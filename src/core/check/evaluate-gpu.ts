@@ -272,6 +272,7 @@ export function checkFit(
     const report = planFit({
       model: workload.shape,
       ...(workload.weights ? { weights: workload.weights } : {}),
+      ...(workload.lora ? { lora: workload.lora } : {}),
       devices,
       ...(maxTensorParallel ? { maxTensorParallel } : {}),
       ...settings,

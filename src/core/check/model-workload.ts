@@ -26,6 +26,8 @@ export interface ModelWorkload {
   contextSize?: number;
   /** llama.cpp: the contexts of contextSize tokens it holds, each with a KV cache; absent: one. */
   contexts?: number;
+  /** vLLM serving LoRA adapters: its --max-lora-rank and --max-loras, which size the buffers the fit counts. */
+  lora?: { rank: number; maxLoras: number };
 }
 
 /**

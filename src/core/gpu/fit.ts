@@ -60,6 +60,8 @@ export interface FitInput {
   /** 1 for --kv-cache-dtype fp8; default 2 (bf16/fp16 cache, vLLM's auto). */
   kvCacheDtypeBytes?: number;
   overheadBytesPerGpu?: number;
+  /** --max-lora-rank and --max-loras when the service serves LoRA adapters: vLLM sets buffers aside for them. */
+  lora?: { rank: number; maxLoras: number };
 }
 
 export interface FitOption {
@@ -97,7 +99,10 @@ export interface FitReport {
     maxPositionEmbeddings?: number;
   };
   gpuMemoryUtilization: number;
+  /** Outside weights and KV cache, per GPU; includes the LoRA buffers. */
   overheadBytesPerGpu: number;
+  /** vLLM's LoRA buffers per GPU (vllmLoraBytes), when the service serves adapters. */
+  lora?: { rank: number; maxLoras: number; bytesPerGpu: number };
   requestedMaxModelLen: number;
   requestedTensorParallelSize?: number;
   devices: FitDevice[];
@@ -122,6 +127,35 @@ function roundDown(value: number, step: number): number {
   return Math.max(0, Math.floor(value / step) * step);
 }
 
+/**
+ * GPU memory vLLM sets aside for LoRA (--enable-lora): every linear layer it wraps (the
+ * attention's q, k, v and o, the MLP's up, gate and down) gets, per slice, an A buffer of
+ * max_loras x rank x input and a B buffer of max_loras x output x rank (vllm/lora/layers,
+ * `lora_a_stacked`, `lora_b_stacked`), and so do the embeddings and lm_head; in the
+ * model's 16-bit dtype (LoRAConfig `lora_dtype` auto), with `max_loras` 1, vLLM's default
+ * (docs.vllm.ai, config/lora). Held whole on each GPU here, which tensor parallelism only
+ * partly shards: an estimate on the safe side. MoE experts' LoRA is not counted.
+ */
+export function vllmLoraBytes(model: ModelShape, rank: number, maxLoras = 1): number {
+  const hidden = model.hiddenSize;
+  const attention = model.numAttentionHeads * model.headDim;
+  const kv = model.numKvHeads * model.headDim;
+  const intermediate = model.intermediateSize ?? 4 * hidden;
+  const mlpSlices = model.gatedMlp ? 2 : 1;
+  // Per layer, each slice's input plus output width: A is rank x input, B output x rank.
+  const perLayer =
+    3 * hidden +
+    attention +
+    2 * kv + // q, k, v: three slices of the hidden input
+    attention +
+    hidden + // o
+    mlpSlices * (hidden + intermediate) + // up (and gate)
+    intermediate +
+    hidden; // down
+  const embeddings = 2 * (model.vocabSize + hidden); // the embedding table and lm_head
+  return maxLoras * rank * 2 * (model.numLayers * perLayer + embeddings);
+}
+
 /** A max_model_len to suggest: whole thousands (of 1024) when that large, else whole KV blocks. */
 export function suggestedContext(tokens: number): number {
   return tokens >= 2048 ? roundDown(tokens, 1024) : roundDown(tokens, KV_BLOCK_TOKENS);
@@ -134,7 +168,8 @@ function tokensText(tokens: number): string {
 export function planFit(input: FitInput): FitReport {
   const { model } = input;
   const utilization = input.gpuMemoryUtilization ?? DEFAULT_GPU_MEMORY_UTILIZATION;
-  const overhead = input.overheadBytesPerGpu ?? DEFAULT_OVERHEAD_BYTES_PER_GPU;
+  const loraBytes = input.lora ? vllmLoraBytes(model, input.lora.rank, input.lora.maxLoras) : 0;
+  const overhead = (input.overheadBytesPerGpu ?? DEFAULT_OVERHEAD_BYTES_PER_GPU) + loraBytes;
   const parameters = estimateParameters(model);
   const weightBytes = input.weights?.bytes ?? Math.round(parameters * model.bytesPerParameter);
   const weightSource =
@@ -185,6 +220,7 @@ export function planFit(input: FitInput): FitReport {
     },
     gpuMemoryUtilization: utilization,
     overheadBytesPerGpu: overhead,
+    ...(input.lora ? { lora: { ...input.lora, bytesPerGpu: loraBytes } } : {}),
     requestedMaxModelLen: requested,
     ...(input.tensorParallelSize ? { requestedTensorParallelSize: input.tensorParallelSize } : {}),
     devices,
@@ -203,6 +239,7 @@ function judgeFit(report: FitReport, hostTp: number, requestedTp: number | undef
   const weights = `${formatGB(model.weightBytes)} weights`;
   const describe = (o: FitOption) =>
     `${weights} (${formatGB(o.weightBytesPerGpu)} per GPU at TP ${o.tensorParallelSize}), KV ${formatBinary(model.kvBytesPerToken)}/token, ` +
+    `${report.lora ? `${formatBinary(report.lora.bytesPerGpu)} of LoRA buffers (rank ${report.lora.rank}, ${report.lora.maxLoras} at once), ` : ''}` +
     `room for ${tokensText(o.kvCapacityTokens)} tokens of KV cache in ${formatGB(o.budgetBytesPerGpu)} usable per GPU ` +
     `(${deviceText(o)}); largest context ${o.largestContext}`;
   const deviceText = (o: FitOption) => {

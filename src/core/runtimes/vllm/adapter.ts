@@ -3,6 +3,7 @@
  * with the image and the flags the recipe leaves out chosen for each host's GPUs and driver.
  */
 import type { z } from 'zod';
+import type { ComponentView } from '../../bundle/component-files.js';
 import { componentWorkload } from '../../check/model-workload.js';
 import { componentIssue, type FieldIssue, type RuntimeAdapter } from '../adapter.js';
 import { containerStopScript, startContainerService } from '../container/service.js';
@@ -19,7 +20,7 @@ import {
   vllmRecipeService,
   vllmServiceSchema,
 } from './spec.js';
-import { vllmRunSpec } from './vllm.js';
+import { vllmMaxLoraRank, vllmRunSpec } from './vllm.js';
 
 export const vllmRuntime: RuntimeAdapter<
   VllmServiceSpec,
@@ -130,7 +131,9 @@ export const vllmRuntime: RuntimeAdapter<
   async workloads(service, components) {
     const component = components.get(service.model.component);
     const workload = component ? await componentWorkload(component, service.name) : undefined;
-    return workload ? [workload] : [];
+    if (workload === undefined) return [];
+    const rank = await servedLoraRank(service, components);
+    return [rank === undefined ? workload : { ...workload, lora: { rank, maxLoras: maxLorasOf(service) } }];
   },
   async offlineReadiness(service, components, names) {
     const component = components.get(service.model.component);
@@ -160,3 +163,36 @@ export const vllmRuntime: RuntimeAdapter<
   summary: (service) =>
     [service.model.id, ...(service.adapters ?? []).map((a) => `${a.id} (adapter)`)].join(', '),
 };
+
+/**
+ * The --max-lora-rank a service with adapters runs with, for the fit: each rank as the
+ * bundle recorded it, or read from the adapter's files; undefined without adapters, or
+ * while a rank is not at hand (the bundle step refuses an adapter without one).
+ */
+async function servedLoraRank(
+  service: VllmServiceSpec,
+  components: ReadonlyMap<string, ComponentView>,
+): Promise<number | undefined> {
+  if (!service.adapters?.length) return undefined;
+  const ranks: number[] = [];
+  for (const adapter of service.adapters) {
+    const view = components.get(adapter.component);
+    const readable = view?.files.some((f) => f.path === 'adapter_config.json' && f.read !== undefined);
+    const rank = adapter.rank ?? (view && readable ? await readLoraRank(view, service.name) : undefined);
+    if (rank === undefined) return undefined;
+    ranks.push(rank);
+  }
+  return vllmMaxLoraRank(service.name, ranks);
+}
+
+/** --max-loras from the recipe's extra flags (either spelling), else vLLM's default, 1 (docs.vllm.ai, config/lora). */
+function maxLorasOf(service: VllmServiceSpec): number {
+  const args = service.extraArgs;
+  for (const [i, arg] of args.entries()) {
+    const value =
+      arg === '--max-loras' ? args[i + 1] : arg.startsWith('--max-loras=') ? arg.slice(12) : undefined;
+    const count = Number(value);
+    if (value !== undefined && Number.isInteger(count) && count >= 1) return count;
+  }
+  return 1;
+}

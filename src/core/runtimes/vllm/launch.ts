@@ -19,7 +19,7 @@ export interface VllmLaunchInput {
   /** The host's GPUs as the install's host check probed them; undefined when not probed. */
   gpu: GpuInventory | undefined;
   /** The served model's shape and weight bytes (the check subject's vLLM workload). */
-  workload?: Pick<ModelWorkload, 'shape' | 'weights'> | undefined;
+  workload?: Pick<ModelWorkload, 'shape' | 'weights' | 'lora'> | undefined;
   /** Image configs by image component name: their Env carries CUDA_VERSION. */
   imageConfigs: ReadonlyMap<string, unknown>;
 }
@@ -57,6 +57,7 @@ export function planVllmLaunch(service: VllmServiceSpec, input: VllmLaunchInput)
     const report = planFit({
       model: input.workload.shape,
       ...(input.workload.weights ? { weights: input.workload.weights } : {}),
+      ...(input.workload.lora ? { lora: input.workload.lora } : {}),
       devices: devices.devices,
       ...(devices.maxTensorParallel ? { maxTensorParallel: devices.maxTensorParallel } : {}),
       ...(service.maxModelLen === undefined ? {} : { maxModelLen: service.maxModelLen }),

@@ -9,7 +9,7 @@
  * compared; retrieval is (a chunk's own text embeds to its own vector).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -308,6 +308,24 @@ describe('RAG service: PDF and DOCX into pgvector, sources that name the page', 
     ]);
     expect(otherCollection.exitCode).toBe(2);
     expect(otherCollection.stderr).toContain('has no RAG service "wards" (RAG services: rag)');
+    // A hostile name is only compared with the release's service names, never run or joined into a path.
+    const marker = path.join(base, 'pwned');
+    for (const hostile of [`$(touch ${marker})`, '../rag', 'rag\nrag']) {
+      const run = await runCli([
+        'rag',
+        'ingest',
+        '--local',
+        '--root',
+        root,
+        '--collection',
+        hostile,
+        docs,
+        '--json',
+      ]);
+      expect(run.exitCode).toBe(2);
+      expect(JSON.parse(run.stdout).error.code).toBe('rag-ingest-no-service');
+    }
+    await expect(stat(marker)).rejects.toThrow();
   });
 
   it('refuses a pgvector URL file others may read, naming it', async () => {
